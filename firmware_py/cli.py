@@ -1,0 +1,277 @@
+"""The ``bodycam`` command line: one program, a subcommand per job.
+
+Exit codes: 0 success; 1 the job ran and found a problem (a failed self-check, a part that
+could not be opened); 2 the command could not start (bad configuration, bad scenario, bad
+arguments) — with one line on stderr naming what is wrong.
+
+This module is the only place the firmware is wired to the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from device.hardware import HardwareError
+from firmware_py.config import Config, ConfigError, load as load_config
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("bodycam")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="device configuration (default: config/device.toml)")
+    p.add_argument("--policy", type=Path, metavar="FILE",
+                   help="policy configuration (default: config/policy.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bodycam",
+        description="Body-worn evidence recorder: agent, simulator and tools.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("selfcheck", help="run the pre-use self-check (Art. 7) and report",
+                       description="Run the pre-use self-check: battery, storage, clock, "
+                       "camera, microphone, GNSS. Exit 0 when every check passes (warnings "
+                       "pass), 1 when any fails. A failed check never blocks recording.")
+    _add_config_args(p)
+    p.add_argument("--hardware", choices=("sim", "pi"),
+                   help="override the configured hardware backends")
+    p.add_argument("--scenario", default="patrol", metavar="SCENARIO",
+                   help="with sim hardware: scenario whose conditions (battery, storage, "
+                   "clock, GNSS) the device starts in (default: patrol)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="with sim hardware: where the simulated device keeps its files "
+                   "(default: a temporary directory)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("simulate", help="run a scripted shift on simulated hardware",
+                       description="Run a scenario (a TOML file, or the name of a shipped "
+                       "one) on the simulated recorder in virtual time; print the timeline "
+                       "and write everything under --out.")
+    p.add_argument("scenario", metavar="SCENARIO", help="scenario file or shipped name "
+                   "(patrol, cold-start, faults)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="directory for the device's files, audit log and the run's report")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the result (self-checks, timeline, counts) as JSON")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("run", help="run the agent on the configured hardware",
+                       description="Run the recorder agent until interrupted. With "
+                       "hardware = \"sim\" the simulated recorder runs in real time.")
+    _add_config_args(p)
+    p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                   help="working directory of the device (evidence and audit log under it)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="stop after this many seconds (default: until interrupted)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"bodycam: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _scenario_error() as exc:
+        print(f"bodycam: scenario error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HardwareError as exc:
+        print(f"bodycam: hardware error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+
+
+def _scenario_error() -> type[Exception]:
+    from simulator.scenario import ScenarioError
+    return ScenarioError
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None,
+          source: str = "overrides") -> Config:
+    return load_config(args.config, args.policy, overrides, source)
+
+
+# --- selfcheck ---------------------------------------------------------------------------
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    config = _load(args)
+    hardware_kind = args.hardware or config.device.device.hardware
+    if hardware_kind == "sim":
+        report = _selfcheck_sim(args, config)
+    else:
+        report = _selfcheck_pi(config)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+    return EXIT_OK if report.passed else EXIT_PROBLEM
+
+
+def _selfcheck_sim(args: argparse.Namespace, config: Config):
+    import tempfile
+
+    from simulator import scenario as scenarios
+    from simulator.runner import Simulation
+
+    scenario = scenarios.load(args.scenario)
+    config = _load(args, scenario.config, f"{scenario.source} [config]")
+    out = args.out or Path(tempfile.mkdtemp(prefix="bodycam-selfcheck-"))
+    sim = Simulation(scenario, out, config)
+    world, agent = sim.world, sim.agent
+    dt = 1.0 / config.device.video.fps
+    world.tick()
+    agent.start()
+    try:
+        while not agent.reports and world.clock.now < 60.0:
+            world.clock.advance(dt)
+            world.load_w = config.device.power.idle_w
+            world.tick()
+            agent.step()
+        if not agent.reports:
+            raise HardwareError("self-check did not finish within 60 s of simulated time")
+        return agent.reports[0]
+    finally:
+        agent.close()
+        sim.audit.close()
+        world.close()
+
+
+def _selfcheck_pi(config: Config):
+    from firmware_py.agent import Agent
+    from firmware_py.audit import AuditLog
+    from firmware_py.pi import build_pi_hardware
+
+    evidence = Path(config.device.device.evidence_dir)
+    evidence.mkdir(parents=True, exist_ok=True)
+    hardware = build_pi_hardware(config.device, evidence)
+    audit = AuditLog(evidence.parent / "audit.jsonl", hardware.clock)
+    agent = Agent(config, hardware, audit)
+    try:
+        agent.start()
+        deadline = time.monotonic() + config.policy.selfcheck.probe_seconds + 5.0
+        while not agent.reports and time.monotonic() < deadline:
+            agent.step()
+            time.sleep(0.01)
+        if not agent.reports:
+            raise HardwareError("self-check did not finish")
+        return agent.reports[0]
+    finally:
+        agent.close()
+        audit.close()
+        hardware.close()
+
+
+# --- simulate ----------------------------------------------------------------------------
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator import scenario as scenarios
+    from simulator.runner import Simulation, print_entry
+
+    scenario = scenarios.load(args.scenario)
+    config = _load(args, scenario.config, f"{scenario.source} [config]")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    on_entry = None if args.json else print_entry(sys.stdout)
+    if not args.json:
+        print(f"scenario {scenario.name}: {scenario.description}".rstrip(": "))
+        print(f"device {config.device.device.id}, {config.device.video.width}x"
+              f"{config.device.video.height}@{config.device.video.fps}, "
+              f"{scenario.duration_s:g} s simulated, files under {out}")
+    result = Simulation(scenario, out, config, on_entry).run()
+    summary = result.to_json()
+    (out / "simulation.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    (out / "timeline.txt").write_text("\n".join(e.line() for e in result.timeline) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        print(f"done: {result.simulated_seconds:.0f} s simulated in {result.wall_seconds:.1f} s "
+              f"({result.speed:.1f}x real time), {result.frames} frames, "
+              f"{len(result.recordings)} recordings, final state {result.final_state}")
+        for report in result.reports[:1]:
+            print(report.summary())
+    return EXIT_OK
+
+
+# --- run ---------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from firmware_py.agent import Agent
+    from firmware_py.audit import AuditLog
+
+    config = _load(args)
+    root: Path = args.root
+    root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.seconds is not None:
+        threading.Timer(args.seconds, stop.set).start()
+    if config.device.device.hardware == "pi":
+        from firmware_py.pi import build_pi_hardware
+        evidence = Path(config.device.device.evidence_dir)
+        evidence = evidence if evidence.is_absolute() else root / evidence
+        evidence.mkdir(parents=True, exist_ok=True)
+        hardware = build_pi_hardware(config.device, evidence)
+        audit = AuditLog(root / "audit.jsonl", hardware.clock)
+        agent = Agent(config, hardware, audit)
+        try:
+            agent.run(stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            agent.close()
+            audit.close()
+            hardware.close()
+        return EXIT_OK
+    return _run_sim_realtime(config, root, stop)
+
+
+def _run_sim_realtime(config: Config, root: Path, stop: threading.Event) -> int:
+    """The simulated recorder paced to the wall clock, for trying the agent by hand."""
+    from datetime import datetime, timezone
+
+    from simulator.runner import Simulation, print_entry
+    from simulator.scenario import Scenario
+
+    scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(), 48 * 3600)
+    sim = Simulation(scenario, root, config, print_entry(sys.stdout))
+    world, agent = sim.world, sim.agent
+    started = time.monotonic()
+    world.tick()
+    agent.start()
+    try:
+        while not stop.is_set():
+            world.clock.advance_to(max(world.clock.now, time.monotonic() - started))
+            world.load_w = sim.load_w()
+            world.tick()
+            agent.step()
+            stop.wait(1.0 / config.device.video.fps)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close()
+        sim.audit.close()
+        world.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

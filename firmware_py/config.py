@@ -1,0 +1,307 @@
+"""Configuration: ``config/device.toml`` and ``config/policy.toml``, loaded once and validated.
+
+Each section is a frozen dataclass whose fields carry their allowed values in metadata,
+so validation, defaults and the reference table in the README come from one place. A
+wrong key or value raises ``ConfigError`` whose message is one line naming the file, the
+key, the value and what is allowed; the command line prints it and exits with code 2
+before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ConfigError(ValueError):
+    """One wrong thing in a configuration file, described in one line."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source = source
+        self.key = key
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+def setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
+            choices: tuple[Any, ...] | None = None, pattern: str | None = None) -> Any:
+    """A dataclass field with its documentation and allowed values."""
+    return field(default=default, metadata={"doc": doc, "min": min, "max": max,
+                                            "choices": choices, "pattern": pattern})
+
+
+# --- device.toml -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeviceSection:
+    id: str = setting("BC-0001", "Device id, burned into the picture and every record.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    unit: str = setting("Baofeng County HRSS Labour Inspection Brigade",
+                        "The unit the device is enrolled to (R18.3).")
+    officer: str = setting("", "Assigned officer id; empty when unassigned (set at the dock).",
+                           pattern=r"^[A-Za-z0-9_-]{0,32}$")
+    hardware: str = setting("sim", "Which backends drive the parts.", choices=("sim", "pi"))
+    evidence_dir: str = setting("evidence", "Where evidence is written (relative to the "
+                                "working directory unless absolute).")
+    utc_offset: str = setting("+08:00", "Local time's offset from UTC, shown in the stamp.",
+                              pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$")
+
+    @property
+    def utc_offset_s(self) -> int:
+        sign = -1 if self.utc_offset[0] == "-" else 1
+        hours, minutes = self.utc_offset[1:].split(":")
+        return sign * (int(hours) * 3600 + int(minutes) * 60)
+
+
+@dataclass(frozen=True)
+class VideoSection:
+    width: int = setting(640, "Frame width in pixels (even).", min=160, max=3840)
+    height: int = setting(360, "Frame height in pixels (even).", min=120, max=2160)
+    fps: int = setting(30, "Frames per second.", min=1, max=60)
+    bitrate: int = setting(1_500_000, "H.264 bitrate in bit/s (R11.3).", min=100_000, max=25_000_000)
+    keyframe_interval_s: float = setting(1.0, "Seconds between keyframes; segments and the "
+                                         "pre-event buffer cut on them.", min=0.25, max=2.0)
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    sample_rate: int = setting(16_000, "Microphone sample rate in Hz.",
+                               choices=(8_000, 16_000, 22_050, 32_000, 44_100, 48_000))
+    channels: int = setting(1, "Microphone channels.", min=1, max=2)
+    block_ms: int = setting(20, "Length of one captured audio block.", min=5, max=100)
+    bitrate: int = setting(64_000, "Encoded audio bitrate in bit/s.", min=16_000, max=320_000)
+
+
+@dataclass(frozen=True)
+class RecordingSection:
+    segment_seconds: int = setting(60, "Length of one segment file.", min=10, max=600)
+    pre_event_seconds: int = setting(30, "Pre-event buffer held while ready (R8.1).", min=0, max=120)
+    pre_event_audio: bool = setting(False, "Keep audio in the pre-event buffer too.")
+
+
+@dataclass(frozen=True)
+class PhotoSection:
+    width: int = setting(1280, "Still photo width in pixels.", min=160, max=4608)
+    height: int = setting(720, "Still photo height in pixels.", min=120, max=3456)
+
+
+@dataclass(frozen=True)
+class ButtonsSection:
+    record_pin: int = setting(17, "GPIO (BCM) of the record button.", min=0, max=27)
+    photo_pin: int = setting(27, "GPIO (BCM) of the photo button.", min=0, max=27)
+    marker_pin: int = setting(22, "GPIO (BCM) of the marker button.", min=0, max=27)
+    long_press_s: float = setting(1.5, "Hold time that makes a press a long press.",
+                                  min=0.5, max=5.0)
+
+
+@dataclass(frozen=True)
+class IndicatorsSection:
+    led_green_pin: int = setting(5, "GPIO of the green LED; -1 when not fitted.", min=-1, max=27)
+    led_red_pin: int = setting(6, "GPIO of the red LED; -1 when not fitted.", min=-1, max=27)
+    led_blue_pin: int = setting(13, "GPIO of the blue LED; -1 when not fitted.", min=-1, max=27)
+    buzzer_pin: int = setting(19, "GPIO of the buzzer; -1 when not fitted.", min=-1, max=27)
+    vibration_pin: int = setting(26, "GPIO of the vibration motor; -1 when not fitted.",
+                                 min=-1, max=27)
+
+
+@dataclass(frozen=True)
+class GnssSection:
+    port: str = setting("/dev/serial0", "Serial port of the GNSS receiver.")
+    baudrate: int = setting(9600, "Its baud rate.",
+                            choices=(4800, 9600, 19200, 38400, 57600, 115200))
+
+
+@dataclass(frozen=True)
+class PowerSection:
+    sysfs_root: str = setting("/sys/class/power_supply", "Linux power_supply class directory.")
+    battery: str = setting("", "Battery name under it; empty picks the first battery.")
+    capacity_wh: float = setting(18.5, "Battery capacity, for estimates when the gauge "
+                                 "reports no energy.", min=1.0, max=200.0)
+    idle_w: float = setting(2.2, "Draw while ready (camera and pre-event buffer running).",
+                            min=0.1, max=30.0)
+    recording_w: float = setting(3.7, "Draw while recording.", min=0.1, max=30.0)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: DeviceSection = field(default_factory=DeviceSection)
+    video: VideoSection = field(default_factory=VideoSection)
+    audio: AudioSection = field(default_factory=AudioSection)
+    recording: RecordingSection = field(default_factory=RecordingSection)
+    photo: PhotoSection = field(default_factory=PhotoSection)
+    buttons: ButtonsSection = field(default_factory=ButtonsSection)
+    indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
+    gnss: GnssSection = field(default_factory=GnssSection)
+    power: PowerSection = field(default_factory=PowerSection)
+
+    @property
+    def recording_bitrate(self) -> int:
+        """Bits per second written while recording, video and audio together."""
+        return self.video.bitrate + self.audio.bitrate
+
+
+# --- policy.toml -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SelfCheckPolicy:
+    battery_min_percent: float = setting(30.0, "R7.2: least charge to pass.", min=0, max=100)
+    battery_min_recording_hours: float = setting(2.0, "R7.2: least recording time the charge "
+                                                 "must last.", min=0, max=24)
+    storage_min_recording_hours: float = setting(4.0, "R7.3: least recording time that must "
+                                                 "fit in free storage.", min=0, max=100)
+    clock_max_offset_s: float = setting(2.0, "R7.4: largest clock offset from a trusted "
+                                        "source that passes.", min=0.01, max=3600)
+    clock_correct_above_s: float = setting(0.5, "Offsets from a trusted source above this "
+                                           "are corrected (and logged).", min=0.0, max=3600)
+    camera_min_frame_ratio: float = setting(0.8, "R7.5: share of expected frames the camera "
+                                            "must deliver during the probe.", min=0.0, max=1.0)
+    microphone_min_dbfs: float = setting(-70.0, "R7.5: quietest level that counts as the "
+                                         "microphone hearing something.", min=-120.0, max=0.0)
+    gnss_fix_required: bool = setting(False, "Fail the check without a fix (otherwise a "
+                                      "receiver that talks but has no fix passes).")
+    probe_seconds: float = setting(1.0, "How long camera and microphone are watched.",
+                                   min=0.2, max=10.0)
+
+
+@dataclass(frozen=True)
+class WarningsPolicy:
+    battery_low_percent: float = setting(15.0, "Warn the officer below this charge.",
+                                         min=0, max=100)
+    storage_low_minutes: float = setting(30.0, "Warn the officer when less recording time "
+                                         "than this fits.", min=0, max=6000)
+    gnss_lost_after_s: float = setting(10.0, "A fix older than this counts as lost.",
+                                       min=1, max=600)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    selfcheck: SelfCheckPolicy = field(default_factory=SelfCheckPolicy)
+    warnings: WarningsPolicy = field(default_factory=WarningsPolicy)
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    policy: PolicyConfig
+    sources: tuple[str, ...] = ()
+
+
+# --- loading and validation --------------------------------------------------------------
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_value(source: str, key: str, value: Any, kind: type, meta: Mapping[str, Any]) -> Any:
+    # bool is an int in Python; TOML keeps them apart and so do we.
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(source, key, f"{value!r} is not {_TYPE_NAMES[kind]}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(source, key, f"{value!r} is not allowed: use one of {allowed}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(source, key, f"{value!r} is out of range: allowed {_fmt(lo)} to {_fmt(hi)}")
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ConfigError(source, key, f"{value!r} does not match the form {pattern}")
+    return value
+
+
+def _fmt(n: float | None) -> str:
+    if n is None:
+        return "any"
+    return str(int(n)) if float(n).is_integer() else str(n)
+
+
+def build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "", base: Any = None) -> Any:
+    """Make ``cls`` from a TOML table over ``base`` (defaults when None), validating each key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, prefix.rstrip("."), f"must be a table, got {data!r}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            allowed = ", ".join(known)
+            raise ConfigError(source, prefix + key, f"unknown key (allowed here: {allowed})")
+    current = base if base is not None else cls()
+    changes: dict[str, Any] = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if is_dataclass(kind):
+            changes[name] = build(kind, value, source, f"{prefix}{name}.", getattr(current, name))
+        else:
+            changes[name] = _check_value(source, prefix + name, value, kind, known[name].metadata)
+    result = replace(current, **changes)
+    _check_whole(result, source, prefix)
+    return result
+
+
+def _check_whole(section: Any, source: str, prefix: str) -> None:
+    """Rules that tie several keys of one section together."""
+    if isinstance(section, (VideoSection, PhotoSection)):
+        for name in ("width", "height"):
+            value = getattr(section, name)
+            if value % 2:
+                raise ConfigError(source, prefix + name, f"{value} must be even (4:2:0 video)")
+    if isinstance(section, ButtonsSection):
+        pins = [section.record_pin, section.photo_pin, section.marker_pin]
+        if len(set(pins)) != len(pins):
+            raise ConfigError(source, prefix.rstrip("."), f"two buttons share a pin: {pins}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+
+
+def load(device_path: Path | None = None, policy_path: Path | None = None,
+         overrides: Mapping[str, Any] | None = None, overrides_source: str = "overrides") -> Config:
+    """Load device and policy configuration; shipped defaults where a path is not given.
+
+    ``overrides`` is a device.toml-shaped table applied last (a scenario's ``[config]``).
+    """
+    device_path = device_path or CONFIG_DIR / "device.toml"
+    policy_path = policy_path or CONFIG_DIR / "policy.toml"
+    device = build(DeviceConfig, read_toml(device_path), str(device_path))
+    if overrides:
+        device = build(DeviceConfig, overrides, overrides_source, base=device)
+    policy = build(PolicyConfig, read_toml(policy_path), str(policy_path))
+    return Config(device, policy, (str(device_path), str(policy_path)))
+
+
+def reference_markdown() -> str:
+    """The configuration reference table for the README, from the dataclasses themselves."""
+    lines: list[str] = []
+    for file_name, root in (("device.toml", DeviceConfig), ("policy.toml", PolicyConfig)):
+        lines += [f"**`config/{file_name}`**", "", "| key | default | allowed | meaning |",
+                  "|---|---|---|---|"]
+        for section in fields(root):
+            section_cls = get_type_hints(root)[section.name]
+            for f in fields(section_cls):
+                meta = f.metadata
+                if meta.get("choices"):
+                    allowed = ", ".join(f"`{c}`" for c in meta["choices"])
+                elif meta.get("min") is not None or meta.get("max") is not None:
+                    allowed = f"{_fmt(meta.get('min'))} – {_fmt(meta.get('max'))}"
+                elif meta.get("pattern"):
+                    allowed = f"`{meta['pattern']}`"
+                else:
+                    allowed = ""
+                default = f.default if f.default is not MISSING else ""
+                default_text = f"`{str(default).lower()}`" if isinstance(default, bool) else f"`{default!r}`"
+                lines.append(f"| `{section.name}.{f.name}` | {default_text} | {allowed} "
+                             f"| {meta.get('doc', '')} |")
+        lines.append("")
+    return "\n".join(lines)

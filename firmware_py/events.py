@@ -1,0 +1,145 @@
+"""What the agent core is told (events) and what it asks the edge to do (actions).
+
+Plain frozen dataclasses, in the manner of h11's events: the core reads events and
+returns actions, and never touches hardware, files or threads itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.clock import TimeSource
+from device.gnss import GnssFix
+from device.inputs import ButtonEvent
+from device.power import PowerReading
+from device.storage import StorageReading
+from firmware_py.selfcheck import CheckReason, SelfCheckReport
+from firmware_py.signals import Alert, Signal
+
+
+# --- events: the world, as the edge saw it -----------------------------------------------
+
+@dataclass(frozen=True)
+class Booted:
+    at: float
+
+
+@dataclass(frozen=True)
+class ButtonGesture:
+    event: ButtonEvent
+
+
+@dataclass(frozen=True)
+class SelfCheckDone:
+    report: SelfCheckReport
+
+
+@dataclass(frozen=True)
+class GnssUpdate:
+    fix: GnssFix
+    at: float
+
+
+@dataclass(frozen=True)
+class ClockOffsetMeasured:
+    """The device clock against a trusted time: device minus reference at ``at``."""
+
+    source: TimeSource
+    offset_s: float
+    reference_utc: float
+    at: float
+
+
+@dataclass(frozen=True)
+class PowerUpdate:
+    reading: PowerReading
+    at: float
+
+
+@dataclass(frozen=True)
+class StorageUpdate:
+    reading: StorageReading
+    hours_free: float
+    at: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; lets the core notice ages (a fix grown stale) without other events."""
+
+    at: float
+
+
+Event = (Booted | ButtonGesture | SelfCheckDone | GnssUpdate | ClockOffsetMeasured
+         | PowerUpdate | StorageUpdate | Tick)
+
+
+# --- actions: what the edge must do ------------------------------------------------------
+
+@dataclass(frozen=True)
+class StartCamera:
+    pass
+
+
+@dataclass(frozen=True)
+class StopCamera:
+    pass
+
+
+@dataclass(frozen=True)
+class BeginSelfCheck:
+    reason: CheckReason
+
+
+@dataclass(frozen=True)
+class CorrectClock:
+    source: TimeSource
+    reference_utc: float
+    at: float
+
+
+@dataclass(frozen=True)
+class StartRecording:
+    pass
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    pass
+
+
+@dataclass(frozen=True)
+class TakePhoto:
+    pass
+
+
+@dataclass(frozen=True)
+class AddMarker:
+    incident: bool  # a long press marks an incident for long-term keeping (R16.1)
+
+
+@dataclass(frozen=True)
+class ShowSignal:
+    """The steady state the indicators show (replaces the previous one)."""
+
+    signal: Signal
+
+
+@dataclass(frozen=True)
+class RaiseAlert:
+    """A one-off pattern on buzzer, vibration and LEDs, over the steady signal."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the audit log (R18.2): ``kind`` names the event, ``fields`` its facts."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | StartRecording
+          | StopRecording | TakePhoto | AddMarker | ShowSignal | RaiseAlert | Log)

@@ -1,0 +1,222 @@
+"""Run a scenario: the real agent on the simulated recorder, frame by frame in virtual time.
+
+Each step advances the virtual clock by one frame interval, applies the scenario events
+that are due, lets every simulated part catch up (``SimWorld.tick``: GNSS sentences into
+the pty, a camera frame encoded, audio captured, the battery drained) and then runs one
+pass of the agent's loop. Everything the agent logs becomes a line of the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from firmware_py.agent import Agent
+from firmware_py.audit import AuditLog
+from firmware_py.config import Config, load as load_config
+from firmware_py.core import State
+from firmware_py.selfcheck import SelfCheckReport
+from simulator.hardware import SimWorld, build_world
+from simulator.scenario import Scenario, ScenarioEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    t: float  # virtual seconds since the start
+    local: str  # device clock, local time
+    source: str  # "scenario" or "agent"
+    kind: str
+    fields: dict[str, Any]
+
+    def line(self) -> str:
+        h, rest = divmod(int(self.t), 3600)
+        m, s = divmod(rest, 60)
+        facts = " ".join(f"{k}={_short(v)}" for k, v in self.fields.items()
+                         if k not in ("checks", "at"))
+        marker = ">>" if self.source == "scenario" else "  "
+        return f"{marker} +{h:d}:{m:02d}:{s:02d}  {self.local[11:19]}  {self.kind:<20} {facts}".rstrip()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+@dataclass
+class SimulationResult:
+    scenario: Scenario
+    out: Path
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    reports: list[SelfCheckReport] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    simulated_seconds: float = 0.0
+    final_state: str = ""
+    powered_off: bool = False
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    frames: int = 0
+    gnss_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speed(self) -> float:
+        return self.simulated_seconds / self.wall_seconds if self.wall_seconds else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name, "source": self.scenario.source, "out": str(self.out),
+            "simulated_seconds": round(self.simulated_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3), "speed": round(self.speed, 2),
+            "final_state": self.final_state, "powered_off": self.powered_off,
+            "frames": self.frames, "recordings": self.recordings, "gnss": self.gnss_stats,
+            "selfchecks": [r.to_json() for r in self.reports],
+            "timeline": [{"t": round(e.t, 3), "local": e.local, "source": e.source,
+                          "kind": e.kind, "fields": e.fields} for e in self.timeline],
+        }
+
+
+class Simulation:
+    """One scenario run; ``run`` drives it to the end (or until the battery dies)."""
+
+    def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
+                 on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
+        self.scenario = scenario
+        self.out = Path(out)
+        self.config = config or load_config(overrides=scenario.config,
+                                            overrides_source=f"{scenario.source} [config]")
+        self.world: SimWorld = build_world(self.config.device, scenario, self.out / "device")
+        self.audit = AuditLog(self.out / "device" / "audit.jsonl", self.world.hardware.clock)
+        self.agent = Agent(self.config, self.world.hardware, self.audit)
+        self.agent.log_listeners.append(self._agent_logged)
+        self.result = SimulationResult(scenario, self.out)
+        self._on_entry = on_entry
+        self._events = list(scenario.events)
+
+    def _entry(self, source: str, kind: str, fields: dict[str, Any]) -> None:
+        entry = TimelineEntry(self.world.clock.now, self.world.hardware.clock.now().isoformat(),
+                              source, kind, fields)
+        self.result.timeline.append(entry)
+        if self._on_entry is not None:
+            self._on_entry(entry)
+
+    def _agent_logged(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind != "button":  # the scenario line already says what was pressed
+            self._entry("agent", kind, fields)
+
+    def _apply(self, event: ScenarioEvent) -> None:
+        w = self.world
+        self._entry("scenario", event.describe(), {})
+        long_press = self.config.device.buttons.long_press_s
+        match event.action:
+            case "press":
+                w.hold(event.button, 0.2)
+            case "long_press":
+                w.hold(event.button, long_press + 0.3)
+            case "hold":
+                w.hold(event.button, event.seconds)
+            case "dock":
+                w.battery.dock()
+            case "undock":
+                w.battery.undock()
+            case "recover":
+                {"camera": w.camera.recover, "microphone": w.microphone.recover,
+                 "gnss": lambda: w.gnss.lose_fix(until=w.clock.now)}[event.part]()
+            case "fault":
+                self._fault(event)
+
+    def _fault(self, event: ScenarioEvent) -> None:
+        w = self.world
+        match event.fault:
+            case "camera_stopped":
+                w.camera.fail("stopped")
+            case "camera_garbage":
+                w.camera.fail("garbage")
+            case "microphone_stopped":
+                w.microphone.fail("stopped")
+            case "microphone_silent":
+                w.microphone.fail("silent")
+            case "gnss_lost":
+                w.gnss.lose_fix(until=w.clock.now + event.seconds)
+            case "gnss_garbage":
+                w.gnss.send_raw(b"$GPGGA,garbage*00\r\n\xff\xfe nonsense\r\n$GNRMC,1,2,3\r\n")
+            case "storage_full":
+                w.storage.fill_to(0)
+            case "storage_fill":
+                w.storage.fill(int(event.amount * 1e6))
+            case "battery_drain":
+                w.battery.drain(event.amount)
+            case "clock_jump":
+                w.wall.jump(event.seconds)
+
+    def load_w(self) -> float:
+        power = self.config.device.power
+        state = self.agent.state
+        if state is State.RECORDING:
+            return power.recording_w
+        if state is State.DOCKED:
+            return 0.5
+        return power.idle_w
+
+    def run(self) -> SimulationResult:
+        w = self.world
+        dt = 1.0 / self.config.device.video.fps
+        started = time.perf_counter()
+        w.tick()
+        self.agent.start()
+        try:
+            while w.clock.now < self.scenario.duration_s:
+                w.clock.advance(dt)
+                while self._events and self._events[0].at <= w.clock.now:
+                    self._apply(self._events.pop(0))
+                w.load_w = self.load_w()
+                w.tick()
+                if w.battery.dead:
+                    self._entry("scenario", "battery empty: device off", {})
+                    self.result.powered_off = True
+                    break
+                self.agent.step()
+            if not self.result.powered_off:
+                self.agent.close()
+        finally:
+            self.result.wall_seconds = time.perf_counter() - started
+            self.result.simulated_seconds = w.clock.now
+            self.result.final_state = str(self.agent.state)
+            self.result.reports = list(self.agent.reports)
+            tally = self.agent.pipeline
+            self.result.recordings = list(getattr(tally, "history", []))
+            self.result.frames = getattr(tally, "frames", 0)
+            stats = w.hardware.gnss.stats
+            self.result.gnss_stats = {"sentences": stats.sentences, "fixes": stats.fixes,
+                                      "malformed": stats.malformed,
+                                      "bad_checksum": stats.bad_checksum}
+            self.audit.close()
+            w.close()
+        return self.result
+
+
+def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,
+                 on_entry: Callable[[TimelineEntry], None] | None = None) -> SimulationResult:
+    return Simulation(scenario, out, config, on_entry).run()
+
+
+def print_entry(stream: TextIO) -> Callable[[TimelineEntry], None]:
+    def show(entry: TimelineEntry) -> None:
+        stream.write(entry.line() + "\n")
+        if entry.kind == "selfcheck":
+            stream.write(_indent(entry.fields) + "\n")
+        stream.flush()
+    return show
+
+
+def _indent(report: dict[str, Any]) -> str:
+    lines = []
+    for c in report.get("checks", []):
+        lines.append(f"{'':14}{c['status'].upper():4}  {c['name']:<10} {c['message']}")
+    return "\n".join(lines)

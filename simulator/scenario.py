@@ -1,0 +1,299 @@
+"""Scenario files: a simulated shift scripted in TOML, validated with clear errors.
+
+A scenario sets the scene (start time, battery, storage, clock error, GNSS route),
+overrides device configuration, and lists timed events::
+
+    [scenario]
+    name = "patrol"
+    start = 2026-11-29T08:30:00+08:00
+    duration = "10m"
+
+    [config.recording]          # any device.toml table
+    segment_seconds = 60
+
+    [[event]]
+    at = "1:05"                 # seconds, "m:ss", "h:mm:ss", or "90s" / "5m" / "1h"
+    action = "press"            # press, long_press, hold, fault, recover, dock, undock
+    button = "record"
+
+Fault kinds: camera_stopped, camera_garbage, microphone_stopped, microphone_silent,
+gnss_lost (with ``duration``), gnss_garbage, storage_full, storage_fill (``mb``),
+battery_drain (``percent``), clock_jump (``seconds``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from device.inputs import Button
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock")
+FAULTS = ("camera_stopped", "camera_garbage", "microphone_stopped", "microphone_silent",
+          "gnss_lost", "gnss_garbage", "storage_full", "storage_fill", "battery_drain",
+          "clock_jump")
+RECOVERABLE = ("camera", "microphone", "gnss")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; the message names the file and the place."""
+
+
+@dataclass(frozen=True)
+class ScenarioEvent:
+    at: float
+    action: str
+    button: Button | None = None
+    seconds: float = 0.0  # hold time, fault duration, clock jump
+    fault: str = ""
+    part: str = ""
+    amount: float = 0.0  # percent (battery_drain) or MB (storage_fill)
+
+    def describe(self) -> str:
+        if self.action in ("press", "long_press"):
+            return f"{self.action.replace('_', ' ')} {self.button}"
+        if self.action == "hold":
+            return f"hold {self.button} for {self.seconds:g} s"
+        if self.action == "fault":
+            extra = {"gnss_lost": f" for {self.seconds:g} s", "clock_jump": f" by {self.seconds:+g} s",
+                     "battery_drain": f" by {self.amount:g} %", "storage_fill": f" by {self.amount:g} MB"}
+            return f"fault {self.fault}{extra.get(self.fault, '')}"
+        if self.action == "recover":
+            return f"recover {self.part}"
+        return self.action
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    start_utc: float
+    duration_s: float
+    seed: int = 1
+    config: dict[str, Any] = field(default_factory=dict)
+    battery_percent: float = 90.0
+    battery_capacity_wh: float = 18.5
+    storage_quota_mb: float = 32_000.0
+    clock_error_s: float = 0.0
+    clock_drift_ppm: float = 0.0
+    gnss_ttff_s: float = 5.0
+    gnss_satellites: int = 9
+    route: tuple[Waypoint, ...] = (Waypoint(33.8686, 113.0534),)
+    speed_mps: float = 1.4
+    docked_at_start: bool = False
+    events: tuple[ScenarioEvent, ...] = ()
+    source: str = ""
+
+
+_DURATION = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+_UNIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)$")
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from 90, 90.5, "90s", "5m", "1h", "1:30" or "1:02:03"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ScenarioError(f"{where}: {value!r} is negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if m := _DURATION.match(text):
+            hours, minutes, seconds = m.group(1), m.group(2), m.group(3)
+            return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+        if m := _UNIT.match(text):
+            scale = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+            return float(m.group(1)) * scale
+        try:
+            return parse_duration(float(text), where)
+        except ValueError:
+            pass
+    raise ScenarioError(f"{where}: {value!r} is not a time (use seconds, \"m:ss\", "
+                        "\"h:mm:ss\", or \"90s\"/\"5m\"/\"1h\")")
+
+
+def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+          default: Any = None, lo: float | None = None, hi: float | None = None) -> Any:
+    if key not in table:
+        if default is None:
+            raise ScenarioError(f"{where}: missing key {key!r}")
+        return default
+    value = table.pop(key)
+    if kind in (float, (int, float)) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ScenarioError(f"{where}.{key}: {value!r} has the wrong type")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ScenarioError(f"{where}.{key}: {value!r} is out of range {lo} to {hi}")
+    return value
+
+
+def _no_extra(table: dict[str, Any], where: str) -> None:
+    if table:
+        raise ScenarioError(f"{where}: unknown key {next(iter(table))!r}")
+
+
+def _event(raw: Any, where: str) -> ScenarioEvent:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a table")
+    t = dict(raw)
+    if "at" not in t:
+        _missing(where, "at")
+    at = parse_duration(t.pop("at"), f"{where}.at")
+    action = _take(t, "action", str, where)
+    if action not in ACTIONS:
+        raise ScenarioError(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
+    event: ScenarioEvent
+    if action in ("press", "long_press", "hold"):
+        name = _take(t, "button", str, where)
+        try:
+            button = Button(name)
+        except ValueError:
+            raise ScenarioError(f"{where}.button: {name!r} is not one of "
+                                f"{', '.join(b.value for b in Button)}") from None
+        seconds = 0.0
+        if action == "hold":
+            if "seconds" not in t:
+                _missing(where, "seconds")
+            seconds = parse_duration(t.pop("seconds"), f"{where}.seconds")
+        if action == "hold" and seconds <= 0:
+            raise ScenarioError(f"{where}.seconds: a hold needs a positive time")
+        event = ScenarioEvent(at, action, button=button, seconds=seconds)
+    elif action == "fault":
+        kind = _take(t, "kind", str, where)
+        if kind not in FAULTS:
+            raise ScenarioError(f"{where}.kind: {kind!r} is not one of {', '.join(FAULTS)}")
+        seconds = amount = 0.0
+        if kind == "gnss_lost":
+            seconds = parse_duration(t.pop("duration", 60), f"{where}.duration")
+        elif kind == "clock_jump":
+            seconds = _take(t, "seconds", (int, float), where, lo=-86400 * 365, hi=86400 * 365)
+        elif kind == "battery_drain":
+            amount = _take(t, "percent", (int, float), where, lo=0, hi=100)
+        elif kind == "storage_fill":
+            amount = _take(t, "mb", (int, float), where, lo=0, hi=10_000_000)
+        event = ScenarioEvent(at, action, fault=kind, seconds=float(seconds), amount=float(amount))
+    elif action == "recover":
+        part = _take(t, "part", str, where)
+        if part not in RECOVERABLE:
+            raise ScenarioError(f"{where}.part: {part!r} is not one of {', '.join(RECOVERABLE)}")
+        event = ScenarioEvent(at, action, part=part)
+    else:
+        event = ScenarioEvent(at, action)
+    _no_extra(t, where)
+    return event
+
+
+def _missing(where: str, key: str) -> Any:
+    raise ScenarioError(f"{where}: missing key {key!r}")
+
+
+def _start_utc(value: Any, where: str) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ScenarioError(f"{where}: {value} needs a UTC offset (e.g. +08:00 or Z)")
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return _start_utc(datetime.fromisoformat(value), where)
+        except ValueError:
+            pass
+    raise ScenarioError(f"{where}: {value!r} is not a date-time with offset")
+
+
+def parse(data: dict[str, Any], source: str) -> Scenario:
+    data = dict(data)
+    head = dict(data.pop("scenario", None) or _missing(source, "[scenario]"))
+    where = f"{source}: [scenario]"
+    name = _take(head, "name", str, where)
+    description = _take(head, "description", str, where, default="")
+    start = _start_utc(head.pop("start", datetime(2026, 11, 29, 0, 30, tzinfo=timezone.utc)),
+                       f"{where}.start")
+    duration = parse_duration(head.pop("duration", None) or _missing(where, "duration"),
+                              f"{where}.duration")
+    if duration <= 0 or duration > 48 * 3600:
+        raise ScenarioError(f"{where}.duration: {duration:g} s is out of range (0 to 48 h)")
+    seed = _take(head, "seed", int, where, default=1)
+    docked = _take(head, "docked_at_start", bool, where, default=False)
+    _no_extra(head, where)
+
+    config = data.pop("config", {})
+    if not isinstance(config, dict):
+        raise ScenarioError(f"{source}: [config] must be a table of device.toml tables")
+
+    battery = dict(data.pop("battery", {}))
+    w = f"{source}: [battery]"
+    battery_percent = _take(battery, "start_percent", (int, float), w, 90.0, 0, 100)
+    capacity = _take(battery, "capacity_wh", (int, float), w, 18.5, 0.1, 500)
+    _no_extra(battery, w)
+
+    storage = dict(data.pop("storage", {}))
+    w = f"{source}: [storage]"
+    quota = _take(storage, "quota_mb", (int, float), w, 32_000.0, 1, 10_000_000)
+    _no_extra(storage, w)
+
+    clock = dict(data.pop("clock", {}))
+    w = f"{source}: [clock]"
+    error = _take(clock, "initial_error_s", (int, float), w, 0.0, -86400 * 3650, 86400 * 3650)
+    drift = _take(clock, "drift_ppm", (int, float), w, 0.0, -10_000, 10_000)
+    _no_extra(clock, w)
+
+    gnss = dict(data.pop("gnss", {}))
+    w = f"{source}: [gnss]"
+    ttff = parse_duration(gnss.pop("time_to_first_fix", 5.0), f"{w}.time_to_first_fix")
+    satellites = _take(gnss, "satellites", int, w, 9, 0, 64)
+    _no_extra(gnss, w)
+
+    route_table = dict(data.pop("route", {}))
+    w = f"{source}: [route]"
+    speed = _take(route_table, "speed_mps", (int, float), w, 1.4, 0, 100)
+    points = route_table.pop("waypoints", [[33.8686, 113.0534]])
+    _no_extra(route_table, w)
+    route = []
+    for i, point in enumerate(points if isinstance(points, list) else [None]):
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
+                or not -90 <= point[0] <= 90 or not -180 <= point[1] <= 180):
+            raise ScenarioError(f"{w}.waypoints[{i}]: {point!r} is not [latitude, longitude]")
+        route.append(Waypoint(float(point[0]), float(point[1])))
+    if not route:
+        raise ScenarioError(f"{w}.waypoints: needs at least one point")
+
+    raw_events = data.pop("event", [])
+    if not isinstance(raw_events, list):
+        raise ScenarioError(f"{source}: event must be an array of tables ([[event]])")
+    events = tuple(sorted((_event(e, f"{source}: event {i + 1}") for i, e in enumerate(raw_events)),
+                          key=lambda e: e.at))
+    for e in events:
+        if e.at > duration:
+            raise ScenarioError(f"{source}: event at {e.at:g} s is after the end ({duration:g} s)")
+    _no_extra(data, source)
+    return Scenario(name, description, start, duration, seed, config, float(battery_percent),
+                    float(capacity), float(quota), float(error), float(drift), ttff, satellites,
+                    tuple(route), float(speed), docked, events, source)
+
+
+def load(path: str | Path) -> Scenario:
+    """Load a scenario by path, or by the name of a shipped one (``patrol``)."""
+    p = Path(path)
+    if not p.exists() and not p.suffix:
+        p = SCENARIO_DIR / f"{path}.toml"
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        shipped = ", ".join(sorted(s.stem for s in SCENARIO_DIR.glob("*.toml")))
+        raise ScenarioError(f"{path}: no such scenario file (shipped: {shipped})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    return parse(data, str(p))

@@ -1,0 +1,176 @@
+"""Agent core as a pure state machine: events in, actions out, no hardware."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from device.clock import TimeSource, Timestamp
+from device.gnss import GnssFix
+from device.inputs import Button, ButtonEvent, Gesture
+from device.power import ChargeStatus, PowerReading
+from device.storage import StorageReading
+from firmware_py.core import AgentCore, ProtocolError, State
+from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture,
+                                ClockOffsetMeasured, CorrectClock, GnssUpdate, Log,
+                                PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
+                                StartCamera, StartRecording, StopCamera, StopRecording,
+                                StorageUpdate, TakePhoto, Tick)
+from firmware_py.selfcheck import CheckReason, SelfCheckReport, Check, Status
+from firmware_py.signals import Alert, Signal
+
+AT = Timestamp(1_800_000_000.0, 28800, 1.0, TimeSource.RTC)
+
+
+def report(passed: bool, reason=CheckReason.BOOT) -> SelfCheckReport:
+    status = Status.PASS if passed else Status.FAIL
+    return SelfCheckReport(reason, AT, (Check("battery", status, "x"),))
+
+
+def press(button=Button.RECORD, gesture=Gesture.PRESS, at=5.0):
+    return ButtonGesture(ButtonEvent(button, gesture, at))
+
+
+def kinds(actions):
+    return [type(a) for a in actions if not isinstance(a, Log)]
+
+
+def logs(actions):
+    return [a.kind for a in actions if isinstance(a, Log)]
+
+
+def ready(config) -> AgentCore:
+    core = AgentCore(config)
+    core.handle(Booted(0.0))
+    core.handle(SelfCheckDone(report(True)))
+    return core
+
+
+def test_boot_starts_camera_and_self_check(config):
+    core = AgentCore(config)
+    actions = core.handle(Booted(0.0))
+    assert StartCamera in kinds(actions)
+    assert BeginSelfCheck(CheckReason.BOOT) in actions
+    assert ShowSignal(Signal.CHECKING) in actions
+    assert core.state is State.CHECKING
+    actions = core.handle(SelfCheckDone(report(True)))
+    assert core.state is State.READY
+    assert ShowSignal(Signal.BUFFERING) in actions  # pre-event buffer on by default
+    assert RaiseAlert(Alert.SELFCHECK_PASSED) in actions
+    assert "selfcheck" in logs(actions)
+
+
+def test_failed_self_check_warns_and_still_reaches_ready(config):
+    core = AgentCore(config)
+    core.handle(Booted(0.0))
+    actions = core.handle(SelfCheckDone(report(False)))
+    assert RaiseAlert(Alert.SELFCHECK_FAILED) in actions
+    assert core.state is State.READY
+    assert StartRecording in kinds(core.handle(press()))
+
+
+def test_record_during_self_check_is_never_blocked(config):
+    core = AgentCore(config)
+    core.handle(Booted(0.0))
+    actions = core.handle(press())
+    assert StartRecording in kinds(actions) and core.state is State.RECORDING
+    core.handle(SelfCheckDone(report(False)))
+    assert core.state is State.RECORDING  # the check's result does not stop the recording
+
+
+def test_record_toggles_and_first_recording_checks_once(config):
+    core = ready(config)
+    actions = core.handle(press())
+    assert kinds(actions)[:2] == [StartRecording, RaiseAlert]
+    assert BeginSelfCheck(CheckReason.FIRST_RECORDING) in actions
+    assert "activity_opened" in logs(actions)
+    assert ShowSignal(Signal.RECORDING) in actions
+    actions = core.handle(press())
+    assert StopRecording in kinds(actions) and core.state is State.READY
+    core.handle(SelfCheckDone(report(True)))
+    actions = core.handle(press())
+    assert not any(isinstance(a, BeginSelfCheck) for a in actions)  # same activity
+
+
+def test_photo_and_markers(config):
+    core = ready(config)
+    assert TakePhoto in kinds(core.handle(press(Button.PHOTO)))
+    assert AddMarker(False) in core.handle(press(Button.MARKER))
+    actions = core.handle(press(Button.MARKER, Gesture.LONG_PRESS))
+    assert AddMarker(True) in actions and RaiseAlert(Alert.INCIDENT_MARKED) in actions
+
+
+def test_long_press_of_record_does_not_toggle(config):
+    core = ready(config)
+    core.handle(press(Button.RECORD, Gesture.LONG_PRESS))
+    assert core.state is State.READY
+
+
+def test_dock_and_undock(config):
+    core = ready(config)
+    actions = core.handle(PowerUpdate(PowerReading(60, ChargeStatus.CHARGING, True), 10.0))
+    assert StopCamera in kinds(actions) and core.state is State.DOCKED
+    assert "button_ignored" in logs(core.handle(press()))
+    actions = core.handle(PowerUpdate(PowerReading(95, ChargeStatus.DISCHARGING, False), 20.0))
+    assert StartCamera in kinds(actions)
+    assert BeginSelfCheck(CheckReason.LEFT_DOCK) in actions  # R7.1
+    assert core.state is State.CHECKING
+
+
+def test_docking_while_recording_keeps_recording(config):
+    core = ready(config)
+    core.handle(press())
+    core.handle(PowerUpdate(PowerReading(60, ChargeStatus.CHARGING, True), 10.0))
+    assert core.state is State.RECORDING
+    actions = core.handle(press())
+    assert StopRecording in kinds(actions) and StopCamera in kinds(actions)
+    assert core.state is State.DOCKED
+
+
+def test_battery_low_warns_once_until_recharged(config):
+    core = ready(config)
+    low = PowerUpdate(PowerReading(14.0, ChargeStatus.DISCHARGING, False), 1.0)
+    assert RaiseAlert(Alert.BATTERY_LOW) in core.handle(low)
+    assert core.handle(low) == []
+    core.handle(PowerUpdate(PowerReading(15.0, ChargeStatus.DISCHARGING, False), 2.0))
+    assert core.handle(low) == []  # 15 % is not a recharge: hysteresis
+    core.handle(PowerUpdate(PowerReading(21.0, ChargeStatus.DISCHARGING, False), 3.0))
+    assert RaiseAlert(Alert.BATTERY_LOW) in core.handle(low)
+
+
+def test_storage_low_warns_at_threshold(config):
+    core = ready(config)
+    reading = StorageReading("/e", 1, 1)
+    assert core.handle(StorageUpdate(reading, 0.5, 1.0)) == []  # 30 min: not below
+    actions = core.handle(StorageUpdate(reading, 29.9 / 60, 2.0))
+    assert RaiseAlert(Alert.STORAGE_LOW) in actions and "storage_low" in logs(actions)
+
+
+def fix(valid: bool, at: float) -> GnssFix:
+    return GnssFix(received_at=at, time_utc=datetime(2027, 1, 1, tzinfo=timezone.utc),
+                   valid=valid, latitude=33.0 if valid else None,
+                   longitude=113.0 if valid else None, quality=1 if valid else 0)
+
+
+def test_gnss_lost_after_policy_age_and_regained(config):
+    core = ready(config)
+    assert "gnss_fix" in logs(core.handle(GnssUpdate(fix(True, 1.0), 1.0)))
+    assert core.handle(Tick(11.0)) == []  # exactly 10 s: not yet lost
+    actions = core.handle(GnssUpdate(fix(False, 11.5), 11.5))
+    assert RaiseAlert(Alert.GNSS_LOST) in actions
+    actions = core.handle(GnssUpdate(fix(True, 20.0), 20.0))
+    assert RaiseAlert(Alert.GNSS_REGAINED) in actions
+
+
+def test_clock_corrected_only_above_threshold(config):
+    core = ready(config)
+    assert core.handle(ClockOffsetMeasured(TimeSource.GNSS, 0.5, 1e9, 3.0)) == []
+    actions = core.handle(ClockOffsetMeasured(TimeSource.GNSS, -0.51, 1e9, 3.0))
+    assert actions == [CorrectClock(TimeSource.GNSS, 1e9, 3.0)]
+
+
+def test_booted_twice_is_a_protocol_error(config):
+    core = ready(config)
+    with pytest.raises(ProtocolError):
+        core.handle(Booted(1.0))
