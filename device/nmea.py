@@ -22,7 +22,9 @@ Epoch rules (a receiver sends, once a second, a burst of sentences describing on
   contradicts the epoch's own validity (the fix was just gained or lost) is dropped, and
   one older than ``_CARRY_MAX_AGE_S`` too. A carried VTG only matters for epochs without
   RMC, since RMC's speed and course take precedence.
-* A timed sentence repeating the time of the epoch just emitted is dropped (late duplicate).
+* A timed sentence repeating the time of the epoch just emitted, within half a second, is
+  dropped as a late duplicate (later, it starts a new epoch: a receiver with a frozen clock
+  must still show up as alive).
 * Sentences with an empty time (a receiver that does not know the time yet) form epochs of
   their own with ``time_utc=None``, so "receiver alive, no fix" is visible to the agent.
 * The date comes from RMC. Epochs without one use the last known date, moved on a day when
@@ -67,6 +69,9 @@ _KNOT_MPS = 1852.0 / 3600.0
 # A GSA/VTG carried over to the next epoch is stale after this long (device seconds): past
 # it the receiver has paused or restarted and the DOPs no longer describe its sky.
 _CARRY_MAX_AGE_S = 3.0
+# A timed sentence repeating the just-emitted epoch's time within this long is a late
+# duplicate; later than that it is a receiver whose clock is frozen, and still an epoch.
+_DUPLICATE_WINDOW_S = 0.5
 _ERROR_PREFIX_LEN = 40
 _MIDNIGHT_SLACK = timedelta(hours=12)
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
@@ -285,6 +290,7 @@ class NmeaAssembler:
         self.stats = NmeaStats()
         self._pending: _Epoch | None = None
         self._last_emitted_tod: dtime | None = None
+        self._last_emitted_at = 0.0
         self._carried_gsa: _Gsa | None = None
         self._carried_vtg: _Vtg | None = None
         self._carried_at = 0.0
@@ -391,7 +397,8 @@ class NmeaAssembler:
             pending = self._pending
             if pending is not None and not self._same_epoch(pending, kind, tod):
                 fixes.append(self._emit())
-            elif pending is None and tod is not None and tod == self._last_emitted_tod:
+            elif (pending is None and tod is not None and tod == self._last_emitted_tod
+                  and received_at - self._last_emitted_at < _DUPLICATE_WINDOW_S):
                 log.debug("dropping late %s for epoch %s already emitted", kind, tod)
                 return fixes
             if self._pending is None:
@@ -438,6 +445,7 @@ class NmeaAssembler:
         assert epoch is not None
         self._pending = None
         self._last_emitted_tod = epoch.tod
+        self._last_emitted_at = epoch.last_received_at
         rmc, gga, gsa, vtg = epoch.rmc, epoch.gga, epoch.gsa, epoch.vtg
 
         position = (rmc.position if rmc else None) or (gga.position if gga else None)

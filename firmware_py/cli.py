@@ -136,23 +136,16 @@ def _selfcheck_sim(args: argparse.Namespace, config: Config):
     config = _load(args, scenario.config, f"{scenario.source} [config]")
     out = args.out or Path(tempfile.mkdtemp(prefix="bodycam-selfcheck-"))
     sim = Simulation(scenario, out, config)
-    world, agent = sim.world, sim.agent
-    dt = 1.0 / config.device.video.fps
-    world.tick()
-    agent.start()
+    sim.start()
     try:
-        while not agent.reports and world.clock.now < 60.0:
-            world.clock.advance(dt)
-            world.load_w = config.device.power.idle_w
-            world.tick()
-            agent.step()
-        if not agent.reports:
+        while not sim.agent.reports and sim.world.clock.now < 60.0:
+            if not sim.advance_to(sim.world.clock.now + 0.1):
+                break
+        if not sim.agent.reports:
             raise HardwareError("self-check did not finish within 60 s of simulated time")
-        return agent.reports[0]
+        return sim.agent.reports[0]
     finally:
-        agent.close()
-        sim.audit.close()
-        world.close()
+        sim.finish()
 
 
 def _selfcheck_pi(config: Config):
@@ -253,23 +246,17 @@ def _run_sim_realtime(config: Config, root: Path, stop: threading.Event) -> int:
 
     scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(), 48 * 3600)
     sim = Simulation(scenario, root, config, print_entry(sys.stdout))
-    world, agent = sim.world, sim.agent
     started = time.monotonic()
-    world.tick()
-    agent.start()
+    sim.start()
     try:
         while not stop.is_set():
-            world.clock.advance_to(max(world.clock.now, time.monotonic() - started))
-            world.load_w = sim.load_w()
-            world.tick()
-            agent.step()
+            if not sim.advance_to(time.monotonic() - started):
+                break
             stop.wait(1.0 / config.device.video.fps)
     except KeyboardInterrupt:
         pass
     finally:
-        agent.close()
-        sim.audit.close()
-        world.close()
+        sim.finish()
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+GAUGE_PERIOD_S = 1.0
+
 # Open-circuit voltage of one Li-ion cell by state of charge (percent, volts): steep at
 # both ends, a long plateau around 3.7 V in between.
 _OCV_CURVE = ((0.0, 3.00), (5.0, 3.45), (10.0, 3.60), (20.0, 3.68), (40.0, 3.75),
@@ -63,6 +65,7 @@ class SimBattery:
         self._last: float | None = None  # time of the last update; integration starts there
         self._depleted_at: float | None = None
         self._written: dict[Path, str] = {}
+        self._published_at: float | None = None
         self._publish()
 
     @property
@@ -125,7 +128,11 @@ class SimBattery:
                     self._energy_wh -= used
         self._last = now
         self._load_w = load_w
-        self._publish()
+        # A fuel gauge refreshes its registers about once a second, not per frame; the
+        # files change on that rhythm (and at once on dock, undock and faults).
+        if self._published_at is None or now - self._published_at >= GAUGE_PERIOD_S or self.dead:
+            self._published_at = now
+            self._publish()
 
     def dock(self) -> None:
         self._docked = True

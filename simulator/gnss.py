@@ -123,7 +123,7 @@ class Route:
             along -= length
         va, vb = _to_vector(*a), _to_vector(*b)
         theta = length / EARTH_RADIUS_M
-        f = along / length
+        f = min(along / length, 1.0)  # rounding in the leg walk can overshoot by an ulp
         sa, sb = math.sin((1 - f) * theta), math.sin(f * theta)
         s = math.sin(theta)
         lat, lon = _from_vector(tuple((sa * pa + sb * pb) / s for pa, pb in zip(va, vb)))  # type: ignore[arg-type]
@@ -198,7 +198,12 @@ class SimEpoch:
 
 
 class SimGnssReceiver:
-    """A GNSS receiver at the far end of a pseudo-terminal, sending one epoch per UTC second."""
+    """A GNSS receiver at the far end of a pseudo-terminal, sending one epoch per UTC second.
+
+    ``recent_epochs`` keeps what was sent (the truth for tests); ``dropped_bytes`` counts
+    what did not fit into the pty because nobody read it; ``skipped_epochs`` counts epochs
+    left out after a long pause between ticks. ``seed`` fixes the satellite/DOP jitter.
+    """
 
     def __init__(self, clock: VirtualClock, true_utc: Callable[[], float], route: Route,
                  time_to_first_fix_s: float = 5.0, satellites: int = 9, talker: str = "GN",

@@ -98,6 +98,7 @@ class Simulation:
         self.result = SimulationResult(scenario, self.out)
         self._on_entry = on_entry
         self._events = list(scenario.events)
+        self._started = time.perf_counter()
 
     def _entry(self, source: str, kind: str, fields: dict[str, Any]) -> None:
         entry = TimelineEntry(self.world.clock.now, self.world.hardware.clock.now().isoformat(),
@@ -164,28 +165,37 @@ class Simulation:
             return 0.5
         return power.idle_w
 
-    def run(self) -> SimulationResult:
+    def start(self) -> None:
+        """Power the device on: the agent boots at virtual time 0."""
+        self._started = time.perf_counter()
+        self.world.tick()
+        self.agent.start()
+
+    def advance_to(self, t: float) -> bool:
+        """Run frame by frame until virtual time ``t``; False once the device is off."""
         w = self.world
         dt = 1.0 / self.config.device.video.fps
-        started = time.perf_counter()
-        w.tick()
-        self.agent.start()
+        while w.clock.now + dt / 2 < t and not self.result.powered_off:
+            w.clock.advance(dt)
+            while self._events and self._events[0].at <= w.clock.now:
+                self._apply(self._events.pop(0))
+            w.load_w = self.load_w()
+            w.tick()
+            if w.battery.dead:
+                self._entry("scenario", "battery empty: device off", {})
+                self.result.powered_off = True
+                break
+            self.agent.step()
+        return not self.result.powered_off
+
+    def finish(self) -> SimulationResult:
+        """End the run: the agent shuts down (unless the battery died) and parts close."""
+        w = self.world
         try:
-            while w.clock.now < self.scenario.duration_s:
-                w.clock.advance(dt)
-                while self._events and self._events[0].at <= w.clock.now:
-                    self._apply(self._events.pop(0))
-                w.load_w = self.load_w()
-                w.tick()
-                if w.battery.dead:
-                    self._entry("scenario", "battery empty: device off", {})
-                    self.result.powered_off = True
-                    break
-                self.agent.step()
             if not self.result.powered_off:
                 self.agent.close()
         finally:
-            self.result.wall_seconds = time.perf_counter() - started
+            self.result.wall_seconds = time.perf_counter() - self._started
             self.result.simulated_seconds = w.clock.now
             self.result.final_state = str(self.agent.state)
             self.result.reports = list(self.agent.reports)
@@ -199,6 +209,14 @@ class Simulation:
             self.audit.close()
             w.close()
         return self.result
+
+    def run(self) -> SimulationResult:
+        self.start()
+        try:
+            self.advance_to(self.scenario.duration_s)
+        finally:
+            result = self.finish()
+        return result
 
 
 def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,

@@ -292,11 +292,13 @@ def test_epoch_closed_by_next_time_and_late_duplicates_dropped() -> None:
     assert len(a.feed(gga, 1.2)) == 1
     assert a.feed(gga, 1.3) == []  # late duplicate of an emitted epoch
     assert a.finish() == []
+    # The same time a second later is a receiver whose clock stopped: still an epoch.
+    assert a.feed(rmc, 2.3) == [] and len(a.feed(gga, 2.3)) == 1
     # RMC-only receiver: each epoch closes when the next time arrives.
     later = nmea_sentence("GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
-    assert a.feed(later, 2.0) == []
-    [closed] = a.feed(nmea_sentence("GPRMC,123521,V,,,,,,,230394,,"), 3.0)
-    assert closed.time_utc.second == 20 and closed.valid and closed.received_at == 2.0
+    assert a.feed(later, 3.0) == []
+    [closed] = a.feed(nmea_sentence("GPRMC,123521,V,,,,,,,230394,,"), 4.0)
+    assert closed.time_utc.second == 20 and closed.valid and closed.received_at == 3.0
     [last] = a.finish()
     assert not last.valid and last.time_utc.second == 21
 
@@ -324,10 +326,11 @@ def test_feed_never_raises_on_arbitrary_input(data: str | bytes) -> None:
     assert s.malformed + s.bad_checksum + s.overlong + s.unsupported <= s.sentences
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(SUPPORTED_TALKERS)), st.sampled_from(sorted(SUPPORTED_TYPES)),
        st.lists(st.one_of(st.text(_printable, max_size=12),
-                          st.from_regex(r"[0-9]{1,6}(\.[0-9]{0,5})?", fullmatch=True),
+                          st.builds("{}.{}".format, st.integers(0, 999_999),
+                                    st.integers(0, 99_999)),
                           st.sampled_from(["A", "V", "N", "S", "E", "W", "M", "T", "K"])),
                 max_size=20))
 def test_feed_never_raises_on_checksummed_nonsense(talker: str, kind: str, fields: list[str]) -> None:
@@ -339,7 +342,7 @@ def test_feed_never_raises_on_checksummed_nonsense(talker: str, kind: str, field
     a.finish()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.floats(-90, 90), st.floats(-180, 180), st.sampled_from(sorted(SUPPORTED_TALKERS)))
 def test_lat_lon_round_trip(lat: float, lon: float, talker: str) -> None:
     (la, ns), (lo, ew) = format_latitude(lat), format_longitude(lon)
@@ -364,7 +367,7 @@ class _ChunkedPort:
         pass
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 2000), max_size=12))
 def test_serial_reader_result_independent_of_read_boundaries(cuts: list[int]) -> None:
     clock = VirtualClock()

@@ -58,13 +58,13 @@ def run() -> dict:
 
     cam.start(out, pre_callback=stamp)
     lag = []  # frames due minus frames delivered after each tick: zero when nothing buffers
+    end = START + 89 / 30  # frame 89 is the last one due
     t = START
-    while t < START + 2.98:
-        t = min(t + 0.07, START + 89 / 30)
+    while t < end:
+        t = min(t + 0.07, end)
         clock.advance_to(t)
         cam.tick(clock.now)
         lag.append(int((t - START) * 30 + 1e-6) + 1 - cam.frames_delivered)
-    cam.tick(START + 89 / 30)
     delivered_before_stop = cam.frames_delivered
     cam.stop()
     return {"cam": cam, "frames": out.frames, "stamped": stamped, "lag": lag,
