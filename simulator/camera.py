@@ -196,7 +196,10 @@ class SimCamera:
         self._scene.render(self._start_time + index / self.config.fps, self._buffer)
         if self._pre_callback is not None:
             self._pre_callback(self._buffer, timestamp_us)
-        frame = av.VideoFrame.from_ndarray(self._buffer, format="yuv420p")
+        # Wrapping the buffer without a copy saves ~0.2 ms a frame (a third of the budget).
+        # It is safe to overwrite for the next frame: x264 copies the picture into its own
+        # frame pool during encode, and zerolatency keeps no reference past the call.
+        frame = av.VideoFrame.from_numpy_buffer(self._buffer, format="yuv420p")
         frame.pts = index
         # Keyframes follow capture time, not the count of frames fed: after a "stopped"
         # fault the cadence stays on multiples of gop_frames, as the segmenter expects.

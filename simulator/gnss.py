@@ -246,6 +246,10 @@ class SimGnssReceiver:
         """No fix for epochs from now until virtual time ``until`` (tunnel, building)."""
         self._lost_until = max(self._lost_until, until)
 
+    def regain_fix(self) -> None:
+        """End a loss window now (out of the tunnel)."""
+        self._lost_until = self._clock.now
+
     def set_route(self, route: Route) -> None:
         """Walk ``route`` from its start, beginning now."""
         self._route = route

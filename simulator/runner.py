@@ -128,7 +128,7 @@ class Simulation:
                 w.battery.undock()
             case "recover":
                 {"camera": w.camera.recover, "microphone": w.microphone.recover,
-                 "gnss": lambda: w.gnss.lose_fix(until=w.clock.now)}[event.part]()
+                 "gnss": w.gnss.regain_fix}[event.part]()
             case "fault":
                 self._fault(event)
 

@@ -166,3 +166,14 @@ def test_bad_scenario_is_exit_2(tmp_path, capsys):
     path.write_text('[scenario]\nname = "x"\nduration = "1m"\n[[event]]\nat = 5\naction = "fly"\n')
     assert main(["simulate", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "event 1.action: 'fly'" in capsys.readouterr().err
+
+
+def test_gnss_loss_and_recovery_are_logged(tmp_path):
+    s = scenario([{"at": 10, "action": "fault", "kind": "gnss_lost", "duration": "10m"},
+                  {"at": 40, "action": "recover", "part": "gnss"}], duration="50s")
+    Simulation(s, tmp_path).run()
+    entries = audit.read(tmp_path / "device" / "audit.jsonl")
+    lost = kinds(entries, "gnss_lost")
+    fixes = kinds(entries, "gnss_fix")
+    assert len(lost) == 1 and 20 <= lost[0]["time"]["monotonic"] <= 22  # 10 s policy age
+    assert len(fixes) == 2 and 40 <= fixes[1]["time"]["monotonic"] <= 42
