@@ -90,6 +90,14 @@ class PhotoSection:
 
 
 @dataclass(frozen=True)
+class StampSection:
+    position: str = setting("top-left", "Corner of the burned-in stamp (R10.1).",
+                            choices=("top-left", "top-right", "bottom-left", "bottom-right"))
+    font_px: int = setting(0, "Text height in pixels; 0 scales it with the picture "
+                           "(about 1/24 of the height, at least 12).", min=0, max=200)
+
+
+@dataclass(frozen=True)
 class ButtonsSection:
     record_pin: int = setting(17, "GPIO (BCM) of the record button.", min=0, max=27)
     photo_pin: int = setting(27, "GPIO (BCM) of the photo button.", min=0, max=27)
@@ -133,6 +141,7 @@ class DeviceConfig:
     audio: AudioSection = field(default_factory=AudioSection)
     recording: RecordingSection = field(default_factory=RecordingSection)
     photo: PhotoSection = field(default_factory=PhotoSection)
+    stamp: StampSection = field(default_factory=StampSection)
     buttons: ButtonsSection = field(default_factory=ButtonsSection)
     indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
     gnss: GnssSection = field(default_factory=GnssSection)
