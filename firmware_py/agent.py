@@ -21,6 +21,7 @@ import numpy as np
 
 from device.camera import EncodedFrame
 from device.clock import TimeSource
+from device.gnss import GnssFix
 from device.hardware import Hardware, HardwareError
 from device.indicators import Blink, Output, Program
 from device.microphone import AudioBlock
@@ -29,13 +30,17 @@ from firmware_py.config import Config
 from firmware_py.core import AgentCore, State
 from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
                                 ClockOffsetMeasured, CorrectClock, Event, GnssUpdate, Log,
-                                PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
+                                OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick)
-from firmware_py.recording import FrameTally, RecordingPipeline
+from firmware_py.metadata import time_at
+from firmware_py.pipeline import Recorder
+from firmware_py.recording import RecordingPipeline
 from firmware_py.selfcheck import (CheckReason, ClockReading, SelfCheckReadings,
                                    SelfCheckReport, evaluate, recording_hours_free)
 from firmware_py.signals import ALERTS, SIGNALS, Alert, Signal
+from firmware_py.stamp import Stamper, stamp_lines
+from firmware_py.store import Activity, EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +131,16 @@ class Agent:
         self.config = config
         self.hw = hardware
         self.audit = audit
-        self.pipeline: RecordingPipeline = pipeline or FrameTally()
+        self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
+        self.pipeline: RecordingPipeline = pipeline or Recorder(
+            config.device, hardware.clock, self.store, self.time_quality)
+        self.activity: Activity | None = None
+        stamp = config.device.stamp
+        video, photo = config.device.video, config.device.photo
+        self._video_stamper = Stamper(video.width, video.height, stamp.position, stamp.font_px)
+        self._still_stamper = Stamper(photo.width, photo.height, stamp.position, stamp.font_px)
+        self._last_sync: tuple[float, float] | None = None  # (monotonic, offset before)
+        self._last_position: GnssFix | None = None
         self.core = AgentCore(config)
         self.signals = SignalDriver(hardware.indicators)
         self.reports: list[SelfCheckReport] = []
@@ -155,6 +169,7 @@ class Agent:
             for gesture in self._poll("inputs", self.hw.inputs.poll, []):
                 self._dispatch(ButtonGesture(gesture))
             for fix in self._poll("gnss", self.hw.gnss.poll, []):
+                self.pipeline.note_fix(fix)
                 self._dispatch(GnssUpdate(fix, now))
                 if fix.has_position and fix.time_utc is not None:
                     reference = fix.time_utc.timestamp()
@@ -189,7 +204,8 @@ class Agent:
     def close(self) -> None:
         with self._lock:
             if self.core.state is State.RECORDING:
-                self._execute(StopRecording())
+                facts = self.pipeline.stop_recording(self.hw.clock.monotonic(), "shutdown")
+                self._log("recording_stopped", facts)
             self._log("shutdown", {"state": str(self.core.state)})
             if self._camera_on:
                 self._execute(StopCamera())
@@ -244,10 +260,17 @@ class Agent:
             case CorrectClock(source, reference, at):
                 correction = self.hw.clock.correct(reference, at, source)
                 self._note_clock(source, correction.offset_before_s, corrected=True)
+                self._last_sync = (self.hw.clock.monotonic(), correction.offset_before_s)
                 self._log("clock_corrected", {"source": str(source),
                                               "offset_before_s": round(correction.offset_before_s, 3)})
+            case OpenActivity():
+                self.activity = self.store.open_activity(self.hw.clock.now().utc)
+                officer = self.config.device.device.officer
+                self._log("activity_opened", {"activity": self.activity.id,
+                                              "officer": officer or None,
+                                              "unassigned": not officer})
             case StartRecording():
-                facts = self.pipeline.start_recording(self.hw.clock.monotonic())
+                facts = self.pipeline.start_recording(self.hw.clock.monotonic(), self.activity)
                 self._log("recording_started", facts)
             case StopRecording():
                 facts = self.pipeline.stop_recording(self.hw.clock.monotonic())
@@ -255,7 +278,8 @@ class Agent:
             case TakePhoto():
                 self._take_photo()
             case AddMarker(incident):
-                self._log("incident_marker" if incident else "marker", {})
+                facts = self.pipeline.add_marker(incident, self.activity)
+                self._log("incident_marker" if incident else "marker", facts)
             case _:
                 raise AssertionError(f"unhandled action {action!r}")
 
@@ -265,7 +289,10 @@ class Agent:
         self._capture_errors.clear()
         for part, start in (("camera", self.hw.camera.start), ("microphone", self.hw.microphone.start)):
             try:
-                start(self._sinks)
+                if part == "camera":
+                    start(self._sinks, self._stamp_frame)
+                else:
+                    start(self._sinks)
             except HardwareError as exc:
                 self._capture_errors[part] = str(exc)
                 self._log("hardware_error", {"part": part, "error": str(exc)})
@@ -283,12 +310,46 @@ class Agent:
 
     def _take_photo(self) -> None:
         try:
-            still = self.hw.camera.capture_still()
+            still = self.hw.camera.capture_still(self._stamp_still)
         except HardwareError as exc:
             self._log("hardware_error", {"part": "camera", "error": str(exc)})
             return
-        self._log("photo", {"width": still.width, "height": still.height,
-                            "bytes": len(still.jpeg)})
+        assert self.activity is not None  # the core opens one before a photo
+        self._log("photo", self.pipeline.save_photo(still, self.activity))
+
+    # --- stamp (camera thread) ----------------------------------------------------------
+
+    def _stamp_lines(self, timestamp_us: int) -> tuple[str, ...]:
+        at = time_at(self.hw.clock, timestamp_us / 1e6)
+        fix = self.hw.gnss.last_fix
+        if fix is not None and not fix.has_position:
+            fix = self._last_position
+        elif fix is not None:
+            self._last_position = fix
+        age = None if fix is None else at.monotonic - fix.received_at
+        device = self.config.device.device
+        return stamp_lines(at, device.id, device.officer, fix, age,
+                           self.core.state is State.RECORDING)
+
+    def _stamp_frame(self, frame: np.ndarray, timestamp_us: int) -> None:
+        self._video_stamper.set_lines(self._stamp_lines(timestamp_us))
+        self._video_stamper.apply(frame)
+
+    def _stamp_still(self, frame: np.ndarray, timestamp_us: int) -> None:
+        self._still_stamper.set_lines(self._stamp_lines(timestamp_us))
+        self._still_stamper.apply(frame)
+
+    def time_quality(self) -> dict[str, Any]:
+        """Where the wall time comes from and how good it is, for every evidence record."""
+        clock = self.hw.clock
+        quality: dict[str, Any] = {"source": str(clock.source)}
+        if self._last_sync is not None:
+            quality["last_correction_age_s"] = round(clock.monotonic() - self._last_sync[0], 1)
+            quality["last_correction_s"] = round(self._last_sync[1], 3)
+        if self._clock_reading is not None and self._clock_reading.offset_s is not None:
+            quality["last_offset_s"] = round(self._clock_reading.offset_s, 3)
+            quality["reference"] = str(self._clock_reading.reference)
+        return quality
 
     def _finish_probe(self, now: float) -> SelfCheckReport:
         probe, self._probe = self._probe, None

@@ -22,7 +22,7 @@ from device.inputs import Button, Gesture
 from firmware_py.config import Config
 from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
                                 ClockOffsetMeasured, CorrectClock, Event, GnssUpdate, Log,
-                                PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
+                                OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick)
 from firmware_py.selfcheck import CheckReason
@@ -136,20 +136,24 @@ class AgentCore:
         if gesture.button is Button.RECORD and gesture.gesture is Gesture.PRESS:
             actions += self._stop() if self.state is State.RECORDING else self._record()
         elif gesture.button is Button.PHOTO:
-            actions += [TakePhoto(), RaiseAlert(Alert.PHOTO_TAKEN)]
+            actions += self._with_activity([TakePhoto(), RaiseAlert(Alert.PHOTO_TAKEN)])
         elif gesture.button is Button.MARKER:
             incident = gesture.gesture is Gesture.LONG_PRESS
             actions += [AddMarker(incident),
                         RaiseAlert(Alert.INCIDENT_MARKED if incident else Alert.MARKER_ADDED)]
         return actions
 
+    def _with_activity(self, actions: list[Action]) -> list[Action]:
+        """A recording or photo belongs to an activity (R5.2). The first one opens it, and
+        after its own actions (capture comes first) asks for the self-check R7.1 wants
+        before an activity's first recording."""
+        if self.activity_open:
+            return actions
+        self.activity_open = True
+        return [OpenActivity()] + actions + self._start_check(CheckReason.FIRST_RECORDING)
+
     def _record(self) -> list[Action]:
-        actions: list[Action] = [StartRecording(), RaiseAlert(Alert.RECORD_STARTED)]
-        if not self.activity_open:
-            self.activity_open = True
-            actions.append(Log("activity_opened", {"officer": self._config.device.device.officer or None,
-                                                   "unassigned": not self._config.device.device.officer}))
-            actions += self._start_check(CheckReason.FIRST_RECORDING)
+        actions = self._with_activity([StartRecording(), RaiseAlert(Alert.RECORD_STARTED)])
         self.recordings += 1
         return actions + self._enter(State.RECORDING)
 

@@ -100,6 +100,11 @@ class CorrectClock:
 
 
 @dataclass(frozen=True)
+class OpenActivity:
+    """Begin an enforcement activity (R5.2): the edge gives it an id and a directory."""
+
+
+@dataclass(frozen=True)
 class StartRecording:
     pass
 
@@ -141,5 +146,5 @@ class Log:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | StartRecording
+Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | OpenActivity | StartRecording
           | StopRecording | TakePhoto | AddMarker | ShowSignal | RaiseAlert | Log)

@@ -12,7 +12,7 @@ from device.inputs import Button, ButtonEvent, Gesture
 from device.power import ChargeStatus, PowerReading
 from device.storage import StorageReading
 from firmware_py.core import AgentCore, ProtocolError, State
-from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture,
+from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture, OpenActivity,
                                 ClockOffsetMeasured, CorrectClock, GnssUpdate, Log,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
@@ -82,9 +82,9 @@ def test_record_during_self_check_is_never_blocked(config):
 def test_record_toggles_and_first_recording_checks_once(config):
     core = ready(config)
     actions = core.handle(press())
-    assert kinds(actions)[:2] == [StartRecording, RaiseAlert]
+    assert kinds(actions)[:3] == [OpenActivity, StartRecording, RaiseAlert]
     assert BeginSelfCheck(CheckReason.FIRST_RECORDING) in actions
-    assert "activity_opened" in logs(actions)
+    assert OpenActivity() in actions
     assert ShowSignal(Signal.RECORDING) in actions
     actions = core.handle(press())
     assert StopRecording in kinds(actions) and core.state is State.READY

@@ -68,10 +68,13 @@ def test_shift_records_photographs_marks_and_docks(tmp_path):
     assert first["reason"] == "first_recording"
     clock_check = next(c for c in first["checks"] if c["name"] == "clock")
     assert clock_check["status"] == "warn" and clock_check["values"]["corrected"] is True
-    # One recording of 40 s at 15 fps.
+    # One recording: 40 s after the press plus the pre-event buffer before it (the
+    # device had been ready for 20 s, less than the 30 s buffer, all of it kept).
+    started = kinds(entries, "recording_started")[0]["fields"]
+    assert 20 <= started["pre_event_s"] <= 20.5  # recognised on release, 0.2 s later
     stopped = kinds(entries, "recording_stopped")[0]["fields"]
-    assert stopped["duration_s"] == pytest.approx(40, abs=0.1)
-    assert stopped["frames"] == pytest.approx(600, abs=2)
+    assert stopped["duration_s"] == pytest.approx(40 + started["first_frame_age_s"], abs=0.1)
+    assert stopped["frames"] == pytest.approx(stopped["duration_s"] * 15, abs=2)
     photo = kinds(entries, "photo")[0]["fields"]
     assert (photo["width"], photo["height"]) == (1280, 720) and photo["bytes"] > 10_000
     assert len(kinds(entries, "marker")) == 1 and len(kinds(entries, "incident_marker")) == 1

@@ -1,0 +1,299 @@
+"""The recording pipeline: pre-event buffer → segmenter → segment files, with their metadata.
+
+Composed the way picamera2 composes outputs: the camera feeds encoded frames in, the
+pipeline routes them — into the pre-event ring while ready, into the open segment while
+recording. A recording starts with what the ring holds (from a keyframe before the press)
+and runs as a chain of segments cut on keyframes once the configured length is reached;
+timestamps share one origin per recording, so they run on across segment files with no
+gap and no overlap. Media and metadata are flushed to disk together every half second of
+media, so a power cut loses at most that much.
+
+Frames arrive on the camera's thread and audio on the microphone's; the agent's loop
+starts and stops recordings: one lock keeps them apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from device.camera import EncodedFrame, StillImage, VideoConfig
+from device.clock import Clock
+from device.gnss import GnssFix
+from device.microphone import AudioBlock, AudioConfig
+from firmware_py.config import DeviceConfig
+from firmware_py.metadata import MetadataLog, fix_record, time_at
+from firmware_py.ring import PreEventRing
+from firmware_py.segment import AudioEncoder, SegmentInfo, SegmentWriter
+from firmware_py.store import Activity, DurableFile, EvidenceStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_US = 500_000
+FIX_MEMORY_S = 130.0  # longer than the longest pre-event buffer
+
+
+@dataclass
+class _OpenSegment:
+    sequence: int
+    media: DurableFile
+    writer: SegmentWriter
+    meta: MetadataLog
+    first_us: int
+    last_flush_us: int
+    markers: int = 0
+    photos: int = 0
+
+
+@dataclass
+class Recording:
+    """One press-to-stop run of segments, sharing a time origin."""
+
+    activity: Activity
+    origin_us: int
+    pre_event_s: float
+    pressed_at: dict[str, Any]
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    open: _OpenSegment | None = None
+    audio: AudioEncoder | None = None
+
+
+def video_config(device: DeviceConfig) -> VideoConfig:
+    v = device.video
+    return VideoConfig(v.width, v.height, v.fps, v.bitrate, v.keyframe_interval_s)
+
+
+def audio_config(device: DeviceConfig) -> AudioConfig:
+    a = device.audio
+    return AudioConfig(a.sample_rate, a.channels, a.block_ms)
+
+
+class Recorder:
+    """The pipeline the agent drives (``firmware_py.recording.RecordingPipeline``)."""
+
+    def __init__(self, device: DeviceConfig, clock: Clock, store: EvidenceStore,
+                 time_quality: Callable[[], dict[str, Any]] = dict) -> None:
+        self._device = device
+        self._clock = clock
+        self._store = store
+        self._time_quality = time_quality
+        self._video = video_config(device)
+        self._audio_config = audio_config(device)
+        self.ring = PreEventRing(device.recording.pre_event_seconds,
+                                 device.recording.pre_event_audio)
+        self._segment_us = device.recording.segment_seconds * 1_000_000
+        self._half_frame_us = 500_000 // device.video.fps
+        self._lock = threading.RLock()
+        self._fixes: deque[tuple[float, GnssFix]] = deque()
+        self.recording: Recording | None = None
+        self.officer = device.device.officer
+        self.frames = 0
+        self.history: list[dict[str, Any]] = []
+        self.first_frame_written_at: float | None = None  # monotonic, for the latency bench
+
+    # --- media in (camera and microphone threads) -------------------------------------------
+
+    def output_frame(self, frame: EncodedFrame) -> None:
+        with self._lock:
+            self.frames += 1
+            rec = self.recording
+            if rec is None:
+                self.ring.add_frame(frame)
+                return
+            seg = rec.open
+            if seg is None:
+                if not frame.keyframe:
+                    return  # a recording resumes only on a keyframe (after a camera fault)
+                seg = self._open_segment(rec, frame.timestamp_us)
+            elif frame.keyframe and frame.timestamp_us - seg.first_us >= self._segment_us - self._half_frame_us:
+                self._close_segment(rec, "length")
+                seg = self._open_segment(rec, frame.timestamp_us)
+            seg.writer.write_frame(frame)
+            if frame.timestamp_us - seg.last_flush_us >= FLUSH_INTERVAL_US:
+                self._flush(seg, frame.timestamp_us)
+
+    def output_audio(self, block: AudioBlock) -> None:
+        with self._lock:
+            rec = self.recording
+            if rec is None:
+                self.ring.add_audio(block)
+                return
+            if rec.audio is None or block.timestamp_us < rec.origin_us:
+                return
+            for packet in rec.audio.encode(block):
+                if rec.open is not None:
+                    rec.open.writer.write_audio(packet)
+
+    def note_fix(self, fix: GnssFix) -> None:
+        """A GNSS epoch, for the track of the segment being written (R10.2)."""
+        with self._lock:
+            self._fixes.append((fix.received_at, fix))
+            while self._fixes and self._fixes[0][0] < fix.received_at - FIX_MEMORY_S:
+                self._fixes.popleft()
+            seg = self.recording.open if self.recording else None
+            if seg is not None:
+                seg.meta.record(fix_record(fix, time_at(self._clock, fix.received_at)))
+
+    # --- recording control (agent loop) -----------------------------------------------------
+
+    def start_recording(self, at: float, activity: Activity | None = None) -> dict[str, Any]:
+        if activity is None:
+            raise ValueError("a recording needs its activity")
+        with self._lock:
+            if self.recording is not None:
+                raise RuntimeError("already recording")
+            buffered = self.ring.drain()
+            origin_us = buffered.frames[0].timestamp_us if buffered.frames else int(at * 1e6)
+            rec = Recording(activity, origin_us, buffered.span_s,
+                            time_at(self._clock, at).to_json())
+            rec.audio = AudioEncoder(self._audio_config, self._device.audio.bitrate)
+            self.recording = rec
+            frames = buffered.frames
+            split = self._pre_event_split(frames)
+            if split:
+                # Without pre-event audio the buffered part goes into a video-only file of
+                # its own: it says plainly that no sound was captured, and the next file
+                # has its audio from its first second (players probe only the start).
+                pre = self._open_segment(rec, frames[0].timestamp_us, with_audio=False)
+                for frame in frames[:split]:
+                    pre.writer.write_frame(frame)
+                self._close_segment(rec, "pre_event")
+            for block in buffered.audio:
+                self.output_audio(block)
+            for frame in frames[split:]:
+                self.output_frame(frame)
+            if rec.open is not None:
+                self._flush(rec.open, frames[-1].timestamp_us)
+            if frames:
+                self.first_frame_written_at = self._clock.monotonic()
+            return {"activity": activity.id, "pre_event_s": round(buffered.span_s, 3),
+                    "buffered_frames": len(buffered.frames),
+                    "first_frame_age_s": round(at - origin_us / 1e6, 3)}
+
+    def stop_recording(self, at: float, reason: str = "stop") -> dict[str, Any]:
+        with self._lock:
+            rec = self.recording
+            if rec is None:
+                return {}
+            if rec.audio is not None and rec.open is not None:
+                for packet in rec.audio.flush():
+                    rec.open.writer.write_audio(packet)
+            if rec.open is not None:
+                self._close_segment(rec, reason)
+            self.recording = None
+            frames = sum(s["frames"] for s in rec.segments)
+            facts = {"activity": rec.activity.id, "segments": len(rec.segments), "frames": frames,
+                     "duration_s": round(sum(s["duration_s"] for s in rec.segments), 3),
+                     "files": [s["file"] for s in rec.segments]}
+            self.history.append(facts)
+            return facts
+
+    def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]:
+        """A key moment (R11.2), or an incident for long-term keeping (R16.1)."""
+        with self._lock:
+            now = self._clock.now()
+            record = {"kind": "marker", "incident": incident, "time": now.to_json()}
+            seg = self.recording.open if self.recording else None
+            if seg is not None:
+                seg.meta.record(record)
+                seg.markers += 1
+                return {"segment": seg.sequence, "incident": incident}
+            return {"segment": None, "incident": incident}
+
+    def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]:
+        """Store a still (R11.1) beside the segments, with the same metadata."""
+        with self._lock:
+            at = time_at(self._clock, still.timestamp_us / 1e6)
+            sequence = self._store.next_sequence()
+            path = self._store.evidence_path(activity, sequence, at.utc, ".jpg")
+            media = DurableFile(path)
+            media.write(still.jpeg)
+            media.close()
+            fix = self._fixes[-1][1] if self._fixes else None
+            meta = {"kind": "photo", "format": 1, **self._identity(activity, sequence),
+                    "file": path.name, "time": at.to_json(), "time_quality": self._time_quality(),
+                    "width": still.width, "height": still.height, "bytes": len(still.jpeg),
+                    "gnss": fix_record(fix, time_at(self._clock, fix.received_at)) if fix else None}
+            meta_path = path.with_suffix(".json")
+            meta_file = DurableFile(meta_path)
+            meta_file.write(json.dumps(meta, ensure_ascii=False, indent=1).encode())
+            meta_file.close()
+            seg = self.recording.open if self.recording else None
+            if seg is not None:
+                seg.meta.record({"kind": "photo", "file": path.name, "sequence": sequence,
+                                 "time": at.to_json()})
+                seg.photos += 1
+            return {"file": path.name, "sequence": sequence, "bytes": len(still.jpeg),
+                    "width": still.width, "height": still.height}
+
+    def close(self) -> None:
+        with self._lock:
+            if self.recording is not None:
+                self.stop_recording(self._clock.monotonic(), "shutdown")
+            self.ring.clear()
+
+    # --- segments ---------------------------------------------------------------------------
+
+    def _identity(self, activity: Activity, sequence: int) -> dict[str, Any]:
+        d = self._device.device
+        return {"device": d.id, "unit": d.unit, "officer": self.officer or None,
+                "activity": activity.id, "sequence": sequence}
+
+    def _pre_event_split(self, frames: list[EncodedFrame]) -> int:
+        """Index of the last buffered keyframe when the part before it is video only."""
+        if self._device.recording.pre_event_audio or not frames:
+            return 0
+        return max(i for i, f in enumerate(frames) if f.keyframe)
+
+    def _open_segment(self, rec: Recording, first_us: int, with_audio: bool = True) -> _OpenSegment:
+        start = time_at(self._clock, first_us / 1e6)
+        sequence = self._store.next_sequence()
+        path = self._store.evidence_path(rec.activity, sequence, start.utc, ".ts")
+        media = DurableFile(path)
+        writer = SegmentWriter(media, self._video, self._audio_config if with_audio else None,
+                               rec.origin_us)
+        v, a = self._video, self._audio_config
+        header = {**self._identity(rec.activity, sequence), "file": path.name,
+                  "index_in_recording": len(rec.segments), "start": start.to_json(),
+                  "time_quality": self._time_quality(),
+                  "recording_origin_us": rec.origin_us,
+                  "pressed_at": rec.pressed_at, "video_only": not with_audio,
+                  "video": {"codec": "h264", "width": v.width, "height": v.height, "fps": v.fps,
+                            "bitrate": v.bitrate, "keyframe_interval_s": v.keyframe_interval_s},
+                  "audio": {"codec": "aac", "sample_rate": a.sample_rate, "channels": a.channels,
+                            "bitrate": self._device.audio.bitrate} if with_audio else None,
+                  "container": "mpegts"}
+        meta = MetadataLog(path.with_suffix(".meta.jsonl"), header)
+        seg = _OpenSegment(sequence, media, writer, meta, first_us, first_us)
+        # The track covers the segment from its first frame, pre-event part included.
+        for received_at, fix in self._fixes:
+            if received_at * 1e6 >= first_us:
+                meta.record(fix_record(fix, time_at(self._clock, received_at)))
+        rec.open = seg
+        return seg
+
+    def _flush(self, seg: _OpenSegment, at_us: int) -> None:
+        seg.writer.flush()
+        seg.meta.flush()
+        seg.last_flush_us = at_us
+
+    def _close_segment(self, rec: Recording, reason: str) -> None:
+        seg = rec.open
+        assert seg is not None
+        rec.open = None
+        info: SegmentInfo = seg.writer.close()
+        seg.media.close()
+        end = time_at(self._clock, info.last_timestamp_us / 1e6 + 1 / self._video.fps)
+        summary = {"file": seg.media.path.name, "sequence": seg.sequence, "frames": info.frames,
+                   "keyframes": info.keyframes, "duration_s": round(info.duration_s, 3),
+                   "bytes": seg.media.bytes_written, "audio_packets": info.audio_packets,
+                   "first_pts": info.first_pts, "last_pts": info.last_pts,
+                   "markers": seg.markers, "photos": seg.photos}
+        seg.meta.close({"end": end.to_json(), "closed_because": reason, **summary,
+                        "codec": info.codec})
+        rec.segments.append({**summary, "path": str(seg.media.path)})

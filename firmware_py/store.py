@@ -1,0 +1,130 @@
+"""Evidence store on the device: where segments, photos and their metadata are written.
+
+One directory per activity under the evidence directory; files named by device, activity,
+sequence and time, e.g. ``BC-0001_20261129T010100Z_000042_20261129T010312Z.ts``. The
+sequence number runs over the device's whole life (kept in ``.device-state.json``, written
+atomically), so a removed file shows as a gap. Evidence files are created exclusively
+(never overwritten), fsynced as written, and made read-only when closed: nothing on the
+device edits or deletes them (R5.1) — removal belongs to the dock's signed receipt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def utc_compact(utc: float) -> str:
+    return datetime.fromtimestamp(utc, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One enforcement action on site: its id and its directory."""
+
+    id: str
+    path: Path
+    opened_utc: float
+
+
+class DurableFile:
+    """A new evidence file: exclusive create, bytes counted, ``flush`` reaches the disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "xb")  # never overwrite evidence
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._fh.write(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.flush()
+            self._fh.close()
+            make_read_only(self.path)
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+
+def make_read_only(path: Path) -> None:
+    os.chmod(path, READ_ONLY)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class EvidenceStore:
+    STATE = ".device-state.json"
+
+    def __init__(self, root: Path, device_id: str) -> None:
+        self.root = Path(root)
+        self.device_id = device_id
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._state_path = self.root / self.STATE
+        self._state = self._load_state()
+
+    def _load_state(self) -> dict[str, Any]:
+        if not self._state_path.exists():
+            return {"next_sequence": 1}
+        try:
+            state = json.loads(self._state_path.read_text())
+            if not isinstance(state.get("next_sequence"), int) or state["next_sequence"] < 1:
+                raise ValueError("next_sequence missing or not a positive integer")
+            return state
+        except (ValueError, json.JSONDecodeError) as exc:
+            # Never reuse a number: rebuild it from the files present, past the highest.
+            highest = max((_sequence_of(p) for p in self.root.rglob("*_*_*_*")), default=0)
+            state = {"next_sequence": highest + 1, "rebuilt_because": str(exc)}
+            _write_atomic(self._state_path, json.dumps(state).encode())
+            return state
+
+    def next_sequence(self) -> int:
+        """Take the next number of the device's life-long sequence (persisted first)."""
+        sequence = self._state["next_sequence"]
+        self._state["next_sequence"] = sequence + 1
+        _write_atomic(self._state_path, json.dumps(self._state).encode())
+        return sequence
+
+    def open_activity(self, utc: float) -> Activity:
+        activity_id = utc_compact(utc)
+        path = self.root / activity_id
+        suffix = 1
+        while path.exists():  # two activities in one second: keep both
+            suffix += 1
+            activity_id = f"{utc_compact(utc)}-{suffix}"
+            path = self.root / activity_id
+        path.mkdir(parents=True)
+        return Activity(activity_id, path, utc)
+
+    def evidence_path(self, activity: Activity, sequence: int, utc: float, suffix: str) -> Path:
+        return activity.path / f"{self.device_id}_{activity.id}_{sequence:06d}_{utc_compact(utc)}{suffix}"
+
+
+def _sequence_of(path: Path) -> int:
+    parts = path.name.split("_")
+    try:
+        return int(parts[2])
+    except (IndexError, ValueError):
+        return 0
