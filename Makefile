@@ -29,6 +29,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/recording.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

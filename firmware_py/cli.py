@@ -196,9 +196,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
+        segments = sum(r.get("segments", 0) for r in result.recordings)
         print(f"done: {result.simulated_seconds:.0f} s simulated in {result.wall_seconds:.1f} s "
-              f"({result.speed:.1f}x real time), {result.frames} frames, "
-              f"{len(result.recordings)} recordings, final state {result.final_state}")
+              f"({result.speed:.1f}x real time), {result.frames} frames captured, "
+              f"{len(result.recordings)} recordings in {segments} segment files under "
+              f"{out / 'device' / 'evidence'}, final state {result.final_state}")
         for report in result.reports[:1]:
             print(report.summary())
     return EXIT_OK

@@ -73,6 +73,15 @@ def audio_config(device: DeviceConfig) -> AudioConfig:
     return AudioConfig(a.sample_rate, a.channels, a.block_ms)
 
 
+def _interleave(frames: list[EncodedFrame], blocks: list[AudioBlock]) -> list[EncodedFrame | AudioBlock]:
+    """Frames and audio blocks merged in capture order (frames first on a tie)."""
+    merged: list[tuple[int, int, int, EncodedFrame | AudioBlock]] = [
+        (f.timestamp_us, 0, n, f) for n, f in enumerate(frames)]
+    merged += [(b.timestamp_us, 1, n, b) for n, b in enumerate(blocks)]
+    merged.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in merged]
+
+
 class Recorder:
     """The pipeline the agent drives (``firmware_py.recording.RecordingPipeline``)."""
 
@@ -163,10 +172,16 @@ class Recorder:
                 for frame in frames[:split]:
                     pre.writer.write_frame(frame)
                 self._close_segment(rec, "pre_event")
-            for block in buffered.audio:
-                self.output_audio(block)
-            for frame in frames[split:]:
-                self.output_frame(frame)
+            # Buffered audio goes in interleaved with the video it belongs to; the first
+            # frame goes first, since it opens the segment the audio is written into.
+            live = frames[split:]
+            if live:
+                self.output_frame(live[0])
+            for item in _interleave(live[1:], buffered.audio):
+                if isinstance(item, EncodedFrame):
+                    self.output_frame(item)
+                else:
+                    self.output_audio(item)
             if rec.open is not None:
                 self._flush(rec.open, frames[-1].timestamp_us)
             if frames:

@@ -179,3 +179,32 @@ def test_evidence_is_read_only_and_named_by_device_activity_sequence_time(shift)
         sequences.append(int(sequence))
         assert path.stat().st_mode & 0o222 == 0
     assert sequences == sorted(sequences)
+
+
+def test_pre_event_audio_when_configured(tmp_path):
+    data = {"scenario": {"name": "audio", "duration": "20s"},
+            "config": {"video": {"width": 320, "height": 180, "fps": FPS},
+                       "recording": {"pre_event_seconds": 8, "pre_event_audio": True}},
+            "event": [{"at": 12, "action": "press", "button": "record"},
+                      {"at": 18, "action": "press", "button": "record"}]}
+    Simulation(sc.parse(data, "audio.toml"), tmp_path).run()
+    segments = sorted((tmp_path / "device" / "evidence").glob("*/*.ts"))
+    assert len(segments) == 1  # no separate video-only file
+    video = ffprobe_packets(segments[0], "v:0")
+    audio = ffprobe_packets(segments[0], "a:0")
+    first_video, first_audio = float(video[0]["pts_time"]), float(audio[0]["pts_time"])
+    assert abs(first_audio - first_video) < 0.2  # sound from before the press, too
+    assert float(video[-1]["pts_time"]) - first_video > 12
+
+
+def test_without_pre_event_audio_the_buffered_part_is_a_video_only_file(shift):
+    scenario, out, entries, segments = shift
+    header = metadata.read(segments[0].with_suffix(".meta.jsonl"))[0]
+    assert header["video_only"] is True and header["audio"] is None
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type",
+                           "-of", "csv=p=0", str(segments[0])], capture_output=True, text=True)
+    assert set(proc.stdout.split()) == {"video"}
+    second = metadata.read(segments[1].with_suffix(".meta.jsonl"))[0]
+    assert second["video_only"] is False
+    pressed = second["pressed_at"]["monotonic"]
+    assert 0 <= pressed - second["start"]["monotonic"] <= 1.0 + 0.5  # within a keyframe interval
