@@ -217,8 +217,8 @@ class Recorder:
             if seg is not None:
                 seg.meta.record(record)
                 seg.markers += 1
-                return {"segment": seg.sequence, "incident": incident}
-            return {"segment": None, "incident": incident}
+                return {"in_segment": seg.sequence, "incident": incident}
+            return {"in_segment": None, "incident": incident}
 
     def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]:
         """Store a still (R11.1) beside the segments, with the same metadata."""

@@ -38,7 +38,7 @@ class TimelineEntry:
         h, rest = divmod(int(self.t), 3600)
         m, s = divmod(rest, 60)
         facts = " ".join(f"{k}={_short(v)}" for k, v in self.fields.items()
-                         if k not in ("checks", "at"))
+                         if k not in ("checks", "at", "files"))
         marker = ">>" if self.source == "scenario" else "  "
         return f"{marker} +{h:d}:{m:02d}:{s:02d}  {self.local[11:19]}  {self.kind:<20} {facts}".rstrip()
 
