@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -28,11 +28,17 @@ from device.microphone import AudioBlock
 from firmware_py.audit import AuditLog
 from firmware_py.config import Config
 from firmware_py.core import AgentCore, State
+from firmware_py.activity import ActivityRecord
 from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
-                                ClockOffsetMeasured, CorrectClock, Event, GnssUpdate, Log,
-                                OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
+                                CameraResumed, CameraStalled, ClockOffsetMeasured, CorrectClock,
+                                EndActivity, Event, GnssUpdate, InterruptionClosed,
+                                InterruptionOpened, InterruptionUpdated, Log, OpenActivity,
+                                PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal, Speak,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick)
+from firmware_py.interruptions import Interruption
+from firmware_py.speech import Clip, PhraseRenderer
+from firmware_py.workrecord import work_record, write_work_record
 from firmware_py.metadata import time_at
 from firmware_py.pipeline import Recorder
 from firmware_py.recording import RecordingPipeline
@@ -40,7 +46,7 @@ from firmware_py.selfcheck import (CheckReason, ClockReading, SelfCheckReadings,
                                    SelfCheckReport, evaluate, recording_hours_free)
 from firmware_py.signals import ALERTS, SIGNALS, Alert, Signal
 from firmware_py.stamp import Stamper, stamp_lines
-from firmware_py.store import Activity, EvidenceStore
+from firmware_py.store import EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,7 @@ class _Sinks:
         self._agent = agent
 
     def output_frame(self, frame: EncodedFrame) -> None:
+        self._agent._last_frame_at = frame.timestamp_us / 1e6
         probe = self._agent._probe
         if probe is not None:
             probe.frames += 1
@@ -134,7 +141,12 @@ class Agent:
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
         self.pipeline: RecordingPipeline = pipeline or Recorder(
             config.device, hardware.clock, self.store, self.time_quality)
-        self.activity: Activity | None = None
+        self.activity: ActivityRecord | None = None
+        self.speech = PhraseRenderer(hardware.storage.path.parent / "speech-cache",
+                                     config.device.audio.sample_rate)
+        self._clips: dict[str, Clip] = {}
+        self._last_frame_at: float | None = None
+        self._stalled = False
         stamp = config.device.stamp
         video, photo = config.device.video, config.device.photo
         self._video_stamper = Stamper(video.width, video.height, stamp.position, stamp.font_px)
@@ -161,6 +173,10 @@ class Agent:
     # --- loop -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Render the phrase scripts before anyone presses record, so the announcement
+        # never waits for the speech engine.
+        for script in self._scripts():
+            self._clip(script)
         self._dispatch(Booted(self.hw.clock.monotonic()))
 
     def step(self) -> None:
@@ -188,6 +204,7 @@ class Agent:
                 if reading is not None:
                     hours = recording_hours_free(reading, self.config.device)
                     self._dispatch(StorageUpdate(reading, hours, now))
+            self._watch_camera(now)
             if self._probe is not None and now >= self._probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))
             if now >= self._next_tick:
@@ -204,8 +221,7 @@ class Agent:
     def close(self) -> None:
         with self._lock:
             if self.core.state is State.RECORDING:
-                facts = self.pipeline.stop_recording(self.hw.clock.monotonic(), "shutdown")
-                self._log("recording_stopped", facts)
+                self._execute(StopRecording("shutdown"))
             self._log("shutdown", {"state": str(self.core.state)})
             if self._camera_on:
                 self._execute(StopCamera())
@@ -264,21 +280,53 @@ class Agent:
                 self._log("clock_corrected", {"source": str(source),
                                               "offset_before_s": round(correction.offset_before_s, 3)})
             case OpenActivity():
-                self.activity = self.store.open_activity(self.hw.clock.now().utc)
-                officer = self.config.device.device.officer
-                self._log("activity_opened", {"activity": self.activity.id,
-                                              "officer": officer or None,
-                                              "unassigned": not officer})
-            case StartRecording():
-                facts = self.pipeline.start_recording(self.hw.clock.monotonic(), self.activity)
+                activity = self.store.open_activity(self.hw.clock.now().utc)
+                self.activity = ActivityRecord(activity, self.hw.clock, self.config.device,
+                                               self.config.policy)
+                self._log("activity_opened", {"activity": activity.id,
+                                              "matter": self.activity.header["matter"],
+                                              "officer": self.activity.header["officer"],
+                                              "unassigned": self.activity.header["unassigned"]})
+            case EndActivity():
+                assert self.activity is not None
+                summary = self.activity.close()
+                self._log("activity_ended", {"activity": summary["id"],
+                                             "recordings": len(summary["recordings"]),
+                                             "photos": len(summary["photos"]),
+                                             "interruptions": len(summary["interruptions"]),
+                                             "long_term": summary["long_term"]})
+                self.activity = None
+            case StartRecording(resumed):
+                assert self.activity is not None
+                facts = self.pipeline.start_recording(self.hw.clock.monotonic(),
+                                                      self.activity.activity)
+                facts["resumed"] = resumed
+                self.activity.append("recording_started", facts)
                 self._log("recording_started", facts)
-            case StopRecording():
-                facts = self.pipeline.stop_recording(self.hw.clock.monotonic())
+            case StopRecording(reason):
+                facts = self.pipeline.stop_recording(self.hw.clock.monotonic(), reason)
+                facts["reason"] = reason
+                if self.activity is not None:
+                    self.activity.recordings.append(facts)
+                    self.activity.append("recording_stopped", facts)
                 self._log("recording_stopped", facts)
+            case Speak(script):
+                self._speak(script)
+            case InterruptionOpened(interruption):
+                self._interruption("interruption", interruption)
+            case InterruptionUpdated(interruption):
+                self._interruption("interruption_reason", interruption)
+            case InterruptionClosed(interruption):
+                self._close_interruption(interruption)
             case TakePhoto():
                 self._take_photo()
             case AddMarker(incident):
-                facts = self.pipeline.add_marker(incident, self.activity)
+                facts = self.pipeline.add_marker(incident, self.activity.activity if self.activity else None)
+                facts["activity"] = self.activity.id if self.activity else None
+                if self.activity is not None:
+                    self.activity.markers += not incident
+                    self.activity.incidents += incident
+                    self.activity.append("marker", facts)
                 self._log("incident_marker" if incident else "marker", facts)
             case _:
                 raise AssertionError(f"unhandled action {action!r}")
@@ -287,6 +335,8 @@ class Agent:
         if self._camera_on:
             return
         self._capture_errors.clear()
+        self._last_frame_at = self.hw.clock.monotonic()  # a camera that never starts stalls too
+        self._stalled = False
         for part, start in (("camera", self.hw.camera.start), ("microphone", self.hw.microphone.start)):
             try:
                 if part == "camera":
@@ -302,6 +352,7 @@ class Agent:
         if not self._camera_on:
             return
         self._camera_on = False
+        self._last_frame_at = None
         for part, stop in (("camera", self.hw.camera.stop), ("microphone", self.hw.microphone.stop)):
             try:
                 stop()
@@ -315,7 +366,88 @@ class Agent:
             self._log("hardware_error", {"part": "camera", "error": str(exc)})
             return
         assert self.activity is not None  # the core opens one before a photo
-        self._log("photo", self.pipeline.save_photo(still, self.activity))
+        facts = self.pipeline.save_photo(still, self.activity.activity)
+        self.activity.photos.append(facts["file"])
+        self.activity.append("photo", facts)
+        self._log("photo", facts)
+
+    # --- speech, interruptions, camera watch ----------------------------------------------
+
+    def _scripts(self) -> dict[str, tuple]:
+        policy = self.config.policy
+        scripts = {"announcement": policy.announcement.phrases,
+                   "prompt": policy.interruption.prompt}
+        for key, reason in policy.interruption.reasons.items():
+            if reason.spoken:
+                scripts[f"reason:{key}"] = reason.spoken
+        return scripts
+
+    def _clip(self, script: str) -> Clip | None:
+        if script not in self._clips:
+            phrases = self._scripts().get(script)
+            if not phrases:
+                return None
+            self._clips[script] = self.speech.script(phrases, self.config.policy.announcement.gap_s)
+        return self._clips[script]
+
+    def _speak(self, script: str) -> None:
+        clip = self._clip(script)
+        if clip is None:
+            return
+        try:
+            self.hw.speaker.play(clip.samples, clip.sample_rate)
+        except HardwareError as exc:
+            self._log("hardware_error", {"part": "speaker", "error": str(exc)})
+            return
+        start = self.hw.clock.now()
+        parts = [{"language": p.language, "text": p.text, "start_s": round(p.start_s, 3),
+                  "duration_s": round(p.duration_s, 3), "source": p.source} for p in clip.parts]
+        self._log("spoken", {"script": script, "duration_s": round(clip.duration_s, 3),
+                             "sources": sorted({p["source"] for p in parts})})
+        if script == "announcement":
+            # R8.4: the announcement, then the window for the officer's statement.
+            window = self.config.policy.announcement.statement_window_s
+            end_of_speech = start.utc + clip.duration_s
+            self.pipeline.note({"kind": "announcement", "time": start.to_json(),
+                                "duration_s": round(clip.duration_s, 3), "phrases": parts})
+            self.pipeline.note({"kind": "statement_window", "time": start.to_json(),
+                                "start_utc": round(end_of_speech, 3),
+                                "end_utc": round(end_of_speech + window, 3),
+                                "duration_s": window,
+                                "purpose": "officer states purpose, task and officers (Art. 8)"})
+
+    def _interruption(self, kind: str, interruption: Interruption) -> None:
+        facts = interruption.to_json()
+        facts["activity"] = self.activity.id if self.activity else None
+        if self.activity is not None:
+            self.activity.append(kind, facts)
+        self._log(kind, facts)
+
+    def _close_interruption(self, interruption: Interruption) -> None:
+        assert self.activity is not None
+        interruption = replace(interruption, activity=self.activity.id)
+        stopped = time_at(self.hw.clock, interruption.stopped_at)
+        resumed = None if interruption.resumed_at is None else time_at(self.hw.clock, interruption.resumed_at)
+        record = work_record(interruption, self.activity.header, stopped, resumed,
+                             self.config.device, self.config.policy.interruption)
+        json_path, _ = write_work_record(self.activity.path, record)
+        self.activity.interruptions.append(interruption.to_json())
+        self.activity.work_records.append(json_path.name)
+        facts = {**interruption.to_json(), "work_record": json_path.name}
+        self.activity.append("interruption_closed", facts)
+        self._log("interruption_closed", facts)
+
+    def _watch_camera(self, now: float) -> None:
+        """A camera that stops delivering frames while on is a fault (Art. 12 (1))."""
+        if not self._camera_on or self._last_frame_at is None:
+            return
+        stall = self.config.policy.stops.camera_stall_s
+        if not self._stalled and now - self._last_frame_at > stall:
+            self._stalled = True
+            self._dispatch(CameraStalled(now))
+        elif self._stalled and now - self._last_frame_at <= 1.0 / self.config.device.video.fps * 2:
+            self._stalled = False
+            self._dispatch(CameraResumed(now))
 
     # --- stamp (camera thread) ----------------------------------------------------------
 

@@ -103,16 +103,41 @@ def _iter_lines(data: bytes, path: Path) -> Iterator[tuple[dict[str, Any], bytes
         yield entry, line
 
 
+def scan(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Every readable entry, and the first break in the chain (None when intact)."""
+    entries: list[dict[str, Any]] = []
+    prev, seq = GENESIS, 0
+    problem: str | None = None
+    path = Path(path)
+    for number, line in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problem = problem or f"{path}:{number}: not JSON ({exc.msg})"
+            continue
+        if not isinstance(entry, dict) or "seq" not in entry or "prev" not in entry:
+            problem = problem or f"{path}:{number}: not an audit entry"
+            continue
+        if problem is None and entry["prev"] != prev:
+            problem = (f"{path}:{number}: entry {entry['seq']}: chain broken (an entry before "
+                       "it was altered, removed or reordered)")
+        elif problem is None and entry["seq"] != seq:
+            problem = f"{path}:{number}: entry {entry['seq']}: expected sequence {seq}"
+        prev, seq = hashlib.sha256(line).hexdigest(), entry["seq"] + 1
+        entries.append(entry)
+    if problem is None and not line_ends_cleanly(path):
+        problem = f"{path}: the last line is torn (written during a power cut?)"
+    return entries, problem
+
+
+def line_ends_cleanly(path: Path) -> bool:
+    data = Path(path).read_bytes()
+    return not data or data.endswith(b"\n")
+
+
 def read(path: Path) -> list[dict[str, Any]]:
     """Every entry, after checking the whole chain; raises AuditLogError at the first break."""
-    entries = []
-    prev, seq = GENESIS, 0
-    for entry, line in _iter_lines(Path(path).read_bytes(), Path(path)):
-        if entry["prev"] != prev:
-            raise AuditLogError(f"{path}: entry {entry['seq']}: chain broken (an entry before "
-                                "it was altered, removed or reordered)")
-        if entry["seq"] != seq:
-            raise AuditLogError(f"{path}: entry {entry['seq']}: expected sequence {seq}")
-        prev, seq = hashlib.sha256(line).hexdigest(), seq + 1
-        entries.append(entry)
+    entries, problem = scan(path)
+    if problem is not None:
+        raise AuditLogError(problem)
     return entries

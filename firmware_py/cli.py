@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, metavar="S",
                    help="stop after this many seconds (default: until interrupted)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("log", help="print the device's audit log and check its chain",
+                       description="Print the audit log (R18.2). Every entry carries the "
+                       "hash of the one before; --verify only checks the chain. Exit 0 when "
+                       "the chain is intact, 1 when an entry was altered, removed or reordered.")
+    p.add_argument("path", nargs="?", default=Path("."), type=Path, metavar="PATH",
+                   help="audit.jsonl, or a directory holding it (a device root, or a "
+                   "simulate --out directory); default: the current directory")
+    p.add_argument("--verify", action="store_true", help="check the chain, print one line")
+    p.add_argument("--json", action="store_true", help="print entries (or the result) as JSON")
+    p.set_defaults(func=cmd_log)
     return parser
 
 
@@ -204,6 +215,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for report in result.reports[:1]:
             print(report.summary())
     return EXIT_OK
+
+
+# --- log -------------------------------------------------------------------------------
+
+def _audit_path(path: Path) -> Path:
+    for candidate in (path, path / "audit.jsonl", path / "device" / "audit.jsonl"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(str(path), "", "no audit log here (looked for audit.jsonl and "
+                      "device/audit.jsonl)")
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from firmware_py import audit
+
+    path = _audit_path(args.path)
+    entries, problem = audit.scan(path)
+    if args.verify:
+        result = {"path": str(path), "entries": len(entries), "intact": problem is None,
+                  "problem": problem}
+        if args.json:
+            print(json.dumps(result, indent=2))
+        elif problem is None:
+            print(f"audit log intact: {len(entries)} entries, chain from genesis to the last "
+                  f"entry unbroken ({path})")
+        else:
+            print(f"AUDIT LOG BROKEN: {problem}")
+        return EXIT_OK if problem is None else EXIT_PROBLEM
+    if args.json:
+        print(json.dumps({"path": str(path), "intact": problem is None, "problem": problem,
+                          "entries": entries}, indent=1, ensure_ascii=False))
+    else:
+        for e in entries:
+            facts = " ".join(f"{k}={json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+                             for k, v in e["fields"].items() if k != "checks")
+            print(f"{e['seq']:>6}  {e['time'].get('local', '')[:23]}  {e['kind']:<22} {facts}")
+        print("chain intact" if problem is None else f"AUDIT LOG BROKEN: {problem}")
+    return EXIT_OK if problem is None else EXIT_PROBLEM
 
 
 # --- run ---------------------------------------------------------------------------------

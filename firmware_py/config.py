@@ -13,7 +13,7 @@ import re
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, Mapping, get_args, get_origin, get_type_hints
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -30,8 +30,17 @@ class ConfigError(ValueError):
 def setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
             choices: tuple[Any, ...] | None = None, pattern: str | None = None) -> Any:
     """A dataclass field with its documentation and allowed values."""
-    return field(default=default, metadata={"doc": doc, "min": min, "max": max,
-                                            "choices": choices, "pattern": pattern})
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "pattern": pattern}
+    if isinstance(default, dict):  # a table of tables: each instance gets its own
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def required(doc: str, *, min: float | None = None, max: float | None = None,
+             choices: tuple[Any, ...] | None = None, pattern: str | None = None) -> Any:
+    """A field every table of its kind must give (list and table items)."""
+    return field(metadata={"doc": doc, "min": min, "max": max, "choices": choices,
+                           "pattern": pattern})
 
 
 # --- device.toml -------------------------------------------------------------------------
@@ -184,12 +193,85 @@ class WarningsPolicy:
                                          "than this fits.", min=0, max=6000)
     gnss_lost_after_s: float = setting(10.0, "A fix older than this counts as lost.",
                                        min=1, max=600)
+    reminder_interval_s: float = setting(300.0, "While recording, a short reminder tone this "
+                                         "often; 0 turns it off.", min=0, max=3600)
+
+
+@dataclass(frozen=True)
+class StopsPolicy:
+    battery_cutoff_percent: float = setting(3.0, "At this charge the agent closes the segment, "
+                                            "logs an automatic interruption (Art. 12 (1)) and "
+                                            "powers the camera down.", min=0, max=50)
+    storage_reserve_mb: float = setting(100.0, "Free space kept in reserve: below it the "
+                                        "segment is closed cleanly (Art. 12 (1)).",
+                                        min=1, max=100_000)
+    camera_stall_s: float = setting(3.0, "No frame for this long while recording is a camera "
+                                    "fault: an automatic interruption until frames return.",
+                                    min=0.5, max=60)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    language: str = required("Language tag (cmn, en, …).", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+    text: str = required("The phrase as written, for records and work records.")
+    voice: str = setting("", "espeak-ng voice; empty uses the language tag.")
+    speak: str = setting("", "What espeak-ng reads when it differs from the text (for "
+                         "Mandarin: tone-numbered pinyin with voice cmn-latn-pinyin).")
+
+
+@dataclass(frozen=True)
+class Matter:
+    zh: str = required("Name in Chinese.")
+    en: str = required("Name in English.")
+    recording_required: bool = setting(True, "Art. 6: must this kind of action be recorded.")
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: int = required("Item of Art. 12 (1–4).", min=1, max=4)
+    zh: str = required("The reason as the regulation words it.")
+    en: str = required("The reason in English.")
+    presses: int = setting(0, "Marker presses that choose it after a stop; 0: only the "
+                           "device records it (reason 1).", min=0, max=9)
+    spoken: tuple[Phrase, ...] = setting((), "Confirmation spoken when chosen.")
+
+
+@dataclass(frozen=True)
+class ActivityPolicy:
+    default_matter: str = setting("on_site_enforcement", "Type of a new activity (R6.2) until "
+                                  "set otherwise.", pattern=r"^[a-z_]+$")
+    matters: dict[str, Matter] = setting({}, "The unit's list of matters (R6.1).")
+
+
+@dataclass(frozen=True)
+class AnnouncementPolicy:
+    phrases: tuple[Phrase, ...] = setting((), "Spoken when a recording starts (Art. 8, 9).")
+    gap_s: float = setting(0.4, "Silence between phrases.", min=0, max=5)
+    statement_window_s: float = setting(30.0, "After the announcement, time marked for the "
+                                        "officer's statement of purpose, task and officers "
+                                        "(R8.4).", min=0, max=600)
+
+
+@dataclass(frozen=True)
+class InterruptionPolicy:
+    basis: str = setting("宝丰县人力资源和社会保障局执法音像记录管理制度 第十二条",
+                         "The rule a work record cites.")
+    prompt: tuple[Phrase, ...] = setting((), "Spoken after a stop, asking for the reason.")
+    prompt_window_s: float = setting(30.0, "How long the reason gesture is awaited before it "
+                                     "is left pending for the dock.", min=1, max=600)
+    confirm_after_s: float = setting(2.5, "Quiet time after the last marker press that "
+                                     "confirms the count.", min=0.5, max=10)
+    reasons: dict[str, Reason] = setting({}, "Art. 12's reasons.")
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     selfcheck: SelfCheckPolicy = field(default_factory=SelfCheckPolicy)
     warnings: WarningsPolicy = field(default_factory=WarningsPolicy)
+    stops: StopsPolicy = field(default_factory=StopsPolicy)
+    activity: ActivityPolicy = field(default_factory=ActivityPolicy)
+    announcement: AnnouncementPolicy = field(default_factory=AnnouncementPolicy)
+    interruption: InterruptionPolicy = field(default_factory=InterruptionPolicy)
 
 
 @dataclass(frozen=True)
@@ -239,15 +321,36 @@ def build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "", bas
         if key not in known:
             allowed = ", ".join(known)
             raise ConfigError(source, prefix + key, f"unknown key (allowed here: {allowed})")
-    current = base if base is not None else cls()
-    changes: dict[str, Any] = {}
+    needed = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    if base is None and needed:
+        for name in needed:
+            if name not in data:
+                raise ConfigError(source, prefix + name, "missing (required here)")
+    values: dict[str, Any] = {}
     for name, value in data.items():
+        key = prefix + name
         kind = hints[name]
+        origin, args = get_origin(kind), get_args(kind)
         if is_dataclass(kind):
-            changes[name] = build(kind, value, source, f"{prefix}{name}.", getattr(current, name))
+            values[name] = build(kind, value, source, f"{key}.",
+                                 getattr(base if base is not None else cls(), name))
+        elif origin is tuple and args and is_dataclass(args[0]):
+            if not isinstance(value, list):
+                raise ConfigError(source, key, f"must be a list of tables ([[{key}]])")
+            values[name] = tuple(build(args[0], item, source, f"{key}[{i}].")
+                                 for i, item in enumerate(value))
+        elif origin is dict and len(args) == 2 and is_dataclass(args[1]):
+            if not isinstance(value, Mapping):
+                raise ConfigError(source, key, f"must be a table of tables ([{key}.NAME])")
+            values[name] = {k: build(args[1], v, source, f"{key}.{k}.") for k, v in value.items()}
         else:
-            changes[name] = _check_value(source, prefix + name, value, kind, known[name].metadata)
-    result = replace(current, **changes)
+            values[name] = _check_value(source, key, value, kind, known[name].metadata)
+    if base is not None:
+        result = replace(base, **values)
+    elif needed:
+        result = cls(**values)
+    else:
+        result = replace(cls(), **values)
     _check_whole(result, source, prefix)
     return result
 
@@ -263,6 +366,33 @@ def _check_whole(section: Any, source: str, prefix: str) -> None:
         pins = [section.record_pin, section.photo_pin, section.marker_pin]
         if len(set(pins)) != len(pins):
             raise ConfigError(source, prefix.rstrip("."), f"two buttons share a pin: {pins}")
+
+
+def check_policy(policy: PolicyConfig, source: str) -> None:
+    """What the regulation needs of a policy file as a whole."""
+    if not policy.announcement.phrases:
+        raise ConfigError(source, "announcement.phrases",
+                          "at least one phrase is required: Art. 9 asks the party be told")
+    if not policy.activity.matters:
+        raise ConfigError(source, "activity.matters", "the list of matters is empty (R6.1)")
+    if policy.activity.default_matter not in policy.activity.matters:
+        raise ConfigError(source, "activity.default_matter",
+                          f"{policy.activity.default_matter!r} is not one of the matters: "
+                          f"{', '.join(policy.activity.matters)}")
+    reasons = policy.interruption.reasons
+    codes = sorted(r.code for r in reasons.values())
+    if codes != [1, 2, 3, 4]:
+        raise ConfigError(source, "interruption.reasons",
+                          f"needs exactly Art. 12's reasons 1-4 once each, got codes {codes}")
+    presses = [r.presses for r in reasons.values() if r.presses]
+    if len(set(presses)) != len(presses):
+        raise ConfigError(source, "interruption.reasons",
+                          f"two reasons share a press count: {sorted(presses)}")
+    for name, reason in reasons.items():
+        if (reason.code == 1) != (reason.presses == 0):
+            raise ConfigError(source, f"interruption.reasons.{name}.presses",
+                              "reason 1 is recorded by the device alone (presses = 0); "
+                              "reasons 2-4 need a press count")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -287,7 +417,39 @@ def load(device_path: Path | None = None, policy_path: Path | None = None,
     if overrides:
         device = build(DeviceConfig, overrides, overrides_source, base=device)
     policy = build(PolicyConfig, read_toml(policy_path), str(policy_path))
+    check_policy(policy, str(policy_path))
     return Config(device, policy, (str(device_path), str(policy_path)))
+
+
+def _reference_rows(cls: type, prefix: str) -> list[str]:
+    rows = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        meta = f.metadata
+        if meta.get("choices"):
+            allowed = ", ".join(f"`{c}`" for c in meta["choices"])
+        elif meta.get("min") is not None or meta.get("max") is not None:
+            allowed = f"{_fmt(meta.get('min'))} – {_fmt(meta.get('max'))}"
+        elif meta.get("pattern"):
+            allowed = f"`{meta['pattern']}`"
+        else:
+            allowed = ""
+        default = f.default if f.default is not MISSING else None
+        if f.default_factory is not MISSING or isinstance(default, tuple):
+            default_text = "see file"
+        elif default is None:
+            default_text = "required"
+        elif isinstance(default, bool):
+            default_text = f"`{str(default).lower()}`"
+        else:
+            default_text = f"`{default!r}`"
+        rows.append(f"| `{prefix}{f.name}` | {default_text} | {allowed} | {meta.get('doc', '')} |")
+        origin, args = get_origin(hints[f.name]), get_args(hints[f.name])
+        if origin is tuple and args and is_dataclass(args[0]):
+            rows += _reference_rows(args[0], f"{prefix}{f.name}[].")
+        elif origin is dict and len(args) == 2 and is_dataclass(args[1]):
+            rows += _reference_rows(args[1], f"{prefix}{f.name}.NAME.")
+    return rows
 
 
 def reference_markdown() -> str:
@@ -297,20 +459,6 @@ def reference_markdown() -> str:
         lines += [f"**`config/{file_name}`**", "", "| key | default | allowed | meaning |",
                   "|---|---|---|---|"]
         for section in fields(root):
-            section_cls = get_type_hints(root)[section.name]
-            for f in fields(section_cls):
-                meta = f.metadata
-                if meta.get("choices"):
-                    allowed = ", ".join(f"`{c}`" for c in meta["choices"])
-                elif meta.get("min") is not None or meta.get("max") is not None:
-                    allowed = f"{_fmt(meta.get('min'))} – {_fmt(meta.get('max'))}"
-                elif meta.get("pattern"):
-                    allowed = f"`{meta['pattern']}`"
-                else:
-                    allowed = ""
-                default = f.default if f.default is not MISSING else ""
-                default_text = f"`{str(default).lower()}`" if isinstance(default, bool) else f"`{default!r}`"
-                lines.append(f"| `{section.name}.{f.name}` | {default_text} | {allowed} "
-                             f"| {meta.get('doc', '')} |")
+            lines += _reference_rows(get_type_hints(root)[section.name], f"{section.name}.")
         lines.append("")
     return "\n".join(lines)

@@ -3,13 +3,21 @@
 States and the events that move between them:
 
     BOOTING --Booted--> CHECKING --SelfCheckDone--> READY
-    READY --record press--> RECORDING --record press--> READY
-    CHECKING --record press--> RECORDING   (a self-check never blocks recording, R7.6)
+    READY/CHECKING --record press--> RECORDING   (a self-check never blocks recording, R7.6)
+    RECORDING --record press--> READY            (inside an activity: an interruption)
+    RECORDING/READY --record long press--> READY (end of the activity, R8.3)
+    RECORDING --battery cut-off / storage full / camera stall--> READY or POWER_SAVE
+                                                 (an automatic interruption, Art. 12 (1))
     READY/CHECKING --on external power--> DOCKED --off external power--> CHECKING (R7.1)
 
-The core holds no hardware, files or threads: a test feeds it a list of events and reads
-the actions back. The edge (``firmware_py.agent``) turns hardware into events and carries
-out the actions.
+Activities (R5.2): the first recording or photo opens one; only the explicit end-activity
+gesture (a long press of record) closes it. Every stop in between is an interruption
+(R12.1) whose reason the officer gives with marker presses after the voice prompt, or the
+device records itself. Recording starts only from the record button (R5.3): no event from
+outside — dock, network, timer — can start it; the one automatic restart is the resumption
+of the officer's own recording when a stalled camera delivers frames again.
+
+The core holds no hardware, files or threads: a test feeds it events and reads actions.
 """
 
 from __future__ import annotations
@@ -21,10 +29,13 @@ from device.clock import TimeSource
 from device.inputs import Button, Gesture
 from firmware_py.config import Config
 from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
-                                ClockOffsetMeasured, CorrectClock, Event, GnssUpdate, Log,
-                                OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
-                                StartCamera, StartRecording, StopCamera, StopRecording,
-                                StorageUpdate, TakePhoto, Tick)
+                                CameraResumed, CameraStalled, ClockOffsetMeasured,
+                                CorrectClock, EndActivity, Event, GnssUpdate,
+                                InterruptionClosed, InterruptionOpened, InterruptionUpdated,
+                                Log, OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone,
+                                ShowSignal, Speak, StartCamera, StartRecording, StopCamera,
+                                StopRecording, StorageUpdate, TakePhoto, Tick)
+from firmware_py.interruptions import DEVICE, PENDING, Interruption
 from firmware_py.selfcheck import CheckReason
 from firmware_py.signals import Alert, Signal
 
@@ -34,6 +45,7 @@ class State(StrEnum):
     CHECKING = "checking"
     READY = "ready"
     RECORDING = "recording"
+    POWER_SAVE = "power_save"
     DOCKED = "docked"
 
 
@@ -48,22 +60,52 @@ class GnssStatus:
     lost_reported: bool = False
 
 
+@dataclass
+class ReasonPrompt:
+    """The officer's marker presses after a stop, counted until a quiet pause."""
+
+    until: float
+    presses: int = 0
+    last_press_at: float | None = None
+
+
 class AgentCore:
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._policy = config.policy
         self.state = State.BOOTING
         self.self_check_running = False
         self.activity_open = False
+        self.activity_number = 0
+        self.interruptions = 0
+        self.interruption: Interruption | None = None
+        self.prompt: ReasonPrompt | None = None
         self.recordings = 0
+        self.recording_since: float | None = None
+        self._next_reminder: float | None = None
         self.docked = False
+        self.camera_stalled = False
         self.gnss = GnssStatus()
         self._battery_warned = False
         self._storage_warned = False
+        self.storage_full = False
+        self.battery_percent: float | None = None
         self.clock_source: TimeSource = TimeSource.RTC
+        self._now = 0.0
+
+    @property
+    def officer(self) -> str:
+        """Who chose a reason: the assigned officer, or "officer" while unassigned."""
+        return self._config.device.device.officer or "officer"
 
     # --- entry point ----------------------------------------------------------------------
 
     def handle(self, event: Event) -> list[Action]:
+        at = getattr(event, "at", None)
+        if isinstance(at, (int, float)):
+            self._now = max(self._now, float(at))
+        elif isinstance(event, ButtonGesture):
+            self._now = max(self._now, event.event.at)
         match event:
             case Booted():
                 return self._booted(event)
@@ -79,6 +121,10 @@ class AgentCore:
                 return self._power(event)
             case StorageUpdate():
                 return self._storage(event)
+            case CameraStalled():
+                return self._camera_stalled(event)
+            case CameraResumed():
+                return self._camera_resumed(event)
             case Tick():
                 return self._tick(event)
         raise ProtocolError(f"unknown event {event!r}")
@@ -86,13 +132,18 @@ class AgentCore:
     # --- states ---------------------------------------------------------------------------
 
     def _idle_signal(self) -> Signal:
+        if self.interruption is not None and self.prompt is not None:
+            return Signal.REASON_NEEDED
         return Signal.BUFFERING if self._config.device.recording.pre_event_seconds > 0 else Signal.READY
 
     def _enter(self, state: State) -> list[Action]:
         previous, self.state = self.state, state
-        actions: list[Action] = [Log("state", {"from": str(previous), "to": str(state)})]
+        actions: list[Action] = []
+        if previous is not state:
+            actions.append(Log("state", {"from": str(previous), "to": str(state)}))
         signal = {State.CHECKING: Signal.CHECKING, State.READY: self._idle_signal(),
-                  State.RECORDING: Signal.RECORDING, State.DOCKED: Signal.DOCKED}.get(state)
+                  State.RECORDING: Signal.RECORDING, State.DOCKED: Signal.DOCKED,
+                  State.POWER_SAVE: Signal.POWER_SAVE}.get(state)
         if signal is not None:
             actions.append(ShowSignal(signal))
         return actions
@@ -106,8 +157,10 @@ class AgentCore:
     def _booted(self, event: Booted) -> list[Action]:
         if self.state is not State.BOOTING:
             raise ProtocolError(f"Booted in state {self.state}")
-        actions: list[Action] = [Log("boot", {"device": self._config.device.device.id,
-                                              "officer": self._config.device.device.officer or None}),
+        device = self._config.device.device
+        actions: list[Action] = [Log("boot", {"device": device.id, "unit": device.unit,
+                                              "officer": device.officer or None,
+                                              "unassigned": not device.officer}),
                                  StartCamera()]
         actions += self._enter(State.CHECKING)
         actions += self._start_check(CheckReason.BOOT)
@@ -130,17 +183,23 @@ class AgentCore:
         gesture = event.event
         actions: list[Action] = [Log("button", {"button": str(gesture.button),
                                                 "gesture": str(gesture.gesture)})]
-        if self.state in (State.BOOTING, State.DOCKED):
-            # No recording from the dock (the camera is off there) nor before boot ends.
-            return actions + [Log("button_ignored", {"state": str(self.state)})]
-        if gesture.button is Button.RECORD and gesture.gesture is Gesture.PRESS:
-            actions += self._stop() if self.state is State.RECORDING else self._record()
-        elif gesture.button is Button.PHOTO:
-            actions += self._with_activity([TakePhoto(), RaiseAlert(Alert.PHOTO_TAKEN)])
-        elif gesture.button is Button.MARKER:
-            incident = gesture.gesture is Gesture.LONG_PRESS
-            actions += [AddMarker(incident),
-                        RaiseAlert(Alert.INCIDENT_MARKED if incident else Alert.MARKER_ADDED)]
+        if self.state in (State.BOOTING, State.DOCKED, State.POWER_SAVE):
+            # No recording from the dock (camera off), before boot ends, or on a flat battery.
+            return actions + [Log("button_ignored", {"state": str(self.state)}),
+                              RaiseAlert(Alert.REFUSED)]
+        match (gesture.button, gesture.gesture):
+            case (Button.RECORD, Gesture.PRESS):
+                actions += self._stop("stop") if self.state is State.RECORDING else self._record()
+            case (Button.RECORD, Gesture.LONG_PRESS):
+                actions += self._end_activity()
+            case (Button.PHOTO, _):
+                actions += self._with_activity([TakePhoto(), RaiseAlert(Alert.PHOTO_TAKEN)])
+            case (Button.MARKER, Gesture.PRESS) if self.prompt is not None:
+                actions += self._reason_press(gesture.at)
+            case (Button.MARKER, _):
+                incident = gesture.gesture is Gesture.LONG_PRESS
+                actions += [AddMarker(incident),
+                            RaiseAlert(Alert.INCIDENT_MARKED if incident else Alert.MARKER_ADDED)]
         return actions
 
     def _with_activity(self, actions: list[Action]) -> list[Action]:
@@ -150,18 +209,135 @@ class AgentCore:
         if self.activity_open:
             return actions
         self.activity_open = True
+        self.activity_number += 1
+        self.interruptions = 0
         return [OpenActivity()] + actions + self._start_check(CheckReason.FIRST_RECORDING)
 
-    def _record(self) -> list[Action]:
-        actions = self._with_activity([StartRecording(), RaiseAlert(Alert.RECORD_STARTED)])
+    def _record(self, resumed_by_device: bool = False) -> list[Action]:
+        if self.storage_full:
+            return [Log("record_refused", {"why": "storage full: no space left to record"}),
+                    RaiseAlert(Alert.REFUSED)]
+        resumed = self.activity_open
+        actions = self._with_activity([StartRecording(resumed=resumed),
+                                       RaiseAlert(Alert.RECORD_STARTED),
+                                       Speak("announcement")])
+        actions += self._close_interruption("resumed_by_device" if resumed_by_device else "resumed")
         self.recordings += 1
+        self.recording_since = self._now
+        interval = self._policy.warnings.reminder_interval_s
+        self._next_reminder = self._now + interval if interval > 0 else None
         return actions + self._enter(State.RECORDING)
 
-    def _stop(self) -> list[Action]:
-        actions: list[Action] = [StopRecording(), RaiseAlert(Alert.RECORD_STOPPED)]
+    def _stop(self, reason: str, detail: str = "") -> list[Action]:
+        """End the recording; inside an activity that is an interruption (R12.1)."""
+        actions: list[Action] = [StopRecording(reason), RaiseAlert(Alert.RECORD_STOPPED)]
+        self.recording_since = None
+        automatic = reason not in ("stop", "activity_end")
+        if self.activity_open and reason != "activity_end":
+            self.interruptions += 1
+            if automatic:
+                interruption = Interruption("", self.interruptions, self._now,
+                                            self._reason_key(1), DEVICE, detail)
+                actions.append(RaiseAlert(Alert.INTERRUPTION_AUTOMATIC))
+            else:
+                interruption = Interruption("", self.interruptions, self._now, PENDING, PENDING)
+                self.prompt = ReasonPrompt(self._now + self._policy.interruption.prompt_window_s)
+                actions.append(Speak("prompt"))
+            self.interruption = interruption
+            actions.append(InterruptionOpened(interruption))
         if self.docked:
             return actions + [StopCamera()] + self._enter(State.DOCKED)
         return actions + self._enter(State.READY)
+
+    def _end_activity(self) -> list[Action]:
+        if not self.activity_open:
+            return [Log("end_activity_ignored", {"why": "no activity open"}), RaiseAlert(Alert.REFUSED)]
+        actions: list[Action] = []
+        if self.state is State.RECORDING:
+            actions += self._stop("activity_end")
+        actions += self._close_interruption("activity_end")
+        self.activity_open = False
+        actions += [EndActivity(), RaiseAlert(Alert.ACTIVITY_ENDED)]
+        if self.state is State.READY:
+            actions += self._enter(State.READY)  # the signal drops "reason needed"
+        return actions
+
+    # --- interruptions --------------------------------------------------------------------
+
+    def _reason_key(self, code: int) -> str:
+        return next(k for k, r in self._policy.interruption.reasons.items() if r.code == code)
+
+    def _reason_press(self, at: float) -> list[Action]:
+        prompt = self.prompt
+        assert prompt is not None
+        prompt.presses += 1
+        prompt.last_press_at = at
+        return [RaiseAlert(Alert.REASON_PRESS)]
+
+    def _settle_prompt(self, now: float) -> list[Action]:
+        """Confirm the press count after a quiet pause, or leave the reason pending."""
+        prompt, interruption = self.prompt, self.interruption
+        if prompt is None or interruption is None:
+            return []
+        quiet = self._policy.interruption.confirm_after_s
+        if prompt.last_press_at is not None and now - prompt.last_press_at >= quiet:
+            return self._choose(prompt.presses)
+        if prompt.last_press_at is None and now >= prompt.until:
+            self.prompt = None
+            return [Log("interruption_reason_pending", {"number": interruption.number,
+                                                        "why": "no reason given on the device; "
+                                                               "to be given at the dock"})] + (
+                self._enter(self.state) if self.state is State.READY else [])
+        return []
+
+    def _choose(self, presses: int) -> list[Action]:
+        interruption = self.interruption
+        assert interruption is not None
+        self.prompt = None
+        chosen = [k for k, r in self._policy.interruption.reasons.items() if r.presses == presses]
+        actions: list[Action]
+        if not chosen:
+            actions = [Log("interruption_reason_unrecognised",
+                           {"number": interruption.number, "presses": presses,
+                            "why": "no reason has that many presses; left pending for the dock"}),
+                       RaiseAlert(Alert.REFUSED)]
+        else:
+            self.interruption = interruption.with_reason(chosen[0], self.officer)
+            actions = [InterruptionUpdated(self.interruption), RaiseAlert(Alert.REASON_CHOSEN),
+                       Speak(f"reason:{chosen[0]}")]
+        if self.state is State.READY:
+            actions += self._enter(State.READY)
+        return actions
+
+    def _close_interruption(self, by: str) -> list[Action]:
+        interruption = self.interruption
+        if interruption is None:
+            return []
+        actions: list[Action] = []
+        if self.prompt is not None and self.prompt.presses:
+            actions += self._choose(self.prompt.presses)  # pressed, then resumed at once
+            interruption = self.interruption
+            assert interruption is not None
+        self.prompt = None
+        self.interruption = None
+        return actions + [InterruptionClosed(interruption.closed(self._now, by))]
+
+    # --- automatic stops (Art. 12 (1)) -----------------------------------------------------
+
+    def _camera_stalled(self, event: CameraStalled) -> list[Action]:
+        self.camera_stalled = True
+        if self.state is not State.RECORDING:
+            return [Log("camera_stalled", {"recording": False})]
+        stall = self._policy.stops.camera_stall_s
+        return self._stop("camera_fault", f"camera: no frames for {stall:g} s")
+
+    def _camera_resumed(self, event: CameraResumed) -> list[Action]:
+        self.camera_stalled = False
+        interruption = self.interruption
+        if (self.state is State.READY and interruption is not None and interruption.automatic
+                and interruption.detail.startswith("camera")):
+            return [Log("camera_resumed", {"resuming": True})] + self._record(resumed_by_device=True)
+        return [Log("camera_resumed", {"resuming": False})]
 
     # --- sensors --------------------------------------------------------------------------
 
@@ -176,30 +352,41 @@ class AgentCore:
                                          "longitude": event.fix.longitude,
                                          "satellites": event.fix.satellites})] + (
                     [RaiseAlert(Alert.GNSS_REGAINED)] if regained else [])
-        return self._tick(Tick(event.at))
+        return self._gnss_age(event.at)
 
     def _clock_offset(self, event: ClockOffsetMeasured) -> list[Action]:
-        if abs(event.offset_s) <= self._config.policy.selfcheck.clock_correct_above_s:
-            self.clock_source = event.source
-            return []
         self.clock_source = event.source
+        if abs(event.offset_s) <= self._policy.selfcheck.clock_correct_above_s:
+            return []
         return [CorrectClock(event.source, event.reference_utc, event.at)]
 
     def _power(self, event: PowerUpdate) -> list[Action]:
         actions: list[Action] = []
         reading = event.reading
+        self.battery_percent = reading.capacity_percent
         if reading.external_power and not self.docked:
             self.docked = True
-            actions.append(Log("docked", {"battery_percent": reading.capacity_percent}))
-            if self.state in (State.READY, State.CHECKING):
-                actions += [StopCamera()] + self._enter(State.DOCKED)
+            actions.append(Log("docked", {"battery_percent": reading.capacity_percent,
+                                          "activity_open": self.activity_open}))
+            if self.state in (State.READY, State.CHECKING, State.POWER_SAVE):
+                if self.state is not State.POWER_SAVE:
+                    actions.append(StopCamera())
+                actions += self._enter(State.DOCKED)
         elif not reading.external_power and self.docked:
             self.docked = False
             actions.append(Log("undocked", {"battery_percent": reading.capacity_percent}))
             if self.state is State.DOCKED:
                 actions += [StartCamera()] + self._enter(State.CHECKING)
                 actions += self._start_check(CheckReason.LEFT_DOCK)
-        low = self._config.policy.warnings.battery_low_percent
+        cutoff = self._policy.stops.battery_cutoff_percent
+        if not reading.external_power and reading.capacity_percent <= cutoff:
+            if self.state is State.RECORDING:
+                actions += self._stop("battery_cutoff",
+                                      f"battery at {reading.capacity_percent:g} % (cut-off {cutoff:g} %)")
+            if self.state in (State.READY, State.CHECKING):
+                actions += [Log("power_save", {"battery_percent": reading.capacity_percent}),
+                            StopCamera()] + self._enter(State.POWER_SAVE)
+        low = self._policy.warnings.battery_low_percent
         if not reading.external_power and reading.capacity_percent < low:
             if not self._battery_warned:
                 self._battery_warned = True
@@ -211,22 +398,42 @@ class AgentCore:
         return actions
 
     def _storage(self, event: StorageUpdate) -> list[Action]:
+        actions: list[Action] = []
+        reserve = self._policy.stops.storage_reserve_mb * 1e6
+        full = event.reading.free_bytes <= reserve
+        if full and not self.storage_full:
+            actions.append(Log("storage_full", {"free_bytes": event.reading.free_bytes,
+                                                "reserve_bytes": int(reserve)}))
+            if self.state is State.RECORDING:
+                actions += self._stop("storage_full", f"storage full: "
+                                      f"{event.reading.free_bytes / 1e6:.0f} MB left, "
+                                      f"reserve {reserve / 1e6:.0f} MB")
+        self.storage_full = full
         minutes = event.hours_free * 60
-        low = self._config.policy.warnings.storage_low_minutes
+        low = self._policy.warnings.storage_low_minutes
         if minutes < low and not self._storage_warned:
             self._storage_warned = True
-            return [Log("storage_low", {"minutes_free": round(minutes, 1), "threshold": low}),
-                    RaiseAlert(Alert.STORAGE_LOW)]
+            actions += [Log("storage_low", {"minutes_free": round(minutes, 1), "threshold": low}),
+                        RaiseAlert(Alert.STORAGE_LOW)]
         if minutes >= low * 1.1:
             self._storage_warned = False
-        return []
+        return actions
 
     def _tick(self, event: Tick) -> list[Action]:
+        actions = self._gnss_age(event.at)
+        actions += self._settle_prompt(event.at)
+        if (self.state is State.RECORDING and self._next_reminder is not None
+                and event.at >= self._next_reminder):
+            self._next_reminder += self._policy.warnings.reminder_interval_s
+            actions.append(RaiseAlert(Alert.REMINDER))
+        return actions
+
+    def _gnss_age(self, now: float) -> list[Action]:
         g = self.gnss
-        limit = self._config.policy.warnings.gnss_lost_after_s
-        if g.has_fix and g.last_fix_at is not None and event.at - g.last_fix_at > limit:
+        limit = self._policy.warnings.gnss_lost_after_s
+        if g.has_fix and g.last_fix_at is not None and now - g.last_fix_at > limit:
             g.has_fix = False
             g.lost_reported = True
-            return [Log("gnss_lost", {"last_fix_age_s": round(event.at - g.last_fix_at, 1)}),
+            return [Log("gnss_lost", {"last_fix_age_s": round(now - g.last_fix_at, 1)}),
                     RaiseAlert(Alert.GNSS_LOST)]
         return []

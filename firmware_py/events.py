@@ -14,6 +14,7 @@ from device.gnss import GnssFix
 from device.inputs import ButtonEvent
 from device.power import PowerReading
 from device.storage import StorageReading
+from firmware_py.interruptions import Interruption
 from firmware_py.selfcheck import CheckReason, SelfCheckReport
 from firmware_py.signals import Alert, Signal
 
@@ -65,6 +66,18 @@ class StorageUpdate:
 
 
 @dataclass(frozen=True)
+class CameraStalled:
+    """No frame has arrived for the policy's stall time while recording."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class CameraResumed:
+    at: float
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed; lets the core notice ages (a fix grown stale) without other events."""
 
@@ -72,7 +85,7 @@ class Tick:
 
 
 Event = (Booted | ButtonGesture | SelfCheckDone | GnssUpdate | ClockOffsetMeasured
-         | PowerUpdate | StorageUpdate | Tick)
+         | PowerUpdate | StorageUpdate | CameraStalled | CameraResumed | Tick)
 
 
 # --- actions: what the edge must do ------------------------------------------------------
@@ -105,13 +118,42 @@ class OpenActivity:
 
 
 @dataclass(frozen=True)
+class EndActivity:
+    """The officer ended the activity (R8.3): the edge closes its record."""
+
+
+@dataclass(frozen=True)
 class StartRecording:
-    pass
+    resumed: bool = False  # after an interruption of the same activity
 
 
 @dataclass(frozen=True)
 class StopRecording:
-    pass
+    reason: str = "stop"  # stop, activity_end, battery_cutoff, storage_full, camera_fault
+
+
+@dataclass(frozen=True)
+class Speak:
+    """Play a phrase script: "announcement", "prompt", or "reason:<key>"."""
+
+    script: str
+
+
+@dataclass(frozen=True)
+class InterruptionOpened:
+    interruption: Interruption
+
+
+@dataclass(frozen=True)
+class InterruptionUpdated:
+    """A reason was given (or left pending) while the interruption is still open."""
+
+    interruption: Interruption
+
+
+@dataclass(frozen=True)
+class InterruptionClosed:
+    interruption: Interruption
 
 
 @dataclass(frozen=True)
@@ -146,5 +188,6 @@ class Log:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | OpenActivity | StartRecording
-          | StopRecording | TakePhoto | AddMarker | ShowSignal | RaiseAlert | Log)
+Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | OpenActivity | EndActivity
+          | StartRecording | StopRecording | TakePhoto | AddMarker | Speak | InterruptionOpened
+          | InterruptionUpdated | InterruptionClosed | ShowSignal | RaiseAlert | Log)

@@ -208,6 +208,15 @@ class Recorder:
             self.history.append(facts)
             return facts
 
+    def note(self, record: dict[str, Any]) -> bool:
+        """A line for the metadata of the segment being written; False when none is open."""
+        with self._lock:
+            seg = self.recording.open if self.recording else None
+            if seg is None:
+                return False
+            seg.meta.record(record)
+            return True
+
     def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]:
         """A key moment (R11.2), or an incident for long-term keeping (R16.1)."""
         with self._lock:

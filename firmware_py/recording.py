@@ -29,6 +29,9 @@ class RecordingPipeline(Protocol):
     def stop_recording(self, at: float, reason: str = "stop") -> dict[str, Any]:
         """End the recording; returns facts for the audit log."""
 
+    def note(self, record: dict[str, Any]) -> bool:
+        """Add a line to the metadata of the segment being written."""
+
     def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]: ...
 
     def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]: ...

@@ -19,6 +19,8 @@ class Signal(StrEnum):
     READY = "ready"  # pre-event buffer off
     BUFFERING = "buffering"  # ready, pre-event buffer filling
     RECORDING = "recording"
+    REASON_NEEDED = "reason_needed"  # after a stop: the officer may give Art. 12's reason
+    POWER_SAVE = "power_save"  # battery at cut-off: camera off until charged
     DOCKED = "docked"
 
 
@@ -34,6 +36,12 @@ class Alert(StrEnum):
     STORAGE_LOW = "storage_low"
     GNSS_LOST = "gnss_lost"
     GNSS_REGAINED = "gnss_regained"
+    REMINDER = "reminder"
+    REASON_PRESS = "reason_press"
+    REASON_CHOSEN = "reason_chosen"
+    INTERRUPTION_AUTOMATIC = "interruption_automatic"
+    ACTIVITY_ENDED = "activity_ended"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,10 @@ SIGNALS: dict[Signal, Pattern] = {
     Signal.BUFFERING: Pattern({Output.LED_GREEN: Blink(0.2, 1.8)},
                               "ready, pre-event buffer holding the last seconds"),
     Signal.RECORDING: Pattern({Output.LED_RED: True}, "recording (R9.2)"),
+    Signal.REASON_NEEDED: Pattern({Output.LED_RED: Blink(0.5, 0.5), Output.LED_GREEN: Blink(0.5, 0.5)},
+                                  "stopped inside an activity: give the reason (marker presses)"),
+    Signal.POWER_SAVE: Pattern({Output.LED_RED: Blink(0.1, 4.9)},
+                               "battery at cut-off: recording impossible until charged"),
     Signal.DOCKED: Pattern({Output.LED_BLUE: True}, "in the dock: charging and syncing"),
 }
 
@@ -75,6 +87,17 @@ ALERTS: dict[Alert, Pattern] = {
                                "three slow red flashes and beeps"),
     Alert.GNSS_LOST: Pattern({Output.LED_BLUE: _beeps(2, 0.5, 0.5)}, "blue flashes twice"),
     Alert.GNSS_REGAINED: Pattern({Output.LED_BLUE: _beeps(1, 0.5)}, "blue flashes once"),
+    Alert.REMINDER: Pattern({Output.BUZZER: _beeps(1, 0.05)}, "a short chirp while recording"),
+    Alert.REASON_PRESS: Pattern({Output.VIBRATION: _beeps(1, 0.1)}, "a tick per reason press"),
+    Alert.REASON_CHOSEN: Pattern({Output.BUZZER: _beeps(2, 0.05, 0.05), Output.VIBRATION: _beeps(1, 0.4)},
+                                 "double chirp and a long buzz: reason recorded"),
+    Alert.INTERRUPTION_AUTOMATIC: Pattern({Output.LED_RED: _beeps(4, 0.15, 0.15),
+                                           Output.BUZZER: _beeps(4, 0.15, 0.15),
+                                           Output.VIBRATION: _beeps(2, 0.5, 0.2)},
+                                          "the device stopped by itself (Art. 12 (1))"),
+    Alert.ACTIVITY_ENDED: Pattern({Output.BUZZER: _beeps(3, 0.1, 0.1), Output.VIBRATION: _beeps(1, 0.6)},
+                                  "three chirps and a long buzz"),
+    Alert.REFUSED: Pattern({Output.BUZZER: _beeps(1, 0.8)}, "one long low beep: cannot do that now"),
 }
 
 

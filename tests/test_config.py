@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,40 @@ def test_shipped_files_load_with_documented_defaults():
 
 
 def test_shipped_files_spell_out_every_default():
-    # config/*.toml must not drift from the dataclass defaults the README documents.
+    # Every single-valued default in the code is written out, with the same value, in the
+    # shipped files, so a unit reading config/*.toml sees what is in force.
     for path, root in ((cfg.CONFIG_DIR / "device.toml", cfg.DeviceConfig),
                        (cfg.CONFIG_DIR / "policy.toml", cfg.PolicyConfig)):
-        assert cfg.build(root, cfg.read_toml(path), str(path)) == root()
+        data = cfg.read_toml(path)
+        loaded = cfg.build(root, data, str(path))
+        for section in dataclasses.fields(root):
+            defaults = getattr(root(), section.name)
+            for f in dataclasses.fields(defaults):
+                value = getattr(defaults, f.name)
+                if isinstance(value, (tuple, dict)):
+                    assert data[section.name][f.name], f"{section.name}.{f.name} missing"
+                    continue
+                assert f.name in data.get(section.name, {}), f"{path.name}: {section.name}.{f.name}"
+                assert getattr(getattr(loaded, section.name), f.name) == value
+
+
+def test_policy_needs_what_the_regulation_needs(tmp_path):
+    text = (cfg.CONFIG_DIR / "policy.toml").read_text()
+    broken = text.replace('presses = 3\n', 'presses = 2\n')
+    with pytest.raises(cfg.ConfigError, match="two reasons share a press count"):
+        cfg.load(policy_path=write(tmp_path, broken, "policy.toml"))
+    no_matter = text.replace('default_matter = "on_site_enforcement"', 'default_matter = "picnic"')
+    with pytest.raises(cfg.ConfigError, match="'picnic' is not one of the matters"):
+        cfg.load(policy_path=write(tmp_path, no_matter, "policy.toml"))
+    no_code = text.replace("code = 4", "code = 3")
+    with pytest.raises(cfg.ConfigError, match="reasons 1-4 once each"):
+        cfg.load(policy_path=write(tmp_path, no_code, "policy.toml"))
+    silent = write(tmp_path, "[announcement]\nphrases = []\n", "policy.toml")
+    with pytest.raises(cfg.ConfigError, match="Art. 9"):
+        cfg.load(policy_path=silent)
+    no_text = text.replace('text = "This recorder is now recording audio and video. Please mind your words and conduct."', '')
+    with pytest.raises(cfg.ConfigError, match=r"announcement.phrases\[1\].text: missing"):
+        cfg.load(policy_path=write(tmp_path, no_text, "policy.toml"))
 
 
 @pytest.mark.parametrize("text, expected", [

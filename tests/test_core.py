@@ -141,7 +141,7 @@ def test_battery_low_warns_once_until_recharged(config):
 
 def test_storage_low_warns_at_threshold(config):
     core = ready(config)
-    reading = StorageReading("/e", 1, 1)
+    reading = StorageReading("/e", 10**12, 10**9)  # above the 100 MB reserve
     assert core.handle(StorageUpdate(reading, 0.5, 1.0)) == []  # 30 min: not below
     actions = core.handle(StorageUpdate(reading, 29.9 / 60, 2.0))
     assert RaiseAlert(Alert.STORAGE_LOW) in actions and "storage_low" in logs(actions)
