@@ -174,3 +174,145 @@ def test_booted_twice_is_a_protocol_error(config):
     core = ready(config)
     with pytest.raises(ProtocolError):
         core.handle(Booted(1.0))
+
+
+# --- activities and interruptions (Art. 12) ------------------------------------------------
+
+from firmware_py.events import (CameraResumed, CameraStalled, EndActivity, InterruptionClosed,
+                                InterruptionOpened, InterruptionUpdated, Speak)
+
+
+def recording(config) -> AgentCore:
+    core = ready(config)
+    core.handle(press(at=5.0))
+    return core
+
+
+def find(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_stop_inside_activity_is_an_interruption_with_a_prompt(config):
+    core = recording(config)
+    actions = core.handle(press(at=20.0))
+    opened = find(actions, InterruptionOpened)[0].interruption
+    assert (opened.number, opened.reason, opened.chosen_by) == (1, "pending", "pending")
+    assert Speak("prompt") in actions and ShowSignal(Signal.REASON_NEEDED) in actions
+    assert core.activity_open  # a stop never ends the activity (R8.3)
+
+
+@pytest.mark.parametrize("presses, reason", [(1, "weather"), (2, "obstruction"), (3, "force_majeure")])
+def test_marker_presses_choose_the_reason(config, presses, reason):
+    core = recording(config)
+    core.handle(press(at=20.0))
+    for i in range(presses):
+        actions = core.handle(press(Button.MARKER, at=22.0 + i * 0.5))
+        assert not find(actions, AddMarker)  # during the prompt a press counts, not marks
+    last = 22.0 + (presses - 1) * 0.5
+    assert not find(core.handle(Tick(last + 2.0)), InterruptionUpdated)  # still counting
+    actions = core.handle(Tick(last + 2.6))
+    chosen = find(actions, InterruptionUpdated)[0].interruption
+    assert (chosen.reason, chosen.chosen_by) == (reason, "officer")  # unassigned device
+    assert Speak(f"reason:{reason}") in actions
+    actions = core.handle(press(at=60.0))
+    closed = find(actions, InterruptionClosed)[0].interruption
+    assert closed.reason == reason and closed.off_s == pytest.approx(40.0)
+
+
+def test_no_gesture_leaves_the_reason_pending_for_the_dock(config):
+    core = recording(config)
+    core.handle(press(at=20.0))
+    assert core.handle(Tick(49.0)) == []
+    actions = core.handle(Tick(50.5))
+    assert "interruption_reason_pending" in logs(actions)
+    assert find(core.handle(press(Button.MARKER, at=55.0)), AddMarker)  # a marker again
+    closed = find(core.handle(press(at=70.0)), InterruptionClosed)[0].interruption
+    assert closed.reason == "pending"
+
+
+def test_unknown_press_count_is_left_pending(config):
+    core = recording(config)
+    core.handle(press(at=20.0))
+    for i in range(5):
+        core.handle(press(Button.MARKER, at=21.0 + i * 0.3))
+    actions = core.handle(Tick(26.0))
+    assert "interruption_reason_unrecognised" in logs(actions)
+    assert core.interruption.reason == "pending"
+
+
+def test_presses_then_immediate_resume_still_count(config):
+    core = recording(config)
+    core.handle(press(at=20.0))
+    core.handle(press(Button.MARKER, at=21.0))
+    actions = core.handle(press(at=21.5))  # resumed before the quiet pause
+    closed = find(actions, InterruptionClosed)[0].interruption
+    assert closed.reason == "weather"
+
+
+def test_end_activity_is_a_long_press_and_closes_an_open_interruption(config):
+    core = recording(config)
+    actions = core.handle(press(Button.RECORD, Gesture.LONG_PRESS, at=30.0))
+    assert find(actions, StopRecording)[0].reason == "activity_end"
+    assert not find(actions, InterruptionOpened)  # ending is not an interruption
+    assert EndActivity() in actions and not core.activity_open
+    core = recording(config)
+    core.handle(press(at=20.0))
+    actions = core.handle(press(Button.RECORD, Gesture.LONG_PRESS, at=40.0))
+    closed = find(actions, InterruptionClosed)[0].interruption
+    assert closed.closed_by == "activity_end" and closed.off_s == pytest.approx(20.0)
+    assert "end_activity_ignored" in logs(core.handle(press(Button.RECORD, Gesture.LONG_PRESS, at=50.0)))
+
+
+def test_battery_cutoff_stops_cleanly_as_reason_one(config):
+    core = recording(config)
+    actions = core.handle(PowerUpdate(PowerReading(3.0, ChargeStatus.DISCHARGING, False), 30.0))
+    assert find(actions, StopRecording)[0].reason == "battery_cutoff"
+    auto = find(actions, InterruptionOpened)[0].interruption
+    assert (auto.reason, auto.chosen_by, auto.automatic) == ("device", "device", True)
+    assert Speak("prompt") not in actions  # the device knows the reason
+    assert core.state is State.POWER_SAVE and StopCamera in kinds(actions)
+    assert "button_ignored" in logs(core.handle(press(at=40.0)))
+
+
+def test_storage_full_stops_and_refuses_until_space_returns(config):
+    core = recording(config)
+    full = StorageReading("/e", 10**12, 50_000_000)
+    actions = core.handle(StorageUpdate(full, 0.05, 30.0))
+    assert find(actions, StopRecording)[0].reason == "storage_full"
+    assert find(actions, InterruptionOpened)[0].interruption.automatic
+    assert "record_refused" in logs(core.handle(press(at=35.0)))
+    core.handle(StorageUpdate(StorageReading("/e", 10**12, 10**10), 10.0, 40.0))
+    assert StartRecording(resumed=True) in core.handle(press(at=45.0))
+
+
+def test_camera_stall_is_an_automatic_interruption_that_resumes_itself(config):
+    core = recording(config)
+    actions = core.handle(CameraStalled(30.0))
+    assert find(actions, StopRecording)[0].reason == "camera_fault"
+    actions = core.handle(CameraResumed(38.0))
+    assert StartRecording(resumed=True) in actions
+    closed = find(actions, InterruptionClosed)[0].interruption
+    assert closed.closed_by == "resumed_by_device" and closed.off_s == pytest.approx(8.0)
+
+
+def test_reminder_tone_while_recording(config):
+    core = recording(config)  # started at 5 s; reminder every 300 s
+    assert RaiseAlert(Alert.REMINDER) not in core.handle(Tick(304.0))
+    assert RaiseAlert(Alert.REMINDER) in core.handle(Tick(305.5))
+    assert RaiseAlert(Alert.REMINDER) not in core.handle(Tick(306.5))
+
+
+def test_only_the_record_button_starts_a_recording(config):
+    """R5.3: no remote, scheduled or covert start; every other event leaves it off."""
+    core = ready(config)
+    events = [Tick(10.0), PowerUpdate(PowerReading(80, ChargeStatus.CHARGING, True), 11.0),
+              PowerUpdate(PowerReading(80, ChargeStatus.DISCHARGING, False), 12.0),
+              SelfCheckDone(report(True)), GnssUpdate(fix(True, 13.0), 13.0),
+              ClockOffsetMeasured(TimeSource.GNSS, 5.0, 1e9, 14.0),
+              StorageUpdate(StorageReading("/e", 10**12, 10**11), 100.0, 15.0),
+              CameraResumed(16.0), CameraStalled(17.0),
+              press(Button.PHOTO, at=18.0), press(Button.MARKER, at=19.0),
+              press(Button.MARKER, Gesture.LONG_PRESS, at=20.0)]
+    for event in events:
+        assert not find(core.handle(event), StartRecording), event
+    assert core.state is not State.RECORDING

@@ -8,7 +8,7 @@ from device.inputs import Button
 from simulator import scenario as sc
 
 
-@pytest.mark.parametrize("name", ["patrol", "cold-start", "faults"])
+@pytest.mark.parametrize("name", ["patrol", "cold-start", "faults", "obstruction"])
 def test_shipped_scenarios_load(name):
     scenario = sc.load(name)
     assert scenario.name == name and scenario.duration_s > 0 and scenario.events
@@ -59,5 +59,5 @@ def test_mistakes_are_named(data, message):
 
 
 def test_unknown_scenario_lists_shipped_ones():
-    with pytest.raises(sc.ScenarioError, match="shipped: cold-start, faults, patrol"):
+    with pytest.raises(sc.ScenarioError, match="shipped: cold-start, faults, obstruction, patrol"):
         sc.load("nonexistent")
