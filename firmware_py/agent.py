@@ -37,6 +37,8 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick)
 from firmware_py.interruptions import Interruption
+from firmware_py.keys import DeviceIdentity, device_identity
+from firmware_py.seal import Sealer, plain_file, recover, unsealed
 from firmware_py.speech import Clip, PhraseRenderer
 from firmware_py.workrecord import work_record, write_work_record
 from firmware_py.metadata import time_at
@@ -134,13 +136,17 @@ class _Sinks:
 
 class Agent:
     def __init__(self, config: Config, hardware: Hardware, audit: AuditLog,
-                 pipeline: RecordingPipeline | None = None) -> None:
+                 pipeline: RecordingPipeline | None = None,
+                 identity: DeviceIdentity | None = None) -> None:
         self.config = config
         self.hw = hardware
         self.audit = audit
+        self.root = hardware.storage.path.parent
+        self.identity = identity or device_identity(self.root, config.device.device.id)
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
+        self.sealer = Sealer(self.identity, self.store)
         self.pipeline: RecordingPipeline = pipeline or Recorder(
-            config.device, hardware.clock, self.store, self.time_quality)
+            config.device, hardware.clock, self.store, self.sealer, self.time_quality)
         self.activity: ActivityRecord | None = None
         self.speech = PhraseRenderer(hardware.storage.path.parent / "speech-cache",
                                      config.device.audio.sample_rate)
@@ -178,6 +184,19 @@ class Agent:
         for script in self._scripts():
             self._clip(script)
         self._dispatch(Booted(self.hw.clock.monotonic()))
+        self._recover()
+
+    def _recover(self) -> None:
+        """Seal what a power cut left open, so the chain runs on past it (R18.1)."""
+        for stem in unsealed(self.store.root):
+            parts = stem.name.split("_")
+            number = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+            seal = recover(self.sealer, stem, {"activity": stem.parent.name,
+                                               "officer": self.config.device.device.officer or None,
+                                               "file_number": number})
+            self._log("segment_recovered", {"manifest": seal.manifest_path.name,
+                                            "chain": seal.manifest["sequence"],
+                                            **(seal.manifest["cut_short"] or {})})
 
     def step(self) -> None:
         with self._lock:
@@ -290,6 +309,12 @@ class Agent:
             case EndActivity():
                 assert self.activity is not None
                 summary = self.activity.close()
+                path = self.activity.path
+                seal = self.sealer.seal("activity", path / "activity",
+                                        [("record", plain_file("record", path / "activity.json"))],
+                                        {"activity": summary["id"], "officer": summary["officer"]},
+                                        start=self.activity.opened, end=self.hw.clock.now())
+                summary["manifest"] = seal.manifest_path.name
                 self._log("activity_ended", {"activity": summary["id"],
                                              "recordings": len(summary["recordings"]),
                                              "photos": len(summary["photos"]),
@@ -430,7 +455,12 @@ class Agent:
         resumed = None if interruption.resumed_at is None else time_at(self.hw.clock, interruption.resumed_at)
         record = work_record(interruption, self.activity.header, stopped, resumed,
                              self.config.device, self.config.policy.interruption)
-        json_path, _ = write_work_record(self.activity.path, record)
+        json_path, text_path = write_work_record(self.activity.path, record)
+        self.sealer.seal("work_record", json_path.with_suffix(""),
+                         [("record", plain_file("record", json_path)),
+                          ("text", plain_file("text", text_path))],
+                         {"activity": self.activity.id, "officer": record["officer"],
+                          "interruption": interruption.number}, start=stopped, end=resumed)
         self.activity.interruptions.append(interruption.to_json())
         self.activity.work_records.append(json_path.name)
         facts = {**interruption.to_json(), "work_record": json_path.name}

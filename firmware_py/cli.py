@@ -90,6 +90,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check the chain, print one line")
     p.add_argument("--json", action="store_true", help="print entries (or the result) as JSON")
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("enroll", help="enrol a device with the agency (keys, id, unit)",
+                       description="Enrol a device (R18.3): create its Ed25519 signing key on "
+                       "the device (if it has none), register the public key with the agency "
+                       "in the dock directory (creating the agency's X25519 key pair there if "
+                       "it has none), and give the device the agency's public key, its id and "
+                       "its unit.")
+    p.add_argument("--device-root", type=Path, required=True, metavar="DIR",
+                   help="the device's directory (keys/ and enrollment.json go here)")
+    p.add_argument("--dock", type=Path, required=True, metavar="DIR",
+                   help="the dock directory (agency keys and the devices/ registry)")
+    p.add_argument("--device-id", metavar="ID", help="default: from --config")
+    p.add_argument("--unit", metavar="UNIT", help="default: from --config")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("verify", help="check sealed evidence: signatures, hashes, chain",
+                       description="Verify sealed evidence. Without --key, checks signatures, "
+                       "stored-byte hashes and the chain on the ciphertext; with the agency key "
+                       "also decrypts every chunk and checks the plaintext hashes. Reports per "
+                       "item: valid, altered (which check), missing (gaps in the sequence), "
+                       "out_of_order, unknown_device. Exit 0 only when all is valid.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="evidence directories, manifests or files")
+    p.add_argument("--trust", type=Path, required=True, metavar="DIR",
+                   help="enrolled devices: a dock directory or its devices/ folder")
+    p.add_argument("--key", type=Path, metavar="AGENCY_KEY",
+                   help="the agency's X25519 private key (PEM), or a dock directory holding it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", help="write verified plaintext evidence and a report",
+                       description="Verify with the agency key, then write the plaintext media "
+                       "(MPEG-TS), photos, metadata, manifests and a verification report under "
+                       "--out. Refuses, writing nothing, if anything fails verification.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--trust", type=Path, required=True, metavar="DIR",
+                   help="enrolled devices: a dock directory or its devices/ folder")
+    p.add_argument("--key", type=Path, required=True, metavar="AGENCY_KEY")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -109,6 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HardwareError as exc:
         print(f"bodycam: hardware error: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except _key_error() as exc:
+        print(f"bodycam: key error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _key_error() -> type[Exception]:
+    from firmware_py.keys import KeyFileError
+    return KeyFileError
 
 
 def _scenario_error() -> type[Exception]:
@@ -253,6 +304,63 @@ def cmd_log(args: argparse.Namespace) -> int:
             print(f"{e['seq']:>6}  {e['time'].get('local', '')[:23]}  {e['kind']:<22} {facts}")
         print("chain intact" if problem is None else f"AUDIT LOG BROKEN: {problem}")
     return EXIT_OK if problem is None else EXIT_PROBLEM
+
+
+# --- enroll, verify, export --------------------------------------------------------------
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from firmware_py.keys import enroll
+
+    config = _load(args)
+    result = enroll(args.device_root, args.dock, args.device_id or config.device.device.id,
+                    args.unit or config.device.device.unit)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(f"enrolled {result['device']} ({result['unit']}): device key "
+              f"{result['device_key_id']}, agency key {result['agency_key_id']}")
+    return EXIT_OK
+
+
+def _verify_inputs(args: argparse.Namespace):
+    from firmware_py.keys import load_agency_private, load_registry
+
+    registry = load_registry(args.trust)
+    key = load_agency_private(args.key) if args.key else None
+    return registry, key
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from firmware_py.verify import summary_lines, verify
+
+    registry, key = _verify_inputs(args)
+    report = verify(args.paths, registry, key)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
+    else:
+        for line in summary_lines(report):
+            print(line)
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from firmware_py.export import ExportRefused, export
+
+    registry, key = _verify_inputs(args)
+    try:
+        report = export(args.paths, registry, key, args.out)
+    except ExportRefused as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(exc.report.to_json(), indent=1, ensure_ascii=False))
+        return EXIT_PROBLEM
+    files = sum(len((i.body or {}).get("files", [])) for i in report.items)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
+    else:
+        print(f"exported {len(report.items)} sealed items ({files} files), all verified, "
+              f"to {args.out}")
+    return EXIT_OK
 
 
 # --- run ---------------------------------------------------------------------------------

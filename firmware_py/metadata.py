@@ -16,7 +16,7 @@ from typing import Any
 
 from device.clock import Clock, Timestamp
 from device.gnss import GnssFix
-from firmware_py.store import DurableFile
+from firmware_py.evidence_file import StoredFile
 
 FORMAT_VERSION = 1
 
@@ -42,9 +42,11 @@ def fix_record(fix: GnssFix, at: Timestamp) -> dict[str, Any]:
 
 
 class MetadataLog:
-    def __init__(self, path: Path, header: dict[str, Any]) -> None:
-        self.path = path
-        self._file = DurableFile(path)
+    """Writes the sidecar into ``file`` (an encrypting evidence file)."""
+
+    def __init__(self, file: Any, header: dict[str, Any]) -> None:
+        self.path = file.path
+        self._file = file
         self._file.write(encode_line({"kind": "segment", "format": FORMAT_VERSION, **header}))
         self.records = 0
 
@@ -55,15 +57,19 @@ class MetadataLog:
     def flush(self) -> None:
         self._file.flush()
 
-    def close(self, footer: dict[str, Any]) -> None:
+    def close(self, footer: dict[str, Any]) -> StoredFile:
         self._file.write(encode_line({"kind": "end", **footer}))
-        self._file.close()
+        return self._file.close()
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a sidecar; a torn last line (power cut) is left out."""
+    """Every complete line of a (decrypted) sidecar; a torn last line is left out."""
+    return parse_lines(Path(path).read_bytes())
+
+
+def parse_lines(data: bytes) -> list[dict[str, Any]]:
     records = []
-    for line in Path(path).read_bytes().splitlines(keepends=True):
+    for line in data.splitlines(keepends=True):
         if not line.endswith(b"\n"):
             break
         records.append(json.loads(line))

@@ -30,7 +30,9 @@ from firmware_py.config import DeviceConfig
 from firmware_py.metadata import MetadataLog, fix_record, time_at
 from firmware_py.ring import PreEventRing
 from firmware_py.segment import AudioEncoder, SegmentInfo, SegmentWriter
-from firmware_py.store import Activity, DurableFile, EvidenceStore
+from firmware_py.evidence_file import EncryptingFile
+from firmware_py.seal import Sealer
+from firmware_py.store import Activity, EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,12 @@ FIX_MEMORY_S = 130.0  # longer than the longest pre-event buffer
 @dataclass
 class _OpenSegment:
     sequence: int
-    media: DurableFile
+    media: EncryptingFile
     writer: SegmentWriter
     meta: MetadataLog
     first_us: int
     last_flush_us: int
+    start: Any = None  # Timestamp of the first frame
     markers: int = 0
     photos: int = 0
 
@@ -86,10 +89,12 @@ class Recorder:
     """The pipeline the agent drives (``firmware_py.recording.RecordingPipeline``)."""
 
     def __init__(self, device: DeviceConfig, clock: Clock, store: EvidenceStore,
-                 time_quality: Callable[[], dict[str, Any]] = dict) -> None:
+                 sealer: Sealer, time_quality: Callable[[], dict[str, Any]] = dict) -> None:
         self._device = device
         self._clock = clock
         self._store = store
+        self._sealer = sealer
+        self.seals: list[str] = []
         self._time_quality = time_quality
         self._video = video_config(device)
         self._audio_config = audio_config(device)
@@ -229,31 +234,43 @@ class Recorder:
                 return {"in_segment": seg.sequence, "incident": incident}
             return {"in_segment": None, "incident": incident}
 
+    def _evidence_file(self, path: Path, role: str) -> EncryptingFile:
+        """A new encrypted evidence file: no plaintext of it ever reaches the storage."""
+        return EncryptingFile(path, self._sealer.identity.agency_public,
+                              {"device": self._device.device.id, "name": path.name, "role": role},
+                              utc_ms=lambda: round(self._clock.now().utc * 1000))
+
     def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]:
-        """Store a still (R11.1) beside the segments, with the same metadata."""
+        """Store a still (R11.1) beside the segments, with the same metadata, sealed."""
         with self._lock:
             at = time_at(self._clock, still.timestamp_us / 1e6)
             sequence = self._store.next_sequence()
-            path = self._store.evidence_path(activity, sequence, at.utc, ".jpg")
-            media = DurableFile(path)
+            path = self._store.evidence_path(activity, sequence, at.utc, ".jpg.bce")
+            media = self._evidence_file(path, "photo")
             media.write(still.jpeg)
-            media.close()
+            stored_photo = media.close()
             fix = self._fixes[-1][1] if self._fixes else None
             meta = {"kind": "photo", "format": 1, **self._identity(activity, sequence),
                     "file": path.name, "time": at.to_json(), "time_quality": self._time_quality(),
                     "width": still.width, "height": still.height, "bytes": len(still.jpeg),
                     "gnss": fix_record(fix, time_at(self._clock, fix.received_at)) if fix else None}
-            meta_path = path.with_suffix(".json")
-            meta_file = DurableFile(meta_path)
+            meta_file = self._evidence_file(path.with_name(path.name.replace(".jpg.bce", ".json.bce")),
+                                            "metadata")
             meta_file.write(json.dumps(meta, ensure_ascii=False, indent=1).encode())
-            meta_file.close()
+            stored_meta = meta_file.close()
+            seal = self._sealer.seal("photo", path.with_name(path.name[:-len(".jpg.bce")]),
+                                     [("photo", stored_photo), ("metadata", stored_meta)],
+                                     self._sealed_fields(activity, sequence),
+                                     start=at, end=at)
+            self.seals.append(seal.manifest_path.name)
             seg = self.recording.open if self.recording else None
             if seg is not None:
                 seg.meta.record({"kind": "photo", "file": path.name, "sequence": sequence,
                                  "time": at.to_json()})
                 seg.photos += 1
             return {"file": path.name, "sequence": sequence, "bytes": len(still.jpeg),
-                    "width": still.width, "height": still.height}
+                    "width": still.width, "height": still.height,
+                    "manifest": seal.manifest_path.name, "chain": seal.manifest["sequence"]}
 
     def close(self) -> None:
         with self._lock:
@@ -274,11 +291,15 @@ class Recorder:
             return 0
         return max(i for i, f in enumerate(frames) if f.keyframe)
 
+    def _sealed_fields(self, activity: Activity, file_number: int) -> dict[str, Any]:
+        return {"officer": self.officer or None, "activity": activity.id,
+                "file_number": file_number}
+
     def _open_segment(self, rec: Recording, first_us: int, with_audio: bool = True) -> _OpenSegment:
         start = time_at(self._clock, first_us / 1e6)
         sequence = self._store.next_sequence()
-        path = self._store.evidence_path(rec.activity, sequence, start.utc, ".ts")
-        media = DurableFile(path)
+        path = self._store.evidence_path(rec.activity, sequence, start.utc, ".ts.bce")
+        media = self._evidence_file(path, "media")
         writer = SegmentWriter(media, self._video, self._audio_config if with_audio else None,
                                rec.origin_us)
         v, a = self._video, self._audio_config
@@ -292,8 +313,9 @@ class Recorder:
                   "audio": {"codec": "aac", "sample_rate": a.sample_rate, "channels": a.channels,
                             "bitrate": self._device.audio.bitrate} if with_audio else None,
                   "container": "mpegts"}
-        meta = MetadataLog(path.with_suffix(".meta.jsonl"), header)
-        seg = _OpenSegment(sequence, media, writer, meta, first_us, first_us)
+        meta_path = path.with_name(path.name.replace(".ts.bce", ".meta.jsonl.bce"))
+        meta = MetadataLog(self._evidence_file(meta_path, "metadata"), header)
+        seg = _OpenSegment(sequence, media, writer, meta, first_us, first_us, start)
         # The track covers the segment from its first frame, pre-event part included.
         for received_at, fix in self._fixes:
             if received_at * 1e6 >= first_us:
@@ -311,13 +333,23 @@ class Recorder:
         assert seg is not None
         rec.open = None
         info: SegmentInfo = seg.writer.close()
-        seg.media.close()
+        stored_media = seg.media.close()
         end = time_at(self._clock, info.last_timestamp_us / 1e6 + 1 / self._video.fps)
         summary = {"file": seg.media.path.name, "sequence": seg.sequence, "frames": info.frames,
                    "keyframes": info.keyframes, "duration_s": round(info.duration_s, 3),
                    "bytes": seg.media.bytes_written, "audio_packets": info.audio_packets,
                    "first_pts": info.first_pts, "last_pts": info.last_pts,
                    "markers": seg.markers, "photos": seg.photos}
-        seg.meta.close({"end": end.to_json(), "closed_because": reason, **summary,
-                        "codec": info.codec})
-        rec.segments.append({**summary, "path": str(seg.media.path)})
+        stored_meta = seg.meta.close({"end": end.to_json(), "closed_because": reason, **summary,
+                                      "codec": info.codec})
+        stem = seg.media.path.with_name(seg.media.path.name[:-len(".ts.bce")])
+        seal = self._sealer.seal(
+            "segment", stem, [("media", stored_media), ("metadata", stored_meta)],
+            self._sealed_fields(rec.activity, seg.sequence) | {
+                "frames": info.frames,
+                "duration_ms": round(info.duration_s * 1000), "closed_because": reason,
+                "recording_origin_us": rec.origin_us},
+            start=seg.start, end=end)
+        self.seals.append(seal.manifest_path.name)
+        rec.segments.append({**summary, "path": str(seg.media.path),
+                             "manifest": seal.manifest_path.name, "chain": seal.manifest["sequence"]})

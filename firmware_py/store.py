@@ -94,14 +94,39 @@ class EvidenceStore:
                 raise ValueError("next_sequence missing or not a positive integer")
             return state
         except (ValueError, json.JSONDecodeError) as exc:
-            # Never reuse a number: rebuild it from the files present, past the highest.
+            # Never reuse a number: rebuild it from the files present, past the highest,
+            # and the chain head from the newest manifest.
             highest = max((_sequence_of(p) for p in self.root.rglob("*_*_*_*")), default=0)
-            state = {"next_sequence": highest + 1, "rebuilt_because": str(exc)}
+            state = {"next_sequence": highest + 1, "rebuilt_because": str(exc),
+                     **self._chain_from_manifests()}
             _write_atomic(self._state_path, json.dumps(state).encode())
             return state
 
+    def _chain_from_manifests(self) -> dict[str, Any]:
+        import hashlib
+
+        best: tuple[int, str] = (0, "0" * 64)
+        for path in self.root.rglob("*.manifest.json"):
+            try:
+                data = path.read_bytes()
+                sequence = int(json.loads(data)["sequence"])
+            except (ValueError, KeyError, json.JSONDecodeError):
+                continue
+            if sequence > best[0]:
+                best = (sequence, hashlib.sha256(data).hexdigest())
+        return {"chain_sequence": best[0], "chain_head": best[1]}
+
+    def chain_head(self) -> tuple[int, str]:
+        """The last sealed manifest's place in the chain and its SHA-256."""
+        return int(self._state.get("chain_sequence", 0)), str(self._state.get("chain_head", "0" * 64))
+
+    def advance_chain(self, sequence: int, digest: str) -> None:
+        self._state["chain_sequence"] = sequence
+        self._state["chain_head"] = digest
+        _write_atomic(self._state_path, json.dumps(self._state).encode())
+
     def next_sequence(self) -> int:
-        """Take the next number of the device's life-long sequence (persisted first)."""
+        """Take the next file number of the device's life (persisted first)."""
         sequence = self._state["next_sequence"]
         self._state["next_sequence"] = sequence + 1
         _write_atomic(self._state_path, json.dumps(self._state).encode())

@@ -19,6 +19,7 @@ from firmware_py.agent import Agent
 from firmware_py.audit import AuditLog
 from firmware_py.config import Config, load as load_config
 from firmware_py.core import State
+from firmware_py.keys import ENROLLMENT, enroll
 from firmware_py.selfcheck import SelfCheckReport
 from simulator.hardware import SimWorld, build_world
 from simulator.scenario import Scenario, ScenarioEvent
@@ -92,6 +93,12 @@ class Simulation:
         self.config = config or load_config(overrides=scenario.config,
                                             overrides_source=f"{scenario.source} [config]")
         self.world: SimWorld = build_world(self.config.device, scenario, self.out / "device")
+        self.dock_dir = self.out / "dock"
+        device = self.config.device.device
+        if not (self.out / "device" / ENROLLMENT).exists():
+            # The simulated device is enrolled with a simulated agency beside it, as a real
+            # one would be at its dock before its first shift.
+            enroll(self.out / "device", self.dock_dir, device.id, device.unit)
         self.audit = AuditLog(self.out / "device" / "audit.jsonl", self.world.hardware.clock)
         self.agent = Agent(self.config, self.world.hardware, self.audit)
         self.agent.log_listeners.append(self._agent_logged)

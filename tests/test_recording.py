@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 
+from conftest import export_plain
 from firmware_py import audit, metadata
 from simulator import scenario as sc
 from simulator.gnss import Route
@@ -48,7 +49,7 @@ def shift(tmp_path_factory):
     scenario = sc.parse(data, "recording.toml")
     Simulation(scenario, out).run()
     entries = audit.read(out / "device" / "audit.jsonl")
-    segments = sorted((out / "device" / "evidence").glob("*/*.ts"))
+    segments = sorted(export_plain(out).glob("*/*.ts"))
     return scenario, out, entries, segments
 
 
@@ -114,7 +115,7 @@ def test_stamp_is_burned_into_the_picture(shift):
 def test_photo_is_stamped_evidence_with_metadata(shift):
     scenario, out, entries, segments = shift
     photo = next(e for e in entries if e["kind"] == "photo")["fields"]
-    jpg = next((out / "device" / "evidence").glob(f"*/*{photo['sequence']:06d}*.jpg"))
+    jpg = next(export_plain(out).glob(f"*/*{photo['sequence']:06d}*.jpg"))
     meta = json.loads(jpg.with_suffix(".json").read_text())
     assert meta["officer"] == "OFF-0417" and meta["gnss"]["valid"] is True
     assert (meta["width"], meta["height"]) == (1280, 720)
@@ -123,7 +124,7 @@ def test_photo_is_stamped_evidence_with_metadata(shift):
     assert (still[0:100, 0:500] >= 220).sum() > 1000  # stamp at full resolution
     # The segment being written when it was taken lists it, with the markers.
     records = [r for s in segments for r in metadata.read(s.with_suffix(".meta.jsonl"))]
-    assert any(r["kind"] == "photo" and r["file"] == jpg.name for r in records)
+    assert any(r["kind"] == "photo" and r["file"] == jpg.name + ".bce" for r in records)
     markers = [r for r in records if r["kind"] == "marker"]
     assert [m["incident"] for m in markers] == [False, True]
 
@@ -172,13 +173,15 @@ def test_segment_cut_anywhere_decodes_to_within_a_second_of_the_cut(shift, tmp_p
 
 def test_evidence_is_read_only_and_named_by_device_activity_sequence_time(shift):
     scenario, out, entries, segments = shift
-    sequences = []
-    for path in segments:
-        device, activity, sequence, stamp = path.stem.split("_")
+    stored = sorted((out / "device" / "evidence").glob("*/*.ts.bce"))
+    assert [p.name for p in stored] == [p.name + ".bce" for p in segments]
+    numbers = []
+    for path in stored:
+        device, activity, number, stamp = path.name.split(".")[0].split("_")
         assert device == "BC-0001" and activity == path.parent.name
-        sequences.append(int(sequence))
-        assert path.stat().st_mode & 0o222 == 0
-    assert sequences == sorted(sequences)
+        numbers.append(int(number))
+        assert path.stat().st_mode & 0o222 == 0  # read-only once closed (R5.1)
+    assert numbers == sorted(numbers)
 
 
 def test_pre_event_audio_when_configured(tmp_path):
@@ -188,7 +191,7 @@ def test_pre_event_audio_when_configured(tmp_path):
             "event": [{"at": 12, "action": "press", "button": "record"},
                       {"at": 18, "action": "press", "button": "record"}]}
     Simulation(sc.parse(data, "audio.toml"), tmp_path).run()
-    segments = sorted((tmp_path / "device" / "evidence").glob("*/*.ts"))
+    segments = sorted(export_plain(tmp_path).glob("*/*.ts"))
     assert len(segments) == 1  # no separate video-only file
     video = ffprobe_packets(segments[0], "v:0")
     audio = ffprobe_packets(segments[0], "a:0")

@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pytest
 
+from conftest import export_plain
 from firmware_py import audit, metadata
 from firmware_py.speech import PhraseRenderer
 from simulator import scenario as sc
@@ -33,7 +34,7 @@ def day(tmp_path_factory):
     scenario = sc.parse(data, raw.source)
     sim = Simulation(scenario, out)
     result = sim.run()
-    activities = [p for p in (out / "device" / "evidence").iterdir() if p.is_dir()]
+    activities = [p for p in export_plain(out).iterdir() if p.is_dir()]
     return sim, result, out, activities
 
 
@@ -57,7 +58,7 @@ def test_one_activity_two_interruptions_two_work_records(day):
     assert (second["reason"], second["chosen_by"], second["automatic"]) == ("device", "device", True)
     assert "battery at 3 %" in second["detail"]
     assert second["off_s"] == pytest.approx(130, abs=2)
-    records = sorted(folder.glob("interruption-*.json"))
+    records = sorted(p for p in folder.glob("interruption-*.json") if ".manifest." not in p.name)
     assert [p.name for p in records] == ["interruption-01.json", "interruption-02.json"]
     one = json.loads(records[0].read_text())
     assert one["reason"]["code"] == 3 and one["review"]["state"] == "pending"
@@ -66,7 +67,7 @@ def test_one_activity_two_interruptions_two_work_records(day):
     assert "设备自动记录" in two_text and "device fault, damage, low battery" in two_text
     # Every segment of the activity belongs to it and every recording's files exist.
     files = {f for r in summary["recordings"] for f in r["files"]}
-    assert files == {p.name for p in folder.glob("*.ts")}
+    assert files == {p.name + ".bce" for p in folder.glob("*.ts")}
 
 
 def test_audit_log_tells_the_same_story(day):
@@ -188,5 +189,5 @@ def test_unassigned_use_is_flagged(tmp_path):
     assert kinds(entries, "boot")[0]["unassigned"] is True
     opened = kinds(entries, "activity_opened")[0]
     assert opened["unassigned"] is True and opened["officer"] is None
-    header = metadata.read(next((tmp_path / "device" / "evidence").glob("*/*.meta.jsonl")))[0]
+    header = metadata.read(next(export_plain(tmp_path).glob("*/*.meta.jsonl")))[0]
     assert header["officer"] is None

@@ -1,0 +1,279 @@
+"""Verification of sealed evidence (R18.1): signatures, hashes, the chain — and, with the
+agency key, the plaintext.
+
+Without the agency key everything is checked on the stored (encrypted) bytes: each
+manifest's canonical form and Ed25519 signature against the enrolled devices, each file's
+SHA-256 and size and chunk structure, and the chain of ``prev`` hashes and sequence
+numbers. With the agency key every chunk is also decrypted and authenticated, and the
+plaintext SHA-256 compared with the manifest's.
+
+Each sealed item ends in one status: ``valid``; ``altered`` (which check failed);
+``out_of_order`` (its files hold another item's bytes, or its chain link points elsewhere);
+``unknown_device`` (signed by a key no enrolled device has); and the chain reports
+``missing`` sequence numbers. Only an all-valid, gap-free result exits 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from firmware_py.evidence_file import (EvidenceFileError, canonical, decrypt_chunks, parse)
+from firmware_py.keys import EnrolledDevice
+from firmware_py.seal import FORMAT, GENESIS, MANIFEST, SIGNATURE
+
+VALID, ALTERED, MISSING, OUT_OF_ORDER, UNKNOWN_DEVICE = (
+    "valid", "altered", "missing", "out_of_order", "unknown_device")
+
+
+@dataclass
+class ItemReport:
+    manifest: str
+    path: Path
+    status: str = VALID
+    problems: list[str] = field(default_factory=list)
+    device: str | None = None
+    sequence: int | None = None
+    kind: str | None = None
+    activity: str | None = None
+    cut_short: bool = False
+    plaintext_checked: bool = False
+    digest: str | None = None
+    body: dict[str, Any] | None = None
+
+    def fail(self, status: str, problem: str) -> None:
+        # The first failure names the status; later ones add detail.
+        if self.status == VALID:
+            self.status = status
+        self.problems.append(problem)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manifest": self.manifest, "path": str(self.path), "status": self.status,
+                "problems": self.problems, "device": self.device, "sequence": self.sequence,
+                "kind": self.kind, "activity": self.activity, "cut_short": self.cut_short,
+                "plaintext_checked": self.plaintext_checked}
+
+
+@dataclass
+class Report:
+    items: list[ItemReport]
+    missing: dict[str, list[int]]  # device → sequence numbers absent inside its chain
+    chain_starts: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (all(i.status == VALID for i in self.items) and not any(self.missing.values())
+                and not self.problems and bool(self.items))
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.status] = counts.get(item.status, 0) + 1
+        return {"ok": self.ok, "counts": counts, "missing": self.missing,
+                "chain_starts": self.chain_starts, "problems": self.problems,
+                "items": [i.to_json() for i in self.items]}
+
+
+def find_manifests(paths: list[Path]) -> list[Path]:
+    found: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found.update(path.rglob(f"*{MANIFEST}"))
+        elif path.name.endswith(MANIFEST):
+            found.add(path)
+        elif path.exists():
+            sibling = _manifest_for(path)
+            if sibling is not None:
+                found.add(sibling)
+    return sorted(found)
+
+
+def _manifest_for(path: Path) -> Path | None:
+    for candidate in path.parent.glob(f"*{MANIFEST}"):
+        if path.name.startswith(candidate.name[: -len(MANIFEST)]):
+            return candidate
+    return None
+
+
+def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
+           agency_key: X25519PrivateKey | None = None) -> Report:
+    manifests = find_manifests(paths)
+    items = [_check_item(m, registry, agency_key) for m in manifests]
+    items.sort(key=lambda i: (str(i.device), i.sequence if isinstance(i.sequence, int) else 0))
+    _check_swaps(items)
+    missing, starts = _check_chain(items)
+    report = Report(items, missing, starts)
+    if not manifests:
+        report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
+                               f"{', '.join(str(p) for p in paths)}")
+    return report
+
+
+def _check_item(path: Path, registry: dict[str, EnrolledDevice],
+                agency_key: X25519PrivateKey | None) -> ItemReport:
+    item = ItemReport(path.name, path)
+    data = path.read_bytes()
+    item.digest = hashlib.sha256(data).hexdigest()
+    try:
+        body = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        item.fail(ALTERED, f"manifest is not JSON ({exc})")
+        return item
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        item.fail(ALTERED, "manifest has no known format")
+        return item
+    item.body = body
+    item.device, item.sequence = body.get("device"), body.get("sequence")
+    item.kind, item.activity = body.get("kind"), body.get("activity")
+    item.cut_short = bool(body.get("cut_short"))
+    if canonical(body) != data:
+        item.fail(ALTERED, "manifest is not in canonical form (edited)")
+    signer = registry.get(str(body.get("signing_key")))
+    sig_path = path.with_name(path.name[: -len(MANIFEST)] + SIGNATURE)
+    if signer is None:
+        item.fail(UNKNOWN_DEVICE, f"signed by key {body.get('signing_key')}, which no enrolled "
+                  "device has")
+    elif signer.device != body.get("device"):
+        item.fail(UNKNOWN_DEVICE, f"claims device {body.get('device')!r} but the key is "
+                  f"enrolled to {signer.device!r}")
+    elif not sig_path.exists():
+        item.fail(ALTERED, f"signature file {sig_path.name} missing")
+    else:
+        try:
+            signer.public_key.verify(sig_path.read_bytes(), data)
+        except InvalidSignature:
+            item.fail(ALTERED, "signature does not match the manifest")
+    for record in body.get("files", []):
+        _check_file(item, path.parent, record, agency_key)
+    return item
+
+
+def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
+                agency_key: X25519PrivateKey | None) -> None:
+    name = str(record.get("name"))
+    path = folder / name
+    if not path.exists():
+        item.fail(MISSING, f"{name}: file missing")
+        return
+    data = path.read_bytes()
+    if len(data) != record.get("stored_bytes"):
+        item.fail(ALTERED, f"{name}: {len(data)} bytes stored, manifest says "
+                  f"{record.get('stored_bytes')}")
+    if hashlib.sha256(data).hexdigest() != record.get("stored_sha256"):
+        item.fail(ALTERED, f"{name}: SHA-256 of the stored bytes differs from the manifest")
+        return
+    if not record.get("encrypted"):
+        item.plaintext_checked = True  # stored in the clear: the stored hash is the plaintext's
+        return
+    try:
+        parsed = parse(data, name)
+    except EvidenceFileError as exc:
+        item.fail(ALTERED, str(exc))
+        return
+    if len(parsed.chunks) != record.get("chunks") or parsed.torn_bytes:
+        item.fail(ALTERED, f"{name}: {len(parsed.chunks)} chunks (+{parsed.torn_bytes} stray "
+                  f"bytes), manifest says {record.get('chunks')}")
+    if agency_key is None:
+        return
+    digest, size, final_seen = hashlib.sha256(), 0, False
+    try:
+        for chunk, plain, final in decrypt_chunks(parsed, agency_key, name):
+            if final_seen:
+                raise EvidenceFileError(f"{name}: chunk {chunk.index} follows the final chunk")
+            digest.update(plain)
+            size += len(plain)
+            final_seen = final
+    except EvidenceFileError as exc:
+        item.fail(ALTERED, str(exc))
+        return
+    if record.get("complete") and not final_seen:
+        item.fail(ALTERED, f"{name}: the final chunk is missing (truncated)")
+    if record.get("plaintext_sha256") is not None:
+        if digest.hexdigest() != record["plaintext_sha256"] or size != record.get("plaintext_bytes"):
+            item.fail(ALTERED, f"{name}: decrypted content differs from the manifest's hash")
+    item.plaintext_checked = True
+
+
+def _check_swaps(items: list[ItemReport]) -> None:
+    """An altered file whose bytes are another item's: reordered, not merely edited."""
+    owners: dict[str, str] = {}
+    for item in items:
+        for record in (item.body or {}).get("files", []):
+            owners[str(record.get("stored_sha256"))] = f"{item.manifest} ({record.get('name')})"
+    for item in items:
+        if item.status != ALTERED:
+            continue
+        for record in (item.body or {}).get("files", []):
+            path = item.path.parent / str(record.get("name"))
+            if not path.exists():
+                continue
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            owner = owners.get(actual)
+            if owner and actual != record.get("stored_sha256"):
+                item.status = OUT_OF_ORDER
+                item.problems.insert(0, f"{record.get('name')} holds the bytes sealed by {owner}")
+
+
+def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[str, int]]:
+    missing: dict[str, list[int]] = {}
+    starts: dict[str, int] = {}
+    by_device: dict[str, dict[int, ItemReport]] = {}
+    for item in items:
+        if item.body is None or item.status == UNKNOWN_DEVICE or not isinstance(item.sequence, int):
+            continue
+        chain = by_device.setdefault(str(item.device), {})
+        if item.sequence in chain:
+            item.fail(OUT_OF_ORDER, f"sequence {item.sequence} also claimed by "
+                      f"{chain[item.sequence].manifest}")
+            continue
+        chain[item.sequence] = item
+    for device, chain in by_device.items():
+        numbers = sorted(chain)
+        starts[device] = numbers[0]
+        missing[device] = [n for n in range(numbers[0], numbers[-1] + 1) if n not in chain]
+        if numbers[0] == 1 and chain[1].body and chain[1].body.get("prev") != GENESIS:
+            chain[1].fail(ALTERED, "first in the chain but does not start from genesis")
+        for n in numbers[1:]:
+            before = chain.get(n - 1)
+            item = chain[n]
+            if before is not None and item.body and item.body.get("prev") != before.digest:
+                item.fail(OUT_OF_ORDER, f"its chain link does not point at sequence {n - 1} "
+                          f"({before.manifest})")
+    return missing, starts
+
+
+def summary_lines(report: Report) -> Iterator[str]:
+    for item in report.items:
+        where = f"#{item.sequence}" if item.sequence is not None else "#?"
+        extra = " (cut short)" if item.cut_short else ""
+        checked = "" if item.plaintext_checked or item.status != VALID else " [plaintext not checked]"
+        line = f"{item.status.upper():<14} {where:>6}  {item.kind or '?':<11} {item.manifest}{extra}{checked}"
+        yield line
+        for problem in item.problems:
+            yield f"{'':22}- {problem}"
+    for device, numbers in report.missing.items():
+        if numbers:
+            yield f"MISSING        {device}: sequence {_ranges(numbers)} absent from the chain"
+    for problem in report.problems:
+        yield f"PROBLEM        {problem}"
+    yield "ALL VALID" if report.ok else "NOT VALID"
+
+
+def _ranges(numbers: list[int]) -> str:
+    out, start, prev = [], numbers[0], numbers[0]
+    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
