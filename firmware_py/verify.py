@@ -244,7 +244,10 @@ def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[st
         for n in numbers[1:]:
             before = chain.get(n - 1)
             item = chain[n]
-            if before is not None and item.body and item.body.get("prev") != before.digest:
+            # An altered predecessor's digest changed with it: its successor's link is not
+            # to blame, and the predecessor already reports the alteration.
+            if (before is not None and before.status == VALID and item.body
+                    and item.body.get("prev") != before.digest):
                 item.fail(OUT_OF_ORDER, f"its chain link does not point at sequence {n - 1} "
                           f"({before.manifest})")
     return missing, starts
