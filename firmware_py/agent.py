@@ -145,6 +145,7 @@ class Agent:
         self.identity = identity or device_identity(self.root, config.device.device.id)
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
         self.sealer = Sealer(self.identity, self.store)
+        audit.sign_with(self.identity.signing_key.sign, self.identity.key_id)
         self.pipeline: RecordingPipeline = pipeline or Recorder(
             config.device, hardware.clock, self.store, self.sealer, self.time_quality)
         self.activity: ActivityRecord | None = None

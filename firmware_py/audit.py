@@ -9,16 +9,18 @@ as well as the evidence does. Signed checkpoints over the chain come with eviden
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from device.clock import Clock
 
 GENESIS = "0" * 64
+CHECKPOINT_EVERY = 50
 
 
 class AuditLogError(ValueError):
@@ -51,6 +53,24 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._seq, self._prev = self._resume()
         self._fh = self.path.open("ab")
+        self._sign: Callable[[bytes], bytes] | None = None
+        self._key_id = ""
+        self._since_checkpoint = 0
+
+    def sign_with(self, sign: Callable[[bytes], bytes], key_id: str) -> None:
+        """Sign checkpoints from now on (once the device's identity is loaded)."""
+        self._sign, self._key_id = sign, key_id
+
+    def checkpoint(self) -> AuditEntry | None:
+        """Sign the head of the chain; nothing to do without a key or new entries."""
+        if self._sign is None or self._since_checkpoint == 0:
+            return None
+        head = self._prev
+        signature = base64.b64encode(self._sign(bytes.fromhex(head))).decode()
+        entry = self._write("checkpoint", {"head": head, "covers": self._seq,
+                                           "key": self._key_id, "signature": signature})
+        self._since_checkpoint = 0
+        return entry
 
     def _resume(self) -> tuple[int, str]:
         """Continue the chain of a log left by an earlier run (after a restart or power cut)."""
@@ -72,6 +92,13 @@ class AuditLog:
         return seq, prev
 
     def append(self, kind: str, fields: dict[str, Any] | None = None) -> AuditEntry:
+        entry = self._write(kind, fields)
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self.checkpoint()
+        return entry
+
+    def _write(self, kind: str, fields: dict[str, Any] | None) -> AuditEntry:
         entry = AuditEntry(self._seq, kind, self._clock.now().to_json(), dict(fields or {}),
                            self._prev)
         line = _encode(entry.to_json())
@@ -89,7 +116,9 @@ class AuditLog:
         return self._prev
 
     def close(self) -> None:
-        self._fh.close()
+        if not self._fh.closed:
+            self.checkpoint()
+            self._fh.close()
 
 
 def _iter_lines(data: bytes, path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
@@ -123,6 +152,9 @@ def scan(path: Path) -> tuple[list[dict[str, Any]], str | None]:
                        "it was altered, removed or reordered)")
         elif problem is None and entry["seq"] != seq:
             problem = f"{path}:{number}: entry {entry['seq']}: expected sequence {seq}"
+        elif (problem is None and entry.get("kind") == "checkpoint"
+              and entry.get("fields", {}).get("head") != prev):
+            problem = f"{path}:{number}: checkpoint {entry['seq']} does not sign the entries before it"
         prev, seq = hashlib.sha256(line).hexdigest(), entry["seq"] + 1
         entries.append(entry)
     if problem is None and not line_ends_cleanly(path):
@@ -141,3 +173,23 @@ def read(path: Path) -> list[dict[str, Any]]:
     if problem is not None:
         raise AuditLogError(problem)
     return entries
+
+
+def verify_checkpoints(entries: list[dict[str, Any]], keys: dict[str, Any]) -> tuple[int, str | None]:
+    """Check each checkpoint's signature with the enrolled device keys (by key id)."""
+    from cryptography.exceptions import InvalidSignature
+
+    checked = 0
+    for entry in entries:
+        if entry.get("kind") != "checkpoint":
+            continue
+        fields = entry.get("fields", {})
+        device = keys.get(fields.get("key"))
+        if device is None:
+            return checked, f"checkpoint {entry['seq']}: signed by key {fields.get('key')}, which no enrolled device has"
+        try:
+            device.public_key.verify(base64.b64decode(fields["signature"]), bytes.fromhex(fields["head"]))
+        except (InvalidSignature, ValueError, KeyError):
+            return checked, f"checkpoint {entry['seq']}: signature does not match"
+        checked += 1
+    return checked, None

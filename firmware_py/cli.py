@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audit.jsonl, or a directory holding it (a device root, or a "
                    "simulate --out directory); default: the current directory")
     p.add_argument("--verify", action="store_true", help="check the chain, print one line")
+    p.add_argument("--trust", type=Path, metavar="DIR",
+                   help="enrolled devices (a dock directory): also check the signed checkpoints")
     p.add_argument("--json", action="store_true", help="print entries (or the result) as JSON")
     p.set_defaults(func=cmd_log)
 
@@ -283,14 +285,21 @@ def cmd_log(args: argparse.Namespace) -> int:
 
     path = _audit_path(args.path)
     entries, problem = audit.scan(path)
+    checkpoints = sum(e.get("kind") == "checkpoint" for e in entries)
+    signed = None
+    if args.trust is not None and problem is None:
+        from firmware_py.keys import load_registry
+        signed, problem = audit.verify_checkpoints(entries, load_registry(args.trust))
     if args.verify:
         result = {"path": str(path), "entries": len(entries), "intact": problem is None,
-                  "problem": problem}
+                  "problem": problem, "checkpoints": checkpoints, "checkpoints_verified": signed}
         if args.json:
             print(json.dumps(result, indent=2))
         elif problem is None:
+            signatures = (f"{signed} signed checkpoints verified" if signed is not None
+                          else f"{checkpoints} signed checkpoints (give --trust to check them)")
             print(f"audit log intact: {len(entries)} entries, chain from genesis to the last "
-                  f"entry unbroken ({path})")
+                  f"entry unbroken, {signatures} ({path})")
         else:
             print(f"AUDIT LOG BROKEN: {problem}")
         return EXIT_OK if problem is None else EXIT_PROBLEM

@@ -70,3 +70,20 @@ def test_tampering_breaks_the_chain(tmp_path, tamper):
     path.write_bytes(b"".join(lines))
     with pytest.raises(audit.AuditLogError, match="chain broken|expected sequence"):
         audit.read(path)
+
+
+def test_checkpoints_every_n_entries_and_at_close(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    log = audit.AuditLog(tmp_path / "audit.jsonl", clock())
+    log.sign_with(key.sign, "k1")
+    for i in range(audit.CHECKPOINT_EVERY * 2 + 3):
+        log.append("marker", {"n": i})
+    log.close()
+    entries = audit.read(tmp_path / "audit.jsonl")
+    points = [e for e in entries if e["kind"] == "checkpoint"]
+    assert [p["fields"]["covers"] for p in points] == [50, 101, 105]
+    for p in points:
+        key.public_key().verify(__import__("base64").b64decode(p["fields"]["signature"]),
+                                bytes.fromhex(p["fields"]["head"]))

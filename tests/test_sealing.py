@@ -258,3 +258,27 @@ def test_keys_are_owner_only_and_missing_keys_are_named(sealed, tmp_path):
 def test_audit_log_carries_the_seals(sealed):
     entries = audit.read(sealed / "device" / "audit.jsonl")
     assert any(e["kind"] == "recording_stopped" for e in entries)
+
+
+def test_audit_checkpoints_are_signed_by_the_device(sealed, tmp_path):
+    log = sealed / "device" / "audit.jsonl"
+    proc = bodycam("log", log, "--verify", "--trust", sealed / "dock", "--json")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0 and result["checkpoints"] >= 1
+    assert result["checkpoints_verified"] == result["checkpoints"]
+    # A log rebuilt from scratch by someone without the device key: chain fine, seal not.
+    entries = audit.read(log)
+    del entries[5]  # drop an awkward entry, then renumber and re-chain everything after it
+    forged = tmp_path / "audit.jsonl"
+    prev = audit.GENESIS
+    with open(forged, "wb") as fh:
+        for seq, entry in enumerate(entries):
+            entry["prev"], entry["seq"] = prev, seq
+            if entry["kind"] == "checkpoint":
+                entry["fields"]["head"] = prev
+            line = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+            fh.write(line)
+            prev = __import__("hashlib").sha256(line).hexdigest()
+    assert bodycam("log", forged, "--verify").returncode == 0  # the chain alone cannot tell
+    proc = bodycam("log", forged, "--verify", "--trust", sealed / "dock")
+    assert proc.returncode == 1 and "signature does not match" in proc.stdout
