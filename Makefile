@@ -32,6 +32,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/recording.py
+	$(BIN)/python bench/seal.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -117,40 +117,53 @@ def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
     return report
 
 
+def check_manifest(data: bytes, signature: bytes | None,
+                   registry: dict[str, EnrolledDevice]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """A manifest's own checks — form, canonical bytes, signer, signature — without its files.
+
+    Returns the parsed body (None when unreadable) and (status, problem) pairs."""
+    problems: list[tuple[str, str]] = []
+    try:
+        body = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, [(ALTERED, f"manifest is not JSON ({exc})")]
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        return None, [(ALTERED, "manifest has no known format")]
+    if canonical(body) != data:
+        problems.append((ALTERED, "manifest is not in canonical form (edited)"))
+    signer = registry.get(str(body.get("signing_key")))
+    if signer is None:
+        problems.append((UNKNOWN_DEVICE, f"signed by key {body.get('signing_key')}, which no "
+                         "enrolled device has"))
+    elif signer.device != body.get("device"):
+        problems.append((UNKNOWN_DEVICE, f"claims device {body.get('device')!r} but the key is "
+                         f"enrolled to {signer.device!r}"))
+    elif signature is None:
+        problems.append((ALTERED, "signature file missing"))
+    else:
+        try:
+            signer.public_key.verify(signature, data)
+        except InvalidSignature:
+            problems.append((ALTERED, "signature does not match the manifest"))
+    return body, problems
+
+
 def _check_item(path: Path, registry: dict[str, EnrolledDevice],
                 agency_key: X25519PrivateKey | None) -> ItemReport:
     item = ItemReport(path.name, path)
     data = path.read_bytes()
     item.digest = hashlib.sha256(data).hexdigest()
-    try:
-        body = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        item.fail(ALTERED, f"manifest is not JSON ({exc})")
-        return item
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        item.fail(ALTERED, "manifest has no known format")
+    sig_path = path.with_name(path.name[: -len(MANIFEST)] + SIGNATURE)
+    body, problems = check_manifest(data, sig_path.read_bytes() if sig_path.exists() else None,
+                                    registry)
+    for status, problem in problems:
+        item.fail(status, problem)
+    if body is None:
         return item
     item.body = body
     item.device, item.sequence = body.get("device"), body.get("sequence")
     item.kind, item.activity = body.get("kind"), body.get("activity")
     item.cut_short = bool(body.get("cut_short"))
-    if canonical(body) != data:
-        item.fail(ALTERED, "manifest is not in canonical form (edited)")
-    signer = registry.get(str(body.get("signing_key")))
-    sig_path = path.with_name(path.name[: -len(MANIFEST)] + SIGNATURE)
-    if signer is None:
-        item.fail(UNKNOWN_DEVICE, f"signed by key {body.get('signing_key')}, which no enrolled "
-                  "device has")
-    elif signer.device != body.get("device"):
-        item.fail(UNKNOWN_DEVICE, f"claims device {body.get('device')!r} but the key is "
-                  f"enrolled to {signer.device!r}")
-    elif not sig_path.exists():
-        item.fail(ALTERED, f"signature file {sig_path.name} missing")
-    else:
-        try:
-            signer.public_key.verify(sig_path.read_bytes(), data)
-        except InvalidSignature:
-            item.fail(ALTERED, "signature does not match the manifest")
     for record in body.get("files", []):
         _check_file(item, path.parent, record, agency_key)
     return item

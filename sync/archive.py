@@ -1,0 +1,232 @@
+"""The dock's archive (R13.1, R13.2): evidence stored durably, verified, indexed, receipted.
+
+Incoming bytes go to ``incoming/<device>/<file_id>.part``, fsynced chunk by chunk, with the
+confirmed offset in the SQLite index — so a transfer cut anywhere resumes from there, even
+across a dock restart. A complete file is checked against its whole-file hash and against
+its seal: a manifest must be canonical and signed by an enrolled device; every other file
+must match the hash its manifest gives. Only then is it moved into
+``<device>/<activity>/<name>`` and a receipt signed with the dock's key; the receipt is
+kept, so a device that asks again gets the same receipt and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware_py.evidence_file import EvidenceFileError, canonical, parse
+from firmware_py.keys import EnrolledDevice, load_registry
+from firmware_py.seal import MANIFEST, SIGNATURE
+from firmware_py.verify import check_manifest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    file_id TEXT NOT NULL, device TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
+    manifest TEXT, kind TEXT, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    state TEXT NOT NULL, offset INTEGER NOT NULL DEFAULT 0, archive_path TEXT,
+    started_at REAL, stored_at REAL, receipt TEXT, signature TEXT, verified INTEGER,
+    PRIMARY KEY (device, file_id));
+CREATE TABLE IF NOT EXISTS dockings (
+    device TEXT NOT NULL, docked_at REAL NOT NULL, undocked_at REAL);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, officer TEXT NOT NULL,
+    assigned_at REAL NOT NULL, released_at REAL);
+CREATE TABLE IF NOT EXISTS clock_syncs (
+    device TEXT NOT NULL, at REAL NOT NULL, offset_s REAL NOT NULL, round_trip_s REAL NOT NULL);
+"""
+
+
+class ArchiveError(ValueError):
+    """A file that cannot be accepted; the message says why (sent back to the device)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    file_id: str
+    receipt: dict[str, Any]
+    signature: bytes
+
+
+def sign_receipt(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
+    return key.sign(canonical(body))
+
+
+def check_receipt(public: Ed25519PublicKey, body: dict[str, Any], signature: bytes,
+                  name: str, size: int, sha256: str) -> None:
+    """What a device checks before it deletes anything (R13.2); raises on any mismatch."""
+    public.verify(signature, canonical(body))  # InvalidSignature propagates
+    if (body.get("name"), body.get("size"), body.get("sha256")) != (name, size, sha256):
+        raise ArchiveError(f"receipt for {body.get('name')!r} does not match {name!r} "
+                           f"({size} bytes, {sha256[:12]}…)")
+
+
+class Archive:
+    def __init__(self, root: Path, dock_dir: Path, dock_key: Ed25519PrivateKey, dock_id: str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.dock_dir = Path(dock_dir)
+        self._key = dock_key
+        self.dock_id = dock_id
+        self.db = sqlite3.connect(self.root / "index.sqlite", check_same_thread=False)
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    def registry(self) -> dict[str, EnrolledDevice]:
+        # Read each time: a device enrolled while the dock runs is known at once.
+        return load_registry(self.dock_dir)
+
+    # --- transfer state ---------------------------------------------------------------------
+
+    def resume_state(self, device: str) -> tuple[dict[str, int], dict[str, Stored]]:
+        """Offsets of partial files, and receipts of files already archived."""
+        partial, done = {}, {}
+        for file_id, state, offset, receipt, signature in self.db.execute(
+                "SELECT file_id, state, offset, receipt, signature FROM files WHERE device=?",
+                (device,)):
+            if state == "incoming":
+                partial[file_id] = offset
+            elif state == "archived":
+                done[file_id] = Stored(file_id, json.loads(receipt), base64.b64decode(signature))
+        return partial, done
+
+    def _part(self, device: str, file_id: str) -> Path:
+        return self.root / "incoming" / device / f"{file_id}.part"
+
+    def begin(self, device: str, file_id: str, name: str, activity: str, size: int,
+              sha256: str, manifest: str | None, kind: str | None) -> int:
+        """Open (or resume) an incoming file; returns the offset the dock holds."""
+        _safe_name(name)
+        _safe_name(activity)
+        row = self.db.execute("SELECT state, offset FROM files WHERE device=? AND file_id=?",
+                              (device, file_id)).fetchone()
+        if row is not None and row[0] in ("incoming", "archived"):
+            return int(row[1])
+        part = self._part(device, file_id)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"")
+        self.db.execute("INSERT OR REPLACE INTO files (file_id, device, name, activity, manifest, "
+                        "kind, size, sha256, state, offset, started_at) VALUES "
+                        "(?,?,?,?,?,?,?,?, 'incoming', 0, ?)",
+                        (file_id, device, name, activity, manifest, kind, size, sha256, time.time()))
+        self.db.commit()
+        return 0
+
+    def store_chunk(self, device: str, file_id: str, offset: int, data: bytes) -> int:
+        """Write a chunk at ``offset`` durably; returns the new confirmed offset."""
+        part = self._part(device, file_id)
+        with open(part, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(data)
+            fh.truncate(offset + len(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.db.execute("UPDATE files SET offset=? WHERE device=? AND file_id=?",
+                        (offset + len(data), device, file_id))
+        self.db.commit()
+        return offset + len(data)
+
+    def discard(self, device: str, file_id: str) -> None:
+        """A file whose whole-file hash failed: start again from nothing."""
+        self._part(device, file_id).write_bytes(b"")
+        self.db.execute("UPDATE files SET offset=0 WHERE device=? AND file_id=?", (device, file_id))
+        self.db.commit()
+
+    # --- completion ---------------------------------------------------------------------------
+
+    def complete(self, device: str, file_id: str) -> Stored:
+        """Check, archive and receipt a fully received file; ArchiveError says why not."""
+        row = self.db.execute("SELECT name, activity, size, sha256, state, receipt, signature "
+                              "FROM files WHERE device=? AND file_id=?", (device, file_id)).fetchone()
+        if row is None:
+            raise ArchiveError(f"{file_id}: never announced")
+        name, activity, size, sha256, state, receipt, signature = row
+        if state == "archived":
+            return Stored(file_id, json.loads(receipt), base64.b64decode(signature))
+        data = self._part(device, file_id).read_bytes()
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            self.discard(device, file_id)
+            raise ArchiveError(f"{name}: whole-file hash or size does not match what was "
+                               "announced; discarded, send it again")
+        verified = self._verify(device, activity, name, data, sha256)
+        target = self.root / device / activity / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._part(device, file_id), target)
+        _fsync_dir(target.parent)
+        body = {"dock": self.dock_id, "device": device, "file_id": file_id, "name": name,
+                "activity": activity, "size": size, "sha256": sha256, "verified": verified,
+                "stored_at_ms": int(time.time() * 1000),
+                "archive_path": str(target.relative_to(self.root))}
+        signature_bytes = sign_receipt(self._key, body)
+        self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
+                        "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
+                        (body["archive_path"], time.time(), json.dumps(body),
+                         base64.b64encode(signature_bytes).decode(), int(verified), device, file_id))
+        self.db.commit()
+        return Stored(file_id, body, signature_bytes)
+
+    def _verify(self, device: str, activity: str, name: str, data: bytes, sha256: str) -> bool:
+        """The seal check on arrival. Returns whether a seal covers the file; raises if a
+        seal exists and the file fails it."""
+        folder = self.root / device / activity
+        if name.endswith(SIGNATURE):
+            return False  # checked with its manifest
+        if name.endswith(MANIFEST):
+            sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
+            body, problems = check_manifest(data, sig.read_bytes() if sig.exists() else None,
+                                            self.registry())
+            if body is None or problems:
+                raise ArchiveError(f"{name}: seal does not verify: "
+                                   f"{'; '.join(p for _, p in problems) or 'unreadable'}")
+            if body.get("device") != device:
+                raise ArchiveError(f"{name}: sealed by {body.get('device')}, sent by {device}")
+            return True
+        for manifest in folder.glob(f"*{MANIFEST}"):
+            body = json.loads(manifest.read_bytes())
+            for record in body.get("files", []):
+                if record.get("name") == name:
+                    if record.get("stored_sha256") != sha256 or record.get("stored_bytes") != len(data):
+                        raise ArchiveError(f"{name}: does not match its seal {manifest.name}")
+                    if record.get("encrypted"):
+                        try:
+                            parsed = parse(data, name)
+                        except EvidenceFileError as exc:
+                            raise ArchiveError(str(exc)) from None
+                        if len(parsed.chunks) != record.get("chunks"):
+                            raise ArchiveError(f"{name}: chunk count differs from its seal")
+                    return True
+        return False  # no seal (yet) covers it: stored, receipted as unverified
+
+    # --- docking, clock, ledger -----------------------------------------------------------------
+
+    def docked(self, device: str, at: float) -> None:
+        self.db.execute("INSERT INTO dockings (device, docked_at) VALUES (?, ?)", (device, at))
+        self.db.commit()
+
+    def clock_synced(self, device: str, at: float, offset: float, round_trip: float) -> None:
+        self.db.execute("INSERT INTO clock_syncs VALUES (?,?,?,?)", (device, at, offset, round_trip))
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _safe_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        raise ArchiveError(f"{name!r} is not an acceptable file name")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
