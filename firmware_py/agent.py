@@ -38,7 +38,7 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 StorageUpdate, TakePhoto, Tick)
 from firmware_py.interruptions import Interruption
 from firmware_py.keys import DeviceIdentity, device_identity
-from firmware_py.seal import Sealer, plain_file, recover, unsealed
+from firmware_py.seal import Sealer, finish_interrupted, plain_file, recover, unsealed
 from firmware_py.speech import Clip, PhraseRenderer
 from firmware_py.workrecord import work_record, write_work_record
 from firmware_py.metadata import time_at
@@ -189,6 +189,8 @@ class Agent:
 
     def _recover(self) -> None:
         """Seal what a power cut left open, so the chain runs on past it (R18.1)."""
+        for path in finish_interrupted(self.store.root, self.store.chain_head()[1]):
+            self._log("seal_finished", {"manifest": path.name})
         for stem in unsealed(self.store.root):
             parts = stem.name.split("_")
             number = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None

@@ -265,10 +265,10 @@ class Recorder:
             self.seals.append(seal.manifest_path.name)
             seg = self.recording.open if self.recording else None
             if seg is not None:
-                seg.meta.record({"kind": "photo", "file": path.name, "sequence": sequence,
+                seg.meta.record({"kind": "photo", "file": path.name, "file_number": sequence,
                                  "time": at.to_json()})
                 seg.photos += 1
-            return {"file": path.name, "sequence": sequence, "bytes": len(still.jpeg),
+            return {"file": path.name, "file_number": sequence, "bytes": len(still.jpeg),
                     "width": still.width, "height": still.height,
                     "manifest": seal.manifest_path.name, "chain": seal.manifest["sequence"]}
 
@@ -283,7 +283,7 @@ class Recorder:
     def _identity(self, activity: Activity, sequence: int) -> dict[str, Any]:
         d = self._device.device
         return {"device": d.id, "unit": d.unit, "officer": self.officer or None,
-                "activity": activity.id, "sequence": sequence}
+                "activity": activity.id, "file_number": sequence}
 
     def _pre_event_split(self, frames: list[EncodedFrame]) -> int:
         """Index of the last buffered keyframe when the part before it is video only."""
@@ -335,7 +335,7 @@ class Recorder:
         info: SegmentInfo = seg.writer.close()
         stored_media = seg.media.close()
         end = time_at(self._clock, info.last_timestamp_us / 1e6 + 1 / self._video.fps)
-        summary = {"file": seg.media.path.name, "sequence": seg.sequence, "frames": info.frames,
+        summary = {"file": seg.media.path.name, "file_number": seg.sequence, "frames": info.frames,
                    "keyframes": info.keyframes, "duration_s": round(info.duration_s, 3),
                    "bytes": seg.media.bytes_written, "audio_packets": info.audio_packets,
                    "first_pts": info.first_pts, "last_pts": info.last_pts,

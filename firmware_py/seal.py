@@ -37,7 +37,8 @@ RESERVED = {"format", "kind", "device", "unit", "sequence", "prev", "signing_key
 
 def time_record(at: Timestamp) -> dict[str, Any]:
     """A time as sealed: integers only (canonical JSON has no floats here)."""
-    return {"utc_ms": round(at.utc * 1000), "utc_offset_s": at.utc_offset_s,
+    # Truncated, as the local rendering is, so the two never disagree by a millisecond.
+    return {"utc_ms": int(at.utc * 1000), "utc_offset_s": at.utc_offset_s,
             "monotonic_us": round(at.monotonic * 1e6), "source": str(at.source),
             "local": at.isoformat()}
 
@@ -102,30 +103,71 @@ class Sealer:
         body = canonical(manifest)
         digest = hashlib.sha256(body).hexdigest()
         manifest_path, signature_path = manifest_paths(stem)
-        # Chain first: a crash after this leaves a numbered gap that recovery can explain,
-        # never two manifests claiming the same place.
+        # Both files are written aside first; advancing the chain is the commit point; then
+        # they are published. A cut before the commit leaves only temporary files (the
+        # evidence is sealed again at the next start); a cut after it leaves temporary files
+        # whose hash is the chain head, which ``finish_interrupted`` publishes.
+        staged = [_stage(manifest_path, body),
+                  _stage(signature_path, self.identity.signing_key.sign(body))]
         self.store.advance_chain(sequence + 1, digest)
-        _write_once(manifest_path, body)
-        _write_once(signature_path, self.identity.signing_key.sign(body))
+        for temp, final in zip(staged, (manifest_path, signature_path)):
+            _publish(temp, final)
+        _fsync_dir(manifest_path.parent)
         return Seal(manifest, manifest_path, signature_path, digest)
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+def _temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    temp = _temp(path)
+    with open(temp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.chmod(tmp, 0o444)
-    os.link(tmp, path)  # fails if the name exists: a seal is never replaced
-    os.unlink(tmp)
+    os.chmod(temp, 0o444)
+    return temp
+
+
+def _publish(temp: Path, path: Path) -> None:
+    os.link(temp, path)  # fails if the name exists: a seal is never replaced
+    os.unlink(temp)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def finish_interrupted(evidence: Path, head: str) -> list[Path]:
+    """Publish a seal cut after its commit point; drop staged seals that never committed."""
+    finished = []
+    for temp in Path(evidence).rglob(f".*{MANIFEST}.tmp"):
+        final = temp.with_name(temp.name[1:-len(".tmp")])
+        sig_temp = _temp(final.with_name(final.name[: -len(MANIFEST)] + SIGNATURE))
+        if hashlib.sha256(temp.read_bytes()).hexdigest() == head and sig_temp.exists():
+            _publish(temp, final)
+            _publish(sig_temp, sig_temp.with_name(sig_temp.name[1:-len(".tmp")]))
+            finished.append(final)
+        else:
+            temp.unlink()
+            if sig_temp.exists():
+                sig_temp.unlink()
+    return finished
 
 
 # --- recovery after a power cut ----------------------------------------------------------
 
 def unsealed(evidence: Path) -> list[Path]:
     """Stems of encrypted files that have no manifest (left open by a power cut)."""
-    stems = {stem_of(p) for p in Path(evidence).rglob(f"*{SUFFIX}")}
+    root = Path(evidence)
+    stems = {stem_of(p) for p in root.rglob(f"*{SUFFIX}")}
+    stems |= {p.with_suffix("") for p in root.rglob("activity.json")}
+    stems |= {p.with_suffix("") for p in root.rglob("interruption-*.json")}
     return sorted(s for s in stems if not manifest_paths(s)[0].exists())
 
 
@@ -139,6 +181,14 @@ def recover(sealer: Sealer, stem: Path, header_fields: dict[str, Any]) -> Seal:
     files: list[tuple[str, StoredFile]] = []
     last_ms: int | None = None
     discarded = 0
+    for name, role in ((f"{stem.name}.json", "record"), (f"{stem.name}.txt", "text")):
+        if stem.name in ("activity",) or stem.name.startswith("interruption-"):
+            path = stem.with_name(name)
+            if path.exists():
+                files.append((role, plain_file(role, path)))
+    if files:
+        kind = "activity" if stem.name == "activity" else "work_record"
+        return sealer.seal(kind, stem, files, header_fields, cut_short={"recovered": True})
     for role, suffix in (("media", ".ts.bce"), ("metadata", ".meta.jsonl.bce"),
                          ("photo", ".jpg.bce"), ("metadata", ".json.bce")):
         path = stem.with_name(stem.name + suffix)
@@ -150,20 +200,23 @@ def recover(sealer: Sealer, stem: Path, header_fields: dict[str, Any]) -> Seal:
         except EvidenceFileError:
             parsed = None
         keep = parsed.end_of_chunks if parsed else 0
-        if keep < len(data):
-            # The torn tail is an incomplete chunk: unreadable by anyone. Keep it aside for
-            # the record rather than inside the sealed bytes.
+        if keep < len(data) or parsed is None:
+            # The torn tail is an incomplete chunk (or the whole file a torn header):
+            # unreadable by anyone. Keep it aside for the record, outside the sealed bytes.
             torn = path.with_name(path.name + ".torn")
             torn.write_bytes(data[keep:])
+            discarded += len(data) - keep
             os.chmod(path, 0o644)
+            if parsed is None:
+                path.unlink()
+                continue
             with open(path, "r+b") as fh:
                 fh.truncate(keep)
                 fh.flush()
                 os.fsync(fh.fileno())
-            discarded += len(data) - keep
         os.chmod(path, 0o444)
         kept = data[:keep]
-        chunks = parsed.chunks if parsed else ()
+        chunks = parsed.chunks
         if chunks:
             last_ms = max(last_ms or 0, chunks[-1].written_at_ms)
         files.append((role, StoredFile(path, None, None, hashlib.sha256(kept).hexdigest(),
@@ -171,7 +224,8 @@ def recover(sealer: Sealer, stem: Path, header_fields: dict[str, Any]) -> Seal:
                                        chunks[-1].written_at_ms if chunks else None)))
     kind = "photo" if any(r == "photo" for r, _ in files) else "segment"
     return sealer.seal(kind, stem, files, header_fields,
-                       cut_short={"last_good_chunk_utc_ms": last_ms, "discarded_bytes": discarded})
+                       cut_short={"last_good_chunk_utc_ms": last_ms, "discarded_bytes": discarded,
+                                  "empty": not files})
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -172,6 +172,9 @@ def _check_item(path: Path, registry: dict[str, EnrolledDevice],
 def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
                 agency_key: X25519PrivateKey | None) -> None:
     name = str(record.get("name"))
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        item.fail(ALTERED, f"{name!r}: not a plain file name")
+        return
     path = folder / name
     if not path.exists():
         item.fail(MISSING, f"{name}: file missing")

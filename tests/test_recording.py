@@ -115,7 +115,7 @@ def test_stamp_is_burned_into_the_picture(shift):
 def test_photo_is_stamped_evidence_with_metadata(shift):
     scenario, out, entries, segments = shift
     photo = next(e for e in entries if e["kind"] == "photo")["fields"]
-    jpg = next(export_plain(out).glob(f"*/*{photo['sequence']:06d}*.jpg"))
+    jpg = next(export_plain(out).glob(f"*/*{photo['file_number']:06d}*.jpg"))
     meta = json.loads(jpg.with_suffix(".json").read_text())
     assert meta["officer"] == "OFF-0417" and meta["gnss"]["valid"] is True
     assert (meta["width"], meta["height"]) == (1280, 720)

@@ -80,3 +80,45 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     header = json.loads(plain.with_name(plain.name.replace(".ts", ".meta.jsonl")).read_text().splitlines()[0])
     last_frame = header["recording_origin_us"] / 1e6 + times[-1] - 0.7
     assert 31.3 - 1.0 <= last_frame <= 31.3  # at most a second lost to the cut
+
+
+def test_cut_during_sealing_and_before_the_first_chunk(tmp_path):
+    """The two cuts that could leave a seal half made or a file with nothing in it."""
+    from firmware_py.evidence_file import StoredFile
+    from firmware_py.keys import device_identity, enroll
+    from firmware_py.seal import Sealer, finish_interrupted, recover, unsealed
+    from firmware_py.store import EvidenceStore
+
+    enroll(tmp_path / "device", tmp_path / "dock", "BC-0001", "unit")
+    store = EvidenceStore(tmp_path / "device" / "evidence", "BC-0001")
+    sealer = Sealer(device_identity(tmp_path / "device"), store)
+    activity = store.open_activity(1_795_000_000.0)
+    # A file cut before its header reached the disk: nothing to keep, but the number is
+    # explained by a sealed, empty, cut-short manifest.
+    empty = store.evidence_path(activity, store.next_sequence(), 1_795_000_000.0, ".ts.bce")
+    empty.write_bytes(b"BCE")
+    (stem,) = unsealed(store.root)
+    seal = recover(sealer, stem, {"activity": activity.id})
+    assert seal.manifest["files"] == [] and seal.manifest["cut_short"]["empty"]
+    assert not empty.exists() and empty.with_name(empty.name + ".torn").read_bytes() == b"BCE"
+    # A cut after the chain advanced but before the seal was published: finished at start.
+    doc = activity.path / "activity.json"
+    doc.write_text("{}")
+    real_publish = __import__("firmware_py.seal", fromlist=["_publish"])._publish
+
+    def cut(*_):
+        raise OSError("power cut")
+
+    import firmware_py.seal as seal_module
+    seal_module._publish = cut
+    try:
+        with pytest.raises(OSError):
+            sealer.seal("activity", activity.path / "activity",
+                        [("record", StoredFile(doc, "x", 2, "x", 2, 0, True, None))], {})
+    finally:
+        seal_module._publish = real_publish
+    assert not (activity.path / "activity.manifest.json").exists()
+    finished = finish_interrupted(store.root, store.chain_head()[1])
+    assert [p.name for p in finished] == ["activity.manifest.json"]
+    assert (activity.path / "activity.manifest.sig").exists()
+    assert store.chain_head()[0] == 2 and not unsealed(store.root)

@@ -1,0 +1,475 @@
+"""MQTT brokers for dock sync, and a paho client factory that speaks to them.
+
+Two brokers, for two situations:
+
+* :class:`MosquittoBroker` runs the real ``mosquitto`` binary with the shipped
+  configuration (``config/mosquitto/mosquitto.conf.template`` and ``config/mosquitto/acl``):
+  mutual TLS, the certificate CN as the MQTT username, and per-device topic ACLs. It is what
+  production runs and what the tests run against.
+* :class:`EmbeddedBroker` runs amqtt in a background thread. It exists so that the demo
+  needs nothing installed. It has **no TLS, no authentication and no ACL** (anonymous
+  clients may publish and subscribe anywhere) and speaks MQTT 3.1.1 only; never use it
+  for real evidence.
+
+:func:`client` builds a paho-mqtt 2.x client (callback API version 2) pointed at either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from types import TracebackType
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from .pki import CA, CertFiles, issue_client, issue_server
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mosquitto"
+#: The shipped broker configuration template and ACL.
+TEMPLATE = CONFIG_DIR / "mosquitto.conf.template"
+ACL = CONFIG_DIR / "acl"
+
+#: Chunks are at most 1 MiB; the limit leaves ample room so a chunk is never dropped.
+MESSAGE_SIZE_LIMIT = 8 * 1024 * 1024
+
+MQTTv311 = MQTTProtocolVersion.MQTTv311
+MQTTv5 = MQTTProtocolVersion.MQTTv5
+
+#: CN of the certificate the broker wrapper uses to check that the TLS listener is up.
+#: The ACL grants it nothing beyond what any device gets under its own (unused) prefix.
+PROBE_COMMON_NAME = "broker-probe"
+
+_POLL_INTERVAL = 0.02  # between readiness checks; bounded by start_timeout overall
+_PORT_ATTEMPTS = 3  # a free port can be taken by someone else before the broker binds it
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that was free a moment ago.
+
+    The port is released before returning, so another process may take it before the
+    caller binds it; the brokers below retry with a fresh port when that happens.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def mosquitto_binary() -> str:
+    """Path of the ``mosquitto`` executable (``/usr/sbin`` is often not on a user's PATH)."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise FileNotFoundError("mosquitto not found on PATH or in /usr/sbin "
+                                "(Debian: apt-get install mosquitto)")
+    return found
+
+
+def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Path,
+                  acl: Path, *, bind_address: str = "127.0.0.1",
+                  persistence_dir: Path | None = None,
+                  message_size_limit: int = MESSAGE_SIZE_LIMIT,
+                  user: str | None = None) -> str:
+    """Fill in the broker configuration template and return the configuration text.
+
+    ``template`` is the template's path (a :class:`~pathlib.Path`) or its text (a ``str``).
+    ``ca``/``cert``/``key`` are the CA certificate clients are verified against and the
+    broker's server certificate and key. ``persistence_dir`` enables Mosquitto persistence
+    there; ``None`` disables it. ``user`` is the account Mosquitto drops to when started
+    as root; by default the current user, so a broker we start can read keys we wrote 0600.
+    """
+    text = template.read_text() if isinstance(template, Path) else template
+    if persistence_dir is None:
+        persistence = "persistence false"
+    else:
+        # Mosquitto joins the location and file name verbatim: it needs the trailing slash.
+        persistence = f"persistence true\npersistence_location {Path(persistence_dir).resolve()}/"
+    values = {
+        "port": str(port),
+        "bind_address": bind_address,
+        "cafile": str(Path(ca).resolve()),
+        "certfile": str(Path(cert).resolve()),
+        "keyfile": str(Path(key).resolve()),
+        "acl_file": str(Path(acl).resolve()),
+        "persistence": persistence,
+        "message_size_limit": str(message_size_limit),
+        "user": user or pwd.getpwuid(os.geteuid()).pw_name,
+    }
+    for name, value in values.items():
+        # Mosquitto's config is line based and splits on spaces: such a value would
+        # silently become a different option or a truncated path.
+        if name != "persistence" and (not value or any(c.isspace() for c in value)):
+            raise ValueError(f"{name} {value!r} cannot be written into a mosquitto.conf")
+    return Template(text).substitute(values)
+
+
+class MosquittoBroker:
+    """A private Mosquitto instance on a loopback port, configured from the shipped files.
+
+    On start it issues the broker's server certificate (and a probe client certificate)
+    from ``ca`` into ``workdir``, copies the ACL there, renders ``mosquitto.conf`` and runs
+    ``mosquitto -c`` until :meth:`stop`. :meth:`start` returns once a TLS client with a
+    certificate from ``ca`` completes a handshake, so the broker is usable at that point.
+
+    Everything Mosquitto logs is kept in ``workdir/mosquitto.log`` (see :attr:`log`) so a
+    failing test can show what the broker saw. Use as a context manager; if ``workdir``
+    was not given, a temporary directory is created and removed on exit.
+    """
+
+    def __init__(self, ca: CA, workdir: Path | str | None = None, *, port: int = 0,
+                 host: str = "127.0.0.1", template: Path = TEMPLATE, acl: Path = ACL,
+                 binary: str | None = None, persistence: bool = False,
+                 start_timeout: float = 10.0) -> None:
+        self.ca = ca
+        self.host = host
+        self.port = port
+        self.template = template
+        self.acl_source = acl
+        self.binary = binary or mosquitto_binary()
+        self.persistence = persistence
+        self.start_timeout = start_timeout
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(
+            tempfile.mkdtemp(prefix="bodycam-mosquitto-"))
+        self._auto_port = port == 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._server: CertFiles | None = None
+        self._probe: CertFiles | None = None
+        self._final_log: str | None = None
+
+    # -- files ----------------------------------------------------------------------
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients use to verify the broker."""
+        return self.ca.cert_path
+
+    @property
+    def log(self) -> str:
+        """Everything the broker has logged so far (across restarts)."""
+        if self._final_log is not None:
+            return self._final_log
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _prepare(self) -> None:
+        tls = self.workdir / "tls"
+        if self._server is None:
+            self._server = issue_server(self.ca, tls, hostnames=["localhost"], ips=[self.host])
+            self._probe = issue_client(self.ca, tls, PROBE_COMMON_NAME)
+        # A copy, so the running broker does not change under an edit of the shipped file.
+        shutil.copyfile(self.acl_source, self.workdir / "acl")
+        persistence_dir = self.workdir / "persistence" if self.persistence else None
+        if persistence_dir is not None:
+            persistence_dir.mkdir(exist_ok=True)
+        self.conf_path.write_text(render_config(
+            self.template, self.port, self.ca.cert_path, self._server.cert, self._server.key,
+            self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir))
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start Mosquitto and wait until it accepts TLS connections."""
+        if self.running:
+            raise RuntimeError("broker already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            if self.port == 0:
+                self.port = free_port(self.host)
+            self._prepare()
+            try:
+                self._spawn_and_wait()
+                return
+            except _PortTaken:
+                if not self._auto_port or attempt == _PORT_ATTEMPTS:
+                    raise RuntimeError(f"port {self.port} is in use\n{self._log_tail()}")
+                log.warning("port %d was taken before mosquitto bound it; retrying", self.port)
+                self.port = 0
+
+    def _spawn_and_wait(self) -> None:
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log_file:
+            # The child keeps its own descriptor; ours can be closed right away.
+            self._proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)],
+                                          stdin=subprocess.DEVNULL, stdout=log_file,
+                                          stderr=subprocess.STDOUT)
+        log.info("started mosquitto pid %d on %s:%d", self._proc.pid, self.host, self.port)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                new_log = self.log[log_offset:]
+                if "Address already in use" in new_log:
+                    raise _PortTaken()
+                raise RuntimeError(f"mosquitto exited with status {code} during start\n"
+                                   f"{self._log_tail()}")
+            if self._probe_tls():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"mosquitto did not accept TLS on {self.host}:{self.port} "
+                                   f"within {self.start_timeout} s\n{self._log_tail()}")
+            time.sleep(_POLL_INTERVAL)
+
+    def _probe_tls(self) -> bool:
+        """True once a mutually authenticated TLS handshake with the listener succeeds."""
+        assert self._probe is not None
+        ctx = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        ctx.load_cert_chain(str(self._probe.cert), str(self._probe.key))
+        # TLS 1.2 makes the server's verdict on our certificate part of the handshake; under
+        # 1.3 a rejected client certificate only shows after the handshake has "succeeded".
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=self.host) as tls:
+                # A clean close_notify keeps an OpenSSL "unexpected eof" out of the log;
+                # whether the broker answers it in kind does not matter.
+                try:
+                    tls.unwrap()
+                except OSError:  # includes ssl.SSLError
+                    pass
+                return True
+        except ssl.SSLError as exc:
+            # The listener is up but refuses us: a configuration error, not a slow start.
+            raise RuntimeError(f"mosquitto rejected the probe TLS handshake: {exc}\n"
+                               f"{self._log_tail()}") from exc
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after ``timeout``). Files are kept."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("mosquitto pid %d ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+        log.info("mosquitto pid %d stopped (status %s)", proc.pid, proc.returncode)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port; connected clients see a dropped link."""
+        self.stop()
+        # The port is fixed now: clients are configured with it and must find it again.
+        self._auto_port = False
+        self.start()
+
+    def close(self) -> None:
+        """Stop the broker and remove the temporary work directory if we created it."""
+        self.stop()
+        if self._owns_workdir and self.workdir.exists():
+            self._final_log = self.log  # keep it readable for a test's failure report
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> MosquittoBroker:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.splitlines()[-lines:])
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "stopped"
+        return f"<MosquittoBroker {self.host}:{self.port} {state}>"
+
+
+class _PortTaken(Exception):
+    """Mosquitto could not bind the chosen port."""
+
+
+@dataclass
+class _EmbeddedState:
+    """What the broker thread hands back to the thread that started it."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    stop_event: asyncio.Event | None = None
+    error: BaseException | None = None
+
+
+class EmbeddedBroker:
+    """The zero-install demo broker: amqtt on its own asyncio loop in a background thread.
+
+    **Demo only.** Plain TCP, MQTT 3.1.1, anonymous clients allowed, no ACL: any client can
+    read and write every topic, and nothing is encrypted. Production and the test suite use
+    :class:`MosquittoBroker`.
+
+    :meth:`start` returns once the listener is bound; :meth:`stop` shuts amqtt down, lets
+    ``asyncio.run`` cancel whatever tasks remain and close the loop, and joins the thread.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 start_timeout: float = 10.0) -> None:
+        self.host = host
+        self.port = port
+        self.start_timeout = start_timeout
+        self._auto_port = port == 0
+        self._thread: threading.Thread | None = None
+        self._state = _EmbeddedState()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the broker thread and wait until the listener accepts connections."""
+        if self.running:
+            raise RuntimeError("broker already running")
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            if self.port == 0:
+                self.port = free_port(self.host)
+            try:
+                self._start_once()
+                log.info("embedded amqtt broker listening on %s:%d (no TLS, no ACL: demo only)",
+                         self.host, self.port)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or not self._auto_port \
+                        or attempt == _PORT_ATTEMPTS:
+                    raise
+                log.warning("port %d was taken before amqtt bound it; retrying", self.port)
+                self.port = 0
+
+    def _start_once(self) -> None:
+        ready = threading.Event()
+        self._state = _EmbeddedState()
+        self._thread = threading.Thread(target=self._run, args=(ready,),
+                                        name=f"amqtt-broker-{self.port}", daemon=True)
+        self._thread.start()
+        if not ready.wait(self.start_timeout):
+            self.stop()
+            raise TimeoutError(f"amqtt did not start within {self.start_timeout} s")
+        if self._state.error is not None:
+            self._thread.join(self.start_timeout)
+            self._thread = None
+            error = self._state.error
+            # amqtt wraps the bind failure; surface the OSError so start() can retry.
+            cause = error.__cause__
+            raise cause if isinstance(cause, OSError) else error
+
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve(ready))
+        except BaseException as exc:  # reported to start() rather than lost in the thread
+            if not ready.is_set():
+                self._state.error = exc
+                ready.set()
+            else:
+                log.exception("embedded broker thread failed")
+
+    async def _serve(self, ready: threading.Event) -> None:
+        # Imported here: amqtt pulls in a sizeable dependency tree that only the demo needs.
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            # Only anonymous auth: the default set adds a $SYS publisher and a per-packet
+            # logger, which would cost throughput and keep extra timers alive.
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                        {"allow_anonymous": True}},
+        }
+        broker = Broker(config)
+        await broker.start()
+        self._state.loop = asyncio.get_running_loop()
+        self._state.stop_event = asyncio.Event()
+        ready.set()
+        try:
+            await self._state.stop_event.wait()
+        finally:
+            await broker.shutdown()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the broker down and join its thread."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop, stop_event = self._state.loop, self._state.stop_event
+        if loop is not None and stop_event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop_event.set)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"embedded broker thread did not stop within {timeout} s")
+        log.info("embedded amqtt broker on %s:%d stopped", self.host, self.port)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedBroker {self.host}:{self.port} {'running' if self.running else 'stopped'}>"
+
+
+def client(host: str, port: int, client_id: str, *, ca: Path | str | None = None,
+           cert: Path | str | None = None, key: Path | str | None = None,
+           protocol: MQTTProtocolVersion = MQTTv311, keepalive: int = 30,
+           clean_session: bool | None = None) -> mqtt.Client:
+    """Make a paho-mqtt 2.x client (callback API version 2) aimed at ``host:port``.
+
+    With ``ca`` the connection uses TLS and verifies the broker against that CA certificate
+    (hostname included); ``cert``/``key`` add the client certificate whose CN is the
+    device id. The client is returned unconnected with its destination recorded
+    (``connect_async``): set callbacks, then ``loop_start()`` connects and keeps
+    reconnecting in the background, or ``reconnect()`` connects synchronously.
+    """
+    if (cert is None) != (key is None):
+        raise ValueError("cert and key go together")
+    if cert is not None and ca is None:
+        raise ValueError("a client certificate needs the CA to verify the broker with")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                    clean_session=clean_session)
+    c.enable_logger(logging.getLogger(f"{__name__}.paho.{client_id}"))
+    if ca is not None:
+        c.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
+                  keyfile=str(key) if key else None, cert_reqs=ssl.CERT_REQUIRED)
+    # A dock sync session should resume quickly after a broker restart or a re-dock; the
+    # default 120 s ceiling would leave a docked device idle for minutes.
+    c.reconnect_delay_set(min_delay=1, max_delay=10)
+    c.connect_async(host, port, keepalive)
+    return c
