@@ -24,6 +24,7 @@ import json
 import os
 import struct
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -110,6 +111,35 @@ class StoredFile:
     last_chunk_utc_ms: int | None
 
 
+class BackgroundHash:
+    """SHA-256 on a second thread: the plaintext hash runs beside encryption and the stored
+    hash (hashlib releases the GIL), in write order, on bytes nobody can change."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plain-sha256")
+        self._last: Future[None] | None = None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer once write() returns
+        if len(data) < 65536:
+            self._wait()
+            self._hash.update(data)  # small writes: a thread hop costs more than the hash
+            return
+        self._last = self._pool.submit(self._hash.update, data)
+
+    def _wait(self) -> None:
+        if self._last is not None:
+            self._last.result()
+            self._last = None
+
+    def hexdigest(self) -> str:
+        self._wait()
+        self._pool.shutdown(wait=True)
+        return self._hash.hexdigest()
+
+
 class EncryptingFile:
     """A new ``.bce`` evidence file; ``write`` buffers, ``flush`` seals a chunk to disk."""
 
@@ -129,9 +159,14 @@ class EncryptingFile:
                             "ephemeral": b64(eph_raw), "wrapped_key": b64(wrapped),
                             "chunk_limit": CHUNK_LIMIT, **context})
         self._aead = AESGCM(file_key)
+        self._out = ([bytearray(CHUNK_LIMIT + 16), bytearray(CHUNK_LIMIT + 16)]
+                     if hasattr(self._aead, "encrypt_into") else [])
+        self._pending: list[Future[None] | None] = [None, None]
+        # The stored hash must see bytes in file order: one worker, fed in order.
+        self._stored_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-sha256")
         self._header_hash = hashlib.sha256(header).digest()
         self._fh: BinaryIO = open(self.path, "xb")  # evidence is never overwritten
-        self._plain = hashlib.sha256()
+        self._plain = BackgroundHash()
         self._stored = hashlib.sha256()
         self.plaintext_bytes = 0
         self.bytes_written = 0
@@ -142,7 +177,7 @@ class EncryptingFile:
         self._emit(MAGIC + struct.pack(">H", len(header)) + header)
         self._sync()
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | memoryview) -> None:
         self._fh.write(data)
         self._stored.update(data)
         self.bytes_written += len(data)
@@ -152,42 +187,78 @@ class EncryptingFile:
         if self._durable:
             os.fsync(self._fh.fileno())
 
-    def _chunk(self, data: bytes, final: bool) -> None:
+    def _chunk(self, data: bytes | bytearray | memoryview, final: bool) -> None:
         written_at = self._utc_ms()
-        sealed = self._aead.encrypt(nonce(self.chunks, final), data,
-                                    chunk_aad(self._header_hash, self.chunks, written_at))
-        self._emit(CHUNK_HEAD.pack(len(sealed), written_at) + sealed)
+        size = len(data) + 16
+        aad = chunk_aad(self._header_hash, self.chunks, written_at)
+        if self._out:
+            # Two output buffers in turn: one is hashed (on the stored-hash thread) while
+            # the next chunk is encrypted into the other; a fresh megabyte per chunk would
+            # cost more in page faults than the encryption itself.
+            slot = self.chunks % 2
+            if self._pending[slot] is not None:
+                self._pending[slot].result()
+            out = memoryview(self._out[slot])[:size]
+            self._aead.encrypt_into(nonce(self.chunks, final), data, aad, out)
+        else:
+            slot = None
+            out = memoryview(self._aead.encrypt(nonce(self.chunks, final), data, aad))
+        head = CHUNK_HEAD.pack(size, written_at)
+        self._fh.write(head)
+        self._fh.write(out)
+        if slot is not None:
+            self._stored_pool.submit(self._stored.update, head)
+            self._pending[slot] = self._stored_pool.submit(self._stored.update, out)
+        else:
+            self._stored.update(head)
+            self._stored.update(out)
+        self.bytes_written += len(head) + size
         self.chunks += 1
         self._last_chunk_ms = written_at
 
-    def write(self, data: bytes) -> int:
+    def _stored_digest(self) -> str:
+        for future in self._pending:
+            if future is not None:
+                future.result()
+        self._stored_pool.shutdown(wait=True)
+        return self._stored.hexdigest()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._closed:
             raise ValueError(f"{self.path.name}: write after close")
+        view = memoryview(data).cast("B")
         self._plain.update(data)
-        self.plaintext_bytes += len(data)
-        self._buffer += data
-        while len(self._buffer) >= CHUNK_LIMIT:
-            self._chunk(bytes(self._buffer[:CHUNK_LIMIT]), final=False)
-            del self._buffer[:CHUNK_LIMIT]
+        self.plaintext_bytes += len(view)
+        if self._buffer:  # top up the pending chunk first
+            take = min(len(view), CHUNK_LIMIT - len(self._buffer))
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) == CHUNK_LIMIT:
+                self._chunk(self._buffer, final=False)
+                self._buffer.clear()
+        while len(view) >= CHUNK_LIMIT:  # whole chunks straight from the caller's bytes
+            self._chunk(view[:CHUNK_LIMIT], final=False)
+            view = view[CHUNK_LIMIT:]
+        self._buffer += view
         return len(data)
 
     def flush(self) -> None:
         """Seal what is buffered as a chunk and put it on the disk."""
         if self._buffer:
-            self._chunk(bytes(self._buffer), final=False)
+            self._chunk(self._buffer, final=False)
             self._buffer.clear()
         self._sync()
 
     def close(self) -> StoredFile:
         if not self._closed:
-            self._chunk(bytes(self._buffer), final=True)  # may be empty: it marks the end
+            self._chunk(self._buffer, final=True)  # may be empty: it marks the end
             self._buffer.clear()
             self._sync()
             self._fh.close()
             os.chmod(self.path, 0o444)
             self._closed = True
         return StoredFile(self.path, self._plain.hexdigest(), self.plaintext_bytes,
-                          self._stored.hexdigest(), self.bytes_written, self.chunks, True,
+                          self._stored_digest(), self.bytes_written, self.chunks, True,
                           self._last_chunk_ms)
 
     @property
@@ -202,7 +273,7 @@ class Chunk:
     index: int
     offset: int  # of its length field in the file
     written_at_ms: int
-    ciphertext: bytes
+    ciphertext: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -230,12 +301,13 @@ def parse(data: bytes, name: str = "file") -> ParsedFile:
         raise EvidenceFileError(f"{name}: unknown algorithm {header.get('alg') if isinstance(header, dict) else header!r}")
     chunks = []
     offset = 6 + length
+    view = memoryview(data)  # chunks are views into the file's bytes, not copies
     while offset + CHUNK_HEAD.size <= len(data):
         size, written_at = CHUNK_HEAD.unpack_from(data, offset)
         start = offset + CHUNK_HEAD.size
         if size < 16 or size > CHUNK_LIMIT + 16 or start + size > len(data):
             break
-        chunks.append(Chunk(len(chunks), offset, written_at, data[start:start + size]))
+        chunks.append(Chunk(len(chunks), offset, written_at, view[start:start + size]))
         offset = start + size
     return ParsedFile(header, header_bytes, tuple(chunks), len(data) - offset, offset)
 
@@ -259,15 +331,25 @@ def unwrap_key(header: dict[str, object], agency_private: X25519PrivateKey, name
 
 
 def decrypt_chunks(parsed: ParsedFile, agency_private: X25519PrivateKey,
-                   name: str) -> Iterator[tuple[Chunk, bytes, bool]]:
-    """Each chunk's plaintext and whether it is the final one; raises at the first bad chunk."""
+                   name: str) -> Iterator[tuple[Chunk, bytes | memoryview, bool]]:
+    """Each chunk's plaintext and whether it is the final one; raises at the first bad chunk.
+
+    The plaintext may be a view into a buffer reused for the next chunk: use or copy it
+    before asking for the next."""
     aead = AESGCM(unwrap_key(parsed.header, agency_private, name))
     header_hash = hashlib.sha256(parsed.header_bytes).digest()
+    into = hasattr(aead, "decrypt_into")
+    buffer = bytearray(CHUNK_LIMIT) if into else None
     for chunk in parsed.chunks:
         aad = chunk_aad(header_hash, chunk.index, chunk.written_at_ms)
         for final in (False, True):
             try:
-                plain = aead.decrypt(nonce(chunk.index, final), chunk.ciphertext, aad)
+                if buffer is not None:
+                    # Reused buffer: the caller must consume the plaintext before the next.
+                    plain: bytes | memoryview = memoryview(buffer)[:len(chunk.ciphertext) - 16]
+                    aead.decrypt_into(nonce(chunk.index, final), chunk.ciphertext, aad, plain)
+                else:
+                    plain = aead.decrypt(nonce(chunk.index, final), chunk.ciphertext, aad)
             except InvalidTag:
                 continue
             yield chunk, plain, final

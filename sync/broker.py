@@ -72,7 +72,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def mosquitto_binary() -> str:
     """Path of the ``mosquitto`` executable (``/usr/sbin`` is often not on a user's PATH)."""
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    found = (shutil.which("mosquitto")
+             or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin"))
     if not found:
         raise FileNotFoundError("mosquitto not found on PATH or in /usr/sbin "
                                 "(Debian: apt-get install mosquitto)")
@@ -93,11 +94,6 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
     as root; by default the current user, so a broker we start can read keys we wrote 0600.
     """
     text = template.read_text() if isinstance(template, Path) else template
-    if persistence_dir is None:
-        persistence = "persistence false"
-    else:
-        # Mosquitto joins the location and file name verbatim: it needs the trailing slash.
-        persistence = f"persistence true\npersistence_location {Path(persistence_dir).resolve()}/"
     values = {
         "port": str(port),
         "bind_address": bind_address,
@@ -105,15 +101,20 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
         "certfile": str(Path(cert).resolve()),
         "keyfile": str(Path(key).resolve()),
         "acl_file": str(Path(acl).resolve()),
-        "persistence": persistence,
         "message_size_limit": str(message_size_limit),
         "user": user or pwd.getpwuid(os.geteuid()).pw_name,
     }
+    if persistence_dir is not None:
+        values["persistence_location"] = str(Path(persistence_dir).resolve())
     for name, value in values.items():
         # Mosquitto's config is line based and splits on spaces: such a value would
         # silently become a different option or a truncated path.
-        if name != "persistence" and (not value or any(c.isspace() for c in value)):
+        if not value or any(c.isspace() for c in value):
             raise ValueError(f"{name} {value!r} cannot be written into a mosquitto.conf")
+    location = values.pop("persistence_location", None)
+    # Mosquitto joins the location and file name verbatim: it needs the trailing slash.
+    values["persistence"] = ("persistence false" if location is None
+                             else f"persistence true\npersistence_location {location}/")
     return Template(text).substitute(values)
 
 
@@ -226,20 +227,25 @@ class MosquittoBroker:
                                           stdin=subprocess.DEVNULL, stdout=log_file,
                                           stderr=subprocess.STDOUT)
         log.info("started mosquitto pid %d on %s:%d", self._proc.pid, self.host, self.port)
+        try:
+            self._wait_ready(log_offset)
+        except BaseException:
+            self.stop()  # never leave a half-started broker behind
+            raise
+
+    def _wait_ready(self, log_offset: int) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
-                self._proc = None
-                new_log = self.log[log_offset:]
-                if "Address already in use" in new_log:
+                if "Address already in use" in self.log[log_offset:]:
                     raise _PortTaken()
                 raise RuntimeError(f"mosquitto exited with status {code} during start\n"
                                    f"{self._log_tail()}")
             if self._probe_tls():
                 return
             if time.monotonic() > deadline:
-                self.stop()
                 raise TimeoutError(f"mosquitto did not accept TLS on {self.host}:{self.port} "
                                    f"within {self.start_timeout} s\n{self._log_tail()}")
             time.sleep(_POLL_INTERVAL)
@@ -251,6 +257,7 @@ class MosquittoBroker:
         ctx.load_cert_chain(str(self._probe.cert), str(self._probe.key))
         # TLS 1.2 makes the server's verdict on our certificate part of the handshake; under
         # 1.3 a rejected client certificate only shows after the handshake has "succeeded".
+        # (A template restricted to tlsv1.3 would therefore fail this probe loudly.)
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         try:
             with socket.create_connection((self.host, self.port), timeout=1.0) as raw, \
@@ -299,7 +306,11 @@ class MosquittoBroker:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> MosquittoBroker:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # __exit__ will not run: remove the temporary directory here
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -443,7 +454,8 @@ class EmbeddedBroker:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<EmbeddedBroker {self.host}:{self.port} {'running' if self.running else 'stopped'}>"
+        state = "running" if self.running else "stopped"
+        return f"<EmbeddedBroker {self.host}:{self.port} {state}>"
 
 
 def client(host: str, port: int, client_id: str, *, ca: Path | str | None = None,

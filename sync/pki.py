@@ -126,7 +126,7 @@ def load_ca(dir: Path | str) -> CA:
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path}: expected an EC private key, got {type(key).__name__}")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+    if cert.public_key() != key.public_key():
         raise ValueError(f"{key_path} does not belong to {cert_path}")
     return CA(root, cert_path, key_path, cert, key)
 

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import ssl
 import stat
 import threading
@@ -254,7 +255,7 @@ def test_device_and_dock_exchange_messages_over_mutual_tls(
     dock.publish(f"{DOWN}/BC-0001/receipt/x", b"receipt")
     assert device.wait_message(f"{DOWN}/BC-0001/receipt/x").payload == b"receipt"
     # The username is the certificate's CN, not anything the client claimed.
-    assert "as BC-0001-1 (p2, c1, k30, u'BC-0001')" in broker.log
+    assert re.search(r"as BC-0001-1 \(.*u'BC-0001'\)", broker.log), broker.log
 
 
 def test_device_cannot_write_outside_its_own_up_prefix(peers: Callable[[str], Peer]) -> None:
