@@ -55,6 +55,13 @@ class ActivityRecord:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
+    def suspend(self) -> None:
+        """The device is shutting down with the activity still open: keep the log, close
+        the file; the activity goes on after the restart."""
+        if not self._fh.closed:
+            self.append("device_shutdown", {})
+            self._fh.close()
+
     def close(self) -> dict[str, Any]:
         closed = self._clock.now()
         summary = {**self.header, "opened": self.opened.to_json(), "closed": closed.to_json(),

@@ -248,6 +248,8 @@ class Agent:
             if self._camera_on:
                 self._execute(StopCamera())
             self.pipeline.close()
+            if self.activity is not None:
+                self.activity.suspend()
 
     # --- plumbing -------------------------------------------------------------------------
 

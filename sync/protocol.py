@@ -202,6 +202,12 @@ def _short(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+def _detail(text: str, limit: int = 1024) -> str:
+    """Free text from an edge (an exception message, say) made fit for an ack's detail."""
+    clean = _CONTROL.sub(" ", str(text))
+    return clean.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+
+
 def _json_object(payload: object, what: str, limit: int) -> dict[str, Any]:
     data = _bytes(payload, what)
     if len(data) > limit:
@@ -298,6 +304,8 @@ class Topic:
     sha256: str | None = None  # chunk only: the SHA-256 of this chunk's payload
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in Kind._value2member_map_:
+            raise ProtocolError(f"{self.kind!r} is not a kind of message", "topic.kind")
         object.__setattr__(self, "kind", Kind(self.kind))
         _device(self.device, "topic.device")
         if self.kind in _WITH_FILE:
@@ -308,7 +316,7 @@ class Topic:
             _int(self.offset, "topic.offset")
             _sha256(self.sha256, "topic.sha256")
         elif self.offset is not None or self.sha256 is not None:
-            raise ProtocolError(f"only chunk topics carry an offset and checksum", "topic")
+            raise ProtocolError("only chunk topics carry an offset and checksum", "topic")
 
     @property
     def direction(self) -> str:
@@ -764,7 +772,10 @@ def _plain_json(value: object, name: str, depth: int = 0) -> None:
     # A receipt body is signed over its canonical form, which allows integers only.
     if depth > 8:
         raise ProtocolError("is nested too deeply", name)
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        _text(value, name, MAX_CONTROL_BYTES, empty=True)
+        return
+    if value is None or isinstance(value, bool):
         return
     if type(value) is int:
         if abs(value) > MAX_SIZE:
@@ -778,6 +789,7 @@ def _plain_json(value: object, name: str, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ProtocolError("keys must be strings", name)
+            _text(key, f"{name} key", 128)
             _plain_json(item, f"{name}.{key}", depth + 1)
         return
     raise ProtocolError(f"{_type(value)} has no place in a signed receipt", name)
@@ -1143,7 +1155,8 @@ class Uploader:
         self.window = _int(window, "window", 1, 1 << 16)
         self.max_retries = _int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
-        self._hello = Hello(device, firmware, battery_percent, tuple(files))
+        files = tuple(files)
+        self._hello = Hello(device, firmware, battery_percent, files)
         encoded = self._hello.encode()
         if len(encoded) > MAX_HELLO_BYTES:
             raise ProtocolError(f"a hello offering {len(files)} files is {len(encoded)} "
@@ -1151,9 +1164,9 @@ class Uploader:
                                 "sessions (split_offers)", "files")
         self._hello_bytes = encoded
         self._files = {offer.file_id: _Upload(offer, i) for i, offer in enumerate(files)}
-        self._by_index: dict[int, _Upload] = {}
-        self._queue: list[int] = []  # heap of indexes of files with something to send
-        self._in_flight = 0
+        self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
+        self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
+        self._unsettled = len(self._files)  # neither receipted nor failed
         self._time_requests: deque[float] = deque(maxlen=8)
         self.state = UploaderState.IDLE
 
@@ -1242,10 +1255,12 @@ class Uploader:
                 out += self._fail(upload, f"dock wants offset {offset}, past the end "
                                           f"({upload.offer.size} bytes)")
             else:
-                upload.index = order
+                upload.index = order  # the dock's order; unwanted files come after
                 upload.phase = UploadPhase.SENDING
                 self._rewind(upload, offset)
         for upload in self._files.values():
+            if upload.phase is not UploadPhase.SENDING:
+                upload.index += len(want.files)
             if upload.phase is UploadPhase.OFFERED:
                 out += self._fail(upload, "the dock did not ask for it")
         return out + self._pump()
@@ -1317,6 +1332,8 @@ class Uploader:
         # Any valid receipt settles the file, even one that failed in this session: the
         # dock holds it, and whether to delete is the edge's check of the signature.
         self._drop_in_flight(upload)
+        if upload.phase is not UploadPhase.FAILED:
+            self._unsettled -= 1
         upload.phase = UploadPhase.RECEIPTED
         upload.acked = upload.offer.size
         return [ReceiptReceived(receipt.file_id, receipt)] + self._pump()
@@ -1335,8 +1352,7 @@ class Uploader:
         upload.sent = offset
         if not upload.queued:
             upload.queued = True
-            heapq.heappush(self._queue, upload.index)
-            self._by_index[upload.index] = upload
+            heapq.heappush(self._queue, (upload.index, upload.offer.file_id))
 
     def _drop_in_flight(self, upload: _Upload) -> None:
         self._in_flight -= len(upload.in_flight)
@@ -1346,7 +1362,7 @@ class Uploader:
         """Fill the window, the first file in the dock's order first."""
         out: list[UploaderOutput] = []
         while self._queue and self._in_flight < self.window:
-            upload = self._by_index[self._queue[0]]
+            upload = self._files[self._queue[0][1]]
             if upload.phase is UploadPhase.SENDING and not upload.init_sent:
                 # Init every time a file is (re)started in a session, even to resume:
                 # it is small, and it lets a dock that restarted learn the file again.
@@ -1388,14 +1404,13 @@ class Uploader:
 
     def _fail(self, upload: _Upload, reason: str) -> list[UploaderOutput]:
         self._drop_in_flight(upload)
+        if upload.phase is not UploadPhase.FAILED:
+            self._unsettled -= 1
         upload.phase = UploadPhase.FAILED
         return [FileFailed(upload.offer.file_id, reason)]
 
     def _check_done(self) -> list[UploaderOutput]:
-        if self.state is not UploaderState.TRANSFERRING:
-            return []
-        phases = [u.phase for u in self._files.values()]
-        if any(p not in (UploadPhase.RECEIPTED, UploadPhase.FAILED) for p in phases):
+        if self.state is not UploaderState.TRANSFERRING or self._unsettled:
             return []
         self.state = UploaderState.DONE
         return [Done(tuple(f for f, u in self._files.items() if u.phase is UploadPhase.RECEIPTED),
@@ -1625,9 +1640,9 @@ class Ingest:
         entry = self._entry(file_id)
         if entry.phase is not IngestPhase.VERIFYING:
             raise ProtocolError(f"file {file_id} is {entry.phase}, not verifying", "file_id")
-        out = self._reset(entry, reason)
+        out = self._reset(entry, _detail(reason))
         status = AckStatus.RESTART if retry else AckStatus.REJECTED
-        return out + [self._ack(entry, status, Reason.VERIFY_FAILED, reason[:1024])]
+        return out + [self._ack(entry, status, Reason.VERIFY_FAILED, reason)]
 
     def progress(self) -> tuple[FileProgress, ...]:
         out = []
@@ -1669,4 +1684,5 @@ class Ingest:
     def _ack(self, entry: _Incoming, status: AckStatus, reason: Reason, detail: str = "", *,
              next_offset: int | None = None) -> Publish:
         offset = entry.confirmed if next_offset is None else next_offset
-        return _publish(self.device, Ack(entry.file_id, offset, status, str(reason), detail))
+        return _publish(self.device, Ack(entry.file_id, offset, status, str(reason),
+                                         _detail(detail)))
