@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS dockings (
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, officer TEXT NOT NULL,
     assigned_at REAL NOT NULL, released_at REAL);
+CREATE TABLE IF NOT EXISTS seals (
+    device TEXT NOT NULL, sequence INTEGER NOT NULL, kind TEXT NOT NULL, activity TEXT,
+    officer TEXT, start_ms INTEGER, end_ms INTEGER, manifest TEXT NOT NULL,
+    PRIMARY KEY (device, sequence));
 CREATE TABLE IF NOT EXISTS clock_syncs (
     device TEXT NOT NULL, at REAL NOT NULL, offset_s REAL NOT NULL, round_trip_s REAL NOT NULL);
 """
@@ -56,17 +60,16 @@ class Stored:
     signature: bytes
 
 
+def receipt_body(dock: str, device: str, file_id: str, name: str, activity: str, size: int,
+                 sha256: str, archive_path: str, verified: bool) -> dict[str, Any]:
+    return {"dock": dock, "device": device, "file_id": file_id, "name": name,
+            "activity": activity, "size": size, "sha256": sha256, "verified": verified,
+            "stored_at": int(time.time() * 1000), "archive_path": archive_path}
+
+
 def sign_receipt(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
+    """The dock's signature over the receipt body's canonical bytes (what devices check)."""
     return key.sign(canonical(body))
-
-
-def check_receipt(public: Ed25519PublicKey, body: dict[str, Any], signature: bytes,
-                  name: str, size: int, sha256: str) -> None:
-    """What a device checks before it deletes anything (R13.2); raises on any mismatch."""
-    public.verify(signature, canonical(body))  # InvalidSignature propagates
-    if (body.get("name"), body.get("size"), body.get("sha256")) != (name, size, sha256):
-        raise ArchiveError(f"receipt for {body.get('name')!r} does not match {name!r} "
-                           f"({size} bytes, {sha256[:12]}…)")
 
 
 class Archive:
@@ -161,10 +164,8 @@ class Archive:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
         _fsync_dir(target.parent)
-        body = {"dock": self.dock_id, "device": device, "file_id": file_id, "name": name,
-                "activity": activity, "size": size, "sha256": sha256, "verified": verified,
-                "stored_at_ms": int(time.time() * 1000),
-                "archive_path": str(target.relative_to(self.root))}
+        body = receipt_body(self.dock_id, device, file_id, name, activity, size, sha256,
+                            str(target.relative_to(self.root)), verified)
         signature_bytes = sign_receipt(self._key, body)
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
@@ -188,6 +189,10 @@ class Archive:
                                    f"{'; '.join(p for _, p in problems) or 'unreadable'}")
             if body.get("device") != device:
                 raise ArchiveError(f"{name}: sealed by {body.get('device')}, sent by {device}")
+            start, end = body.get("start") or {}, body.get("end") or {}
+            self.db.execute("INSERT OR IGNORE INTO seals VALUES (?,?,?,?,?,?,?,?)",
+                            (device, body.get("sequence"), body.get("kind"), body.get("activity"),
+                             body.get("officer"), start.get("utc_ms"), end.get("utc_ms"), name))
             return True
         for manifest in folder.glob(f"*{MANIFEST}"):
             body = json.loads(manifest.read_bytes())

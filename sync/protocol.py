@@ -66,9 +66,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
-
-from firmware_py.evidence_file import canonical
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 # --- limits and constants ----------------------------------------------------------------------
 
@@ -261,9 +259,12 @@ def _build(cls: Any, obj: Mapping[str, Any], what: str, keys: Sequence[str]) -> 
 
 
 def _encode(obj: Mapping[str, Any]) -> bytes:
-    # The canonical form of the evidence format (sorted keys, no spaces, UTF-8), so a
-    # receipt body is signed over exactly the bytes any reader re-derives.
-    return canonical(obj)
+    # The canonical JSON of docs/evidence-format.md 4.2 (sorted keys, no spaces, UTF-8 as
+    # is), so a receipt body — integers only — is signed over exactly the bytes any reader
+    # re-derives. Written out here rather than imported: time messages carry floats, which
+    # sealed records refuse.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
 
 
 # --- topics -----------------------------------------------------------------------------------
@@ -340,8 +341,8 @@ def parse_topic(topic: str) -> Topic:
     levels = topic.split("/")
     if levels[:1] != ["bodycam"]:
         raise ProtocolError(f"{_short(topic)} is not under {PREFIX}/", "topic")
-    if levels[1:2] != ["v1"]:
-        version = levels[1] if len(levels) > 1 else ""
+    if len(levels) > 1 and levels[1] != "v1":
+        version = levels[1]
         raise ProtocolError(f"unsupported protocol version {_short(version)} (this is v1)",
                             "topic.version")
     if len(levels) < 5:
@@ -1180,7 +1181,9 @@ class Uploader:
         return [Publish(hello_topic(self.device), self._hello_bytes)]
 
     def request_time(self, t1: float) -> list[UploaderOutput]:
-        """Ask the dock for its time; ``t1`` is the device clock now."""
+        """Ask the dock for its time (after start()); ``t1`` is the device clock now."""
+        if self.state is UploaderState.IDLE:
+            raise ProtocolError("request_time() before start()", "state")
         request = TimeRequest(t1)
         self._time_requests.append(request.t1)
         return [_publish(self.device, request)]
@@ -1212,8 +1215,9 @@ class Uploader:
 
     def retry(self) -> list[UploaderOutput]:
         """Nothing heard from the dock for a while: send again what it has not confirmed
-        (go back to the last acknowledged offset), every fin still unanswered, or the hello.
-        A message the broker dropped silently is recovered this way."""
+        (go back to the last acknowledged offset), every fin still unanswered, an init for
+        each file whose receipt is awaited (the dock answers it with the receipt), or the
+        hello. A message the broker dropped silently is recovered this way."""
         if self.state is UploaderState.HELLO_SENT:
             return [Publish(hello_topic(self.device), self._hello_bytes)]
         if self.state is not UploaderState.TRANSFERRING:
@@ -1224,7 +1228,10 @@ class Uploader:
                 self._rewind(upload, upload.acked)
             elif upload.phase is UploadPhase.FIN_SENT:
                 out.append(self._fin(upload))
-        return out + self._pump()
+            elif upload.phase is UploadPhase.KNOWN:
+                out.append(_publish(self.device, Init.from_offer(upload.offer)))
+        out += self._pump()
+        return out + self._check_done()  # a read that failed may have settled the last file
 
     def progress(self) -> tuple[FileProgress, ...]:
         return tuple(FileProgress(u.offer.file_id, u.offer.name, u.offer.size,
@@ -1257,6 +1264,7 @@ class Uploader:
             else:
                 upload.index = order  # the dock's order; unwanted files come after
                 upload.phase = UploadPhase.SENDING
+                upload.acked = offset  # stored durably at the dock: never sent again
                 self._rewind(upload, offset)
         for upload in self._files.values():
             if upload.phase is not UploadPhase.SENDING:
@@ -1538,6 +1546,7 @@ class Ingest:
     def _on_chunk(self, topic: str, parsed: Topic, payload: bytes) -> list[IngestOutput]:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             return [InvalidMessage(topic, f"payload is {_type(payload)}, not bytes")]
+        data = bytes(payload)
         file_id, offset = str(parsed.file_id), int(parsed.offset or 0)
         entry = self._files.get(file_id)
         if entry is None or entry.init is None:
@@ -1554,7 +1563,7 @@ class Ingest:
                 return []  # asked once already; the chunks still on their way are moot
             return [self._ask_resend(entry, Reason.GAP, f"chunk at {offset}, expected "
                                                         f"{entry.accepted}")]
-        size = len(payload)
+        size = len(data)
         if size > self.chunk_limit:
             return [self._ask_resend(entry, Reason.OVERSIZE, f"{size} bytes, over the chunk "
                                                              f"limit of {self.chunk_limit}")]
@@ -1563,7 +1572,6 @@ class Ingest:
                                                                f"file is {entry.init.size}")]
         if size == 0:
             return [self._ask_resend(entry, Reason.EMPTY, f"empty chunk at {offset}")]
-        data = bytes(payload)
         if hashlib.sha256(data).hexdigest() != parsed.sha256:
             return [self._ask_resend(entry, Reason.CHECKSUM, f"chunk at {offset} does not "
                                                              "match its sha256")]

@@ -1,0 +1,203 @@
+"""The device's edge of dock sync: offer what is sealed, send it, delete only on a receipt.
+
+On docking the device offers every file that is finished — each sealed item (signature and
+manifest first, then its files) and the records beside them — runs the protocol's
+``Uploader`` over MQTT, and for each receipt checks the dock's signature, that the receipt
+describes the file it offered, and the file's hash on disk once more; only then is the
+file deleted, and the deletion written into the audit log (R13.2). Anything still being
+written — an open segment, the log of an open activity — is not offered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from firmware_py.audit import AuditLog
+from firmware_py.seal import MANIFEST, SIGNATURE
+from sync import protocol as p
+from sync.broker import client as mqtt_client
+from sync.enrollment import dock_public
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionResult:
+    offered: int = 0
+    receipted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    refused_receipts: list[tuple[str, str]] = field(default_factory=list)
+    clock_offset_s: float | None = None
+    round_trip_s: float | None = None
+    done: bool = False
+    bytes_sent: int = 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
+    """Finished evidence in sending order: per sealed item its signature, its manifest, its
+    files; then records of ended activities and torn remains no seal covers."""
+    out: list[tuple[p.FileOffer, Path]] = []
+    covered: set[Path] = set()
+
+    def add(path: Path, manifest: str | None, kind: str) -> None:
+        if path in covered or not path.exists():
+            return
+        covered.add(path)
+        out.append((p.FileOffer.of(name=path.name, activity=path.parent.name,
+                                   size=path.stat().st_size, sha256=_sha256(path),
+                                   manifest=manifest, kind=kind), path))
+
+    for folder in sorted(d for d in Path(evidence).iterdir() if d.is_dir()):
+        for manifest in sorted(folder.glob(f"*{MANIFEST}")):
+            import json
+            body = json.loads(manifest.read_bytes())
+            stem = manifest.name[: -len(MANIFEST)]
+            add(folder / (stem + SIGNATURE), manifest.name, "signature")
+            add(manifest, manifest.name, "manifest")
+            for record in body.get("files", []):
+                add(folder / record["name"], manifest.name, str(record.get("role", "file")))
+        if (folder / "activity.manifest.json").exists():  # the activity has ended
+            add(folder / "activity.jsonl", None, "activity_log")
+        for torn in sorted(folder.glob("*.torn")):
+            add(torn, None, "torn")
+    return out
+
+
+class DeviceSync:
+    """One docking session: connect, offer, send, check receipts, delete."""
+
+    def __init__(self, device_root: Path, device: str, host: str, port: int, *,
+                 tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
+                 firmware: str = "bodycam", battery_percent: int | None = None,
+                 chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = p.DEFAULT_WINDOW) -> None:
+        self.root = Path(device_root)
+        self.evidence = self.root / "evidence"
+        self.device = device
+        self.audit = audit
+        self._dock_key = dock_public(self.root)
+        self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
+                                   chunk_size=chunk_size, window=window, firmware=firmware,
+                                   battery_percent=battery_percent)
+        self.result = SessionResult(offered=len(self._files))
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        ca, cert, key = tls if tls else (None, None, None)
+        self.client = mqtt_client(host, port, device, ca=ca, cert=cert, key=key)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
+        _, path = self._files[offer.file_id]
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(size)
+        self.result.bytes_sent += len(data)
+        return data
+
+    def run(self, timeout: float = 120.0) -> SessionResult:
+        if not self._files:
+            self.result.done = True
+            return self.result
+        self.client.loop_start()
+        try:
+            self._finished.wait(timeout)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+        return self.result
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("%s refused by the broker: %s", self.device, reason)
+            return
+        client.subscribe(p.device_subscription(self.device), qos=p.QOS)
+        # The hello waits for the subscription, or the dock's answer could be missed.
+        threading.Thread(target=self._hello, daemon=True).start()
+
+    def _hello(self) -> None:
+        if not self._subscribed.wait(10):
+            return
+        with self._lock:
+            outputs = (self.uploader.start() if self.uploader.state is p.UploaderState.IDLE
+                       else self.uploader.retry())
+            outputs += self.uploader.request_time(time.time())
+            self._carry_out(outputs)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with self._lock:
+            try:
+                self._carry_out(self.uploader.receive(message.topic, message.payload))
+            except Exception:
+                log.exception("%s: handling %s failed", self.device, message.topic)
+
+    def _carry_out(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            match out:
+                case p.Publish(topic, payload, qos):
+                    self.client.publish(topic, payload, qos=qos)
+                case p.ReceiptReceived(file_id, receipt):
+                    self._receipt(file_id, receipt)
+                case p.TimeReceived(response):
+                    offset, round_trip = p.clock_offset(response.t1, response.t2, response.t3,
+                                                        time.time())
+                    self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
+                    self._log("dock_clock", {"offset_before_s": round(-offset, 3),
+                                             "round_trip_s": round(round_trip, 4)})
+                case p.FileFailed(file_id, reason):
+                    self.result.failed.append((file_id, reason))
+                case p.Done():
+                    self.result.done = True
+                    self._finished.set()
+                case p.InvalidMessage(topic, reason):
+                    log.warning("%s: %s", topic, reason)
+
+    def _receipt(self, file_id: str, receipt: p.Receipt) -> None:
+        offer, path = self._files[file_id]
+        try:
+            self._dock_key.verify(receipt.signature, receipt.signed_bytes())
+        except InvalidSignature:
+            self.result.refused_receipts.append((offer.name, "signature does not match the dock's key"))
+            self._log("receipt_refused", {"file": offer.name, "why": "bad signature"})
+            return
+        problem = receipt.mismatch(offer, self.device)
+        if problem is None and _sha256(path) != offer.sha256:
+            problem = "the file on the device changed since it was offered"
+        if problem is not None:
+            self.result.refused_receipts.append((offer.name, problem))
+            self._log("receipt_refused", {"file": offer.name, "why": problem})
+            return
+        self.result.receipted.append(offer.name)
+        os.chmod(path, 0o644)
+        path.unlink()
+        self.result.deleted.append(offer.name)
+        self._log("evidence_deleted_after_receipt",
+                  {"file": offer.name, "activity": offer.activity, "sha256": offer.sha256,
+                   "dock": receipt.body.get("dock"), "archive_path": receipt.body.get("archive_path")})
+        folder = path.parent
+        if folder != self.evidence and not any(folder.iterdir()):
+            folder.rmdir()
+
+    def _log(self, kind: str, fields: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit.append(kind, fields)

@@ -1,0 +1,85 @@
+"""Docking end to end (Art. 13): a shift's evidence crosses a real Mosquitto with mutual TLS
+and the shipped ACL into the dock's archive, verified and receipted; the device keeps
+nothing it has no receipt for, and deletes what it has.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from firmware_py import audit
+from simulator import scenario as sc
+from simulator.runner import Simulation
+from sync.broker import MosquittoBroker
+from sync.device_sync import DeviceSync, offers
+from sync.dock import DockService
+from sync.enrollment import device_sync_files, dock_ca, dock_client, enroll_device
+
+FAST = {"video": {"width": 320, "height": 180, "fps": 15},
+        "recording": {"segment_seconds": 10, "pre_event_seconds": 3},
+        "device": {"officer": "OFF-0417"}}
+
+
+def shift(out):
+    """A short shift: two recordings with an interruption, a photo, the activity ended."""
+    enroll_device(out / "device", out / "dock", "BC-0001", "Baofeng County HRSS Labour Inspection Brigade")
+    events = [{"at": 5, "action": "press", "button": "record"},
+              {"at": 14, "action": "press", "button": "photo"},
+              {"at": 20, "action": "press", "button": "record"},
+              {"at": 22, "action": "press", "button": "marker"},
+              {"at": 30, "action": "press", "button": "record"},
+              {"at": 42, "action": "long_press", "button": "record"}]
+    Simulation(sc.parse({"scenario": {"name": "dock", "duration": "50s"}, "config": FAST,
+                         "event": events}, "dock.toml"), out).run()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    ca = dock_ca(tmp_path / "dock")
+    with MosquittoBroker(ca, tmp_path / "broker") as running:
+        yield running
+
+
+def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
+    shift(tmp_path)
+    dock_dir, device_root = tmp_path / "dock", tmp_path / "device"
+    cert = dock_client(dock_dir)
+    dock = DockService(dock_dir, tmp_path / "archive", broker.host, broker.port,
+                       tls=(broker.ca_file, cert.cert, cert.key))
+    dock.start()
+    waiting = offers(device_root / "evidence")
+    kinds = {o.kind for o, _ in waiting}
+    assert {"media", "metadata", "photo", "manifest", "signature", "record"} <= kinds
+    files = device_sync_files(device_root, "BC-0001")
+    log = audit.AuditLog(device_root / "audit.jsonl", _clock())
+    session = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                         tls=(files.ca, files.cert, files.key), audit=log, chunk_size=64 * 1024)
+    result = session.run(timeout=60)
+    log.close()
+    dock.stop()
+    assert result.done and not result.failed and not result.refused_receipts
+    assert len(result.receipted) == len(waiting) == result.offered
+    # The device kept nothing that was receipted, and only its state file remains.
+    left = [p for p in (device_root / "evidence").rglob("*") if p.is_file()]
+    assert [p.name for p in left] == [".device-state.json"]
+    # The archive holds it all, and it verifies on its own.
+    archived = tmp_path / "archive" / "BC-0001"
+    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify", str(archived),
+                           "--trust", str(dock_dir), "--key", str(dock_dir), "--json"],
+                          capture_output=True, text=True)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], proc.stdout[-2000:]
+    assert {"segment", "photo", "work_record", "activity"} <= {i["kind"] for i in report["items"]}
+    deletions = [e for e in audit.read(device_root / "audit.jsonl")
+                 if e["kind"] == "evidence_deleted_after_receipt"]
+    assert len(deletions) == len(waiting)
+    assert result.clock_offset_s is not None and abs(result.clock_offset_s) < 1.0
+
+
+def _clock():
+    from device.clock import DeviceClock
+    return DeviceClock()
