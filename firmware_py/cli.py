@@ -253,7 +253,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"device {config.device.device.id}, {config.device.video.width}x"
               f"{config.device.video.height}@{config.device.video.fps}, "
               f"{scenario.duration_s:g} s simulated, files under {out}")
-    result = Simulation(scenario, out, config, on_entry).run()
+    from sync.simdock import SimulatedDock
+
+    dock = SimulatedDock(out / "archive")
+    try:
+        result = Simulation(scenario, out, config, on_entry, on_dock=dock).run()
+    finally:
+        dock.close()
     summary = result.to_json()
     (out / "simulation.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     (out / "timeline.txt").write_text("\n".join(e.line() for e in result.timeline) + "\n")

@@ -40,7 +40,7 @@ class TimelineEntry:
         m, s = divmod(rest, 60)
         facts = " ".join(f"{k}={_short(v)}" for k, v in self.fields.items()
                          if k not in ("checks", "at", "files"))
-        marker = ">>" if self.source == "scenario" else "  "
+        marker = {"scenario": ">>", "dock": "<>"}.get(self.source, "  ")
         return f"{marker} +{h:d}:{m:02d}:{s:02d}  {self.local[11:19]}  {self.kind:<20} {facts}".rstrip()
 
 
@@ -87,7 +87,8 @@ class Simulation:
     """One scenario run; ``run`` drives it to the end (or until the battery dies)."""
 
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
-                 on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
+                 on_entry: Callable[[TimelineEntry], None] | None = None,
+                 on_dock: Callable[["Simulation"], dict[str, Any]] | None = None) -> None:
         self.scenario = scenario
         self.out = Path(out)
         self.config = config or load_config(overrides=scenario.config,
@@ -104,6 +105,9 @@ class Simulation:
         self.agent.log_listeners.append(self._agent_logged)
         self.result = SimulationResult(scenario, self.out)
         self._on_entry = on_entry
+        # What happens when the device is dropped in the dock besides charging: the CLI
+        # wires in dock sync (the simulator itself knows nothing of MQTT).
+        self._on_dock = on_dock
         self._events = list(scenario.events)
         self._started = time.perf_counter()
 
@@ -131,6 +135,8 @@ class Simulation:
                 w.hold(event.button, event.seconds)
             case "dock":
                 w.battery.dock()
+                if self._on_dock is not None:
+                    self._entry("dock", "synced", self._on_dock(self))
             case "undock":
                 w.battery.undock()
             case "recover":
@@ -227,8 +233,9 @@ class Simulation:
 
 
 def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,
-                 on_entry: Callable[[TimelineEntry], None] | None = None) -> SimulationResult:
-    return Simulation(scenario, out, config, on_entry).run()
+                 on_entry: Callable[[TimelineEntry], None] | None = None,
+                 on_dock: Callable[[Simulation], dict[str, Any]] | None = None) -> SimulationResult:
+    return Simulation(scenario, out, config, on_entry, on_dock).run()
 
 
 def print_entry(stream: TextIO) -> Callable[[TimelineEntry], None]:

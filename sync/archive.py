@@ -126,6 +126,9 @@ class Archive:
     def store_chunk(self, device: str, file_id: str, offset: int, data: bytes) -> int:
         """Write a chunk at ``offset`` durably; returns the new confirmed offset."""
         part = self._part(device, file_id)
+        if part.stat().st_size < offset:
+            # The incoming file must stay a clean prefix: never leave a hole of zeros.
+            raise OSError(f"{part.name} holds {part.stat().st_size} bytes, chunk is at {offset}")
         with open(part, "r+b") as fh:
             fh.seek(offset)
             fh.write(data)

@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
+from device.clock import Clock, TimeSource
 from firmware_py.audit import AuditLog
 from firmware_py.seal import MANIFEST, SIGNATURE
 from sync import protocol as p
@@ -28,6 +29,8 @@ from sync.broker import client as mqtt_client
 from sync.enrollment import dock_public
 
 log = logging.getLogger(__name__)
+
+CORRECT_ABOVE_S = 0.5  # as the policy's clock_correct_above_s default
 
 
 @dataclass
@@ -87,11 +90,13 @@ class DeviceSync:
     def __init__(self, device_root: Path, device: str, host: str, port: int, *,
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
+                 clock: Clock | None = None,
                  chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = p.DEFAULT_WINDOW) -> None:
         self.root = Path(device_root)
         self.evidence = self.root / "evidence"
         self.device = device
         self.audit = audit
+        self._clock = clock
         self._dock_key = dock_public(self.root)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
@@ -141,7 +146,7 @@ class DeviceSync:
         with self._lock:
             outputs = (self.uploader.start() if self.uploader.state is p.UploaderState.IDLE
                        else self.uploader.retry())
-            outputs += self.uploader.request_time(time.time())
+            outputs += self.uploader.request_time(self._utc())
             self._carry_out(outputs)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -159,11 +164,7 @@ class DeviceSync:
                 case p.ReceiptReceived(file_id, receipt):
                     self._receipt(file_id, receipt)
                 case p.TimeReceived(response):
-                    offset, round_trip = p.clock_offset(response.t1, response.t2, response.t3,
-                                                        time.time())
-                    self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
-                    self._log("dock_clock", {"offset_before_s": round(-offset, 3),
-                                             "round_trip_s": round(round_trip, 4)})
+                    self._set_clock(response)
                 case p.FileFailed(file_id, reason):
                     self.result.failed.append((file_id, reason))
                 case p.Done():
@@ -171,6 +172,22 @@ class DeviceSync:
                     self._finished.set()
                 case p.InvalidMessage(topic, reason):
                     log.warning("%s: %s", topic, reason)
+
+    def _utc(self) -> float:
+        return self._clock.now().utc if self._clock is not None else time.time()
+
+    def _set_clock(self, response: p.TimeResponse) -> None:
+        """R7.4 at the dock: measure against the dock's clock, log the offset, correct."""
+        t4 = self._utc()
+        offset, round_trip = p.clock_offset(response.t1, response.t2, response.t3, t4)
+        self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
+        facts = {"source": "dock", "offset_before_s": round(-offset, 3),
+                 "round_trip_s": round(round_trip, 4)}
+        if self._clock is not None and abs(offset) > CORRECT_ABOVE_S:
+            self._clock.correct(t4 + offset, self._clock.monotonic(), TimeSource.DOCK)
+            self._log("clock_corrected", facts)
+        else:
+            self._log("dock_clock_checked", facts)
 
     def _receipt(self, file_id: str, receipt: p.Receipt) -> None:
         offer, path = self._files[file_id]

@@ -48,10 +48,12 @@ class DeviceProgress:
 class DockService:
     def __init__(self, dock_dir: Path, archive_dir: Path, host: str, port: int, *,
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
-                 on_progress: Callable[[DeviceProgress], None] | None = None) -> None:
+                 on_progress: Callable[[DeviceProgress], None] | None = None,
+                 now: Callable[[], float] = time.time) -> None:
         self.dock_dir = Path(dock_dir)
         self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
         self.dock_id = dock_id
+        self._now = now  # the dock's clock: the time reference devices are set from
         self._ingests: dict[str, p.Ingest] = {}
         self.progress: dict[str, DeviceProgress] = {}
         self._on_progress = on_progress
@@ -101,7 +103,7 @@ class DockService:
             return
         ingest = self._ingest(topic.device)
         try:
-            outputs = ingest.receive(message.topic, message.payload, time.time())
+            outputs = ingest.receive(message.topic, message.payload, self._now())
             self._carry_out(topic.device, ingest, outputs)
         except Exception:  # one device's trouble must not stop the dock for the others
             log.exception("handling %s failed", message.topic)
