@@ -109,6 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_enroll)
 
+    dock = sub.add_parser("dock", help="the docking station: sync service, enrolment, ledger",
+                          description="Run the dock service (default), or manage devices.")
+    dock.add_argument("--config", type=Path, metavar="FILE",
+                      help="dock configuration (default: config/dock.toml)")
+    dock.set_defaults(func=cmd_dock_serve, seconds=None, json=False)
+    dock_sub = dock.add_subparsers(dest="dock_command", metavar="ACTION")
+    d = dock_sub.add_parser("serve", help="run the sync service until interrupted")
+    d.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    d.set_defaults(func=cmd_dock_serve)
+    d = dock_sub.add_parser("enroll", help="enrol a device: keys, client certificate, receipts key")
+    d.add_argument("--device-root", type=Path, required=True, metavar="DIR")
+    d.add_argument("--device-id", required=True, metavar="ID")
+    d.add_argument("--unit", required=True, metavar="UNIT")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_enroll)
+    d = dock_sub.add_parser("assign", help="check a device out to an officer (R4.1)")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("officer", metavar="OFFICER")
+    d.set_defaults(func=cmd_dock_assign)
+    d = dock_sub.add_parser("release", help="check a device back in (R4.1)")
+    d.add_argument("device", metavar="DEVICE")
+    d.set_defaults(func=cmd_dock_release)
+    d = dock_sub.add_parser("ledger", help="who had which device, when, what was recorded (R4.2)")
+    d.add_argument("--csv", action="store_true", help="CSV for export (R4.3)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_ledger)
+
     p = sub.add_parser("verify", help="check sealed evidence: signatures, hashes, chain",
                        description="Verify sealed evidence. Without --key, checks signatures, "
                        "stored-byte hashes and the chain on the ciphertext; with the agency key "
@@ -375,6 +402,126 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"exported {len(report.items)} sealed items ({files} files), all verified, "
               f"to {args.out}")
+    return EXIT_OK
+
+
+# --- dock --------------------------------------------------------------------------------
+
+def _dock_setup(args: argparse.Namespace):
+    from sync import config as dock_config
+    from sync.archive import Archive
+    from sync.enrollment import dock_key
+
+    config = dock_config.load(args.config)
+    dock_dir = Path(config.dock.dir)
+    dock_dir.mkdir(parents=True, exist_ok=True)
+    archive = Archive(Path(config.dock.archive), dock_dir, dock_key(dock_dir), config.dock.id)
+    return config, dock_dir, archive
+
+
+def cmd_dock_enroll(args: argparse.Namespace) -> int:
+    from sync.enrollment import enroll_device
+
+    config, dock_dir, archive = _dock_setup(args)
+    archive.close()
+    result = enroll_device(args.device_root, dock_dir, args.device_id, args.unit)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(f"enrolled {result['device']} ({result['unit']}) at {dock_dir}: device key "
+              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}")
+    return EXIT_OK
+
+
+def cmd_dock_assign(args: argparse.Namespace) -> int:
+    from sync import ledger
+
+    _, _, archive = _dock_setup(args)
+    try:
+        ledger.assign(archive, args.device, args.officer)
+    except ledger.LedgerError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} checked out to {args.officer}")
+    return EXIT_OK
+
+
+def cmd_dock_release(args: argparse.Namespace) -> int:
+    from sync import ledger
+
+    _, _, archive = _dock_setup(args)
+    try:
+        officer = ledger.release(archive, args.device)
+    except ledger.LedgerError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} checked in from {officer}")
+    return EXIT_OK
+
+
+def cmd_dock_ledger(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from sync import ledger
+
+    _, _, archive = _dock_setup(args)
+    try:
+        if args.csv:
+            sys.stdout.write(ledger.csv_text(archive))
+        elif args.json:
+            print(json.dumps([asdict(r) for r in ledger.rows(archive)], indent=1))
+        else:
+            for r in ledger.rows(archive):
+                print(f"{r.device:<10} {r.officer:<10} out {r.assigned_at}  in {r.released_at or '—':<25} "
+                      f"{r.activities} activities, {r.segments} segments, {r.photos} photos, "
+                      f"{r.interruptions} interruptions")
+    finally:
+        archive.close()
+    return EXIT_OK
+
+
+def cmd_dock_serve(args: argparse.Namespace) -> int:
+    from sync.broker import EmbeddedBroker, MosquittoBroker
+    from sync.dock import DockService
+    from sync.enrollment import dock_ca, dock_client
+
+    config, dock_dir, archive = _dock_setup(args)
+    archive.close()
+    broker = None
+    tls = None
+    if config.broker.mode == "embedded":
+        broker = EmbeddedBroker(config.broker.host, config.broker.port)
+        broker.start()
+        host, port = config.broker.host, broker.port
+    else:
+        cert = dock_client(dock_dir)
+        if config.broker.mode == "mosquitto":
+            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker", port=config.broker.port)
+            broker.start()
+            host, port, ca = broker.host, broker.port, broker.ca_file
+        else:
+            host, port, ca = config.broker.host, config.broker.port, dock_ca(dock_dir).cert_path
+        tls = (ca, cert.cert, cert.key)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
+                          dock_id=config.dock.id,
+                          on_progress=lambda progress: print(progress.line(), flush=True))
+    service.start()
+    print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
+          f"archive {config.dock.archive}", flush=True)
+    try:
+        stop.wait(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        if broker is not None:
+            broker.stop()
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ from sync.enrollment import dock_public
 log = logging.getLogger(__name__)
 
 CORRECT_ABOVE_S = 0.5  # as the policy's clock_correct_above_s default
+RETRY_AFTER_S = 3.0
 
 
 @dataclass
@@ -106,6 +107,8 @@ class DeviceSync:
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._started = False
+        self._last_heard = time.monotonic()
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, device, ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -125,8 +128,16 @@ class DeviceSync:
             self.result.done = True
             return self.result
         self.client.loop_start()
+        deadline = time.monotonic() + timeout
         try:
-            self._finished.wait(timeout)
+            while not self._finished.wait(0.5) and time.monotonic() < deadline:
+                # Silence means something was lost (a broker restart drops messages in
+                # flight, or the dock was not subscribed yet): ask the protocol to go
+                # back to what the dock last confirmed.
+                if self._started and time.monotonic() - self._last_heard > RETRY_AFTER_S:
+                    with self._lock:
+                        self._last_heard = time.monotonic()
+                        self._carry_out(self.uploader.retry())
         finally:
             self.client.disconnect()
             self.client.loop_stop()
@@ -136,6 +147,7 @@ class DeviceSync:
         if getattr(reason, "is_failure", False):
             log.error("%s refused by the broker: %s", self.device, reason)
             return
+        self._subscribed.clear()
         client.subscribe(p.device_subscription(self.device), qos=p.QOS)
         # The hello waits for the subscription, or the dock's answer could be missed.
         threading.Thread(target=self._hello, daemon=True).start()
@@ -144,6 +156,8 @@ class DeviceSync:
         if not self._subscribed.wait(10):
             return
         with self._lock:
+            self._started = True
+            self._last_heard = time.monotonic()
             outputs = (self.uploader.start() if self.uploader.state is p.UploaderState.IDLE
                        else self.uploader.retry())
             outputs += self.uploader.request_time(self._utc())
@@ -151,6 +165,7 @@ class DeviceSync:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self._lock:
+            self._last_heard = time.monotonic()
             try:
                 self._carry_out(self.uploader.receive(message.topic, message.payload))
             except Exception:

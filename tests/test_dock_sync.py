@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime, timezone
 import sys
 
 import pytest
@@ -78,6 +79,22 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
                  if e["kind"] == "evidence_deleted_after_receipt"]
     assert len(deletions) == len(waiting)
     assert result.clock_offset_s is not None and abs(result.clock_offset_s) < 1.0
+    # The ledger (R4.1-R4.3): the check-out window covers the shift (which ran at the
+    # scenario's default start, 2026-11-29 00:30 UTC); what was recorded comes from the seals.
+    from sync import ledger
+    from sync.archive import Archive
+    from sync.enrollment import dock_key
+    archive = Archive(tmp_path / "archive", dock_dir, dock_key(dock_dir), "dock")
+    start = datetime(2026, 11, 29, 0, 30, tzinfo=timezone.utc).timestamp()
+    ledger.assign(archive, "BC-0001", "OFF-0417", at=start - 60)
+    with pytest.raises(ledger.LedgerError, match="checked out to OFF-0417"):
+        ledger.assign(archive, "BC-0001", "OFF-9999")
+    ledger.release(archive, "BC-0001", at=start + 3600)
+    (row,) = ledger.rows(archive)
+    assert (row.officer, row.activities, row.photos, row.interruptions) == ("OFF-0417", 1, 1, 1)
+    assert row.segments >= 4
+    assert "BC-0001,OFF-0417," in ledger.csv_text(archive)
+    archive.close()
 
 
 def _clock():
@@ -152,3 +169,12 @@ action = "dock"
                            str(tmp_path / "out" / "dock"), "--key", str(tmp_path / "out" / "dock")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-1500:]
+
+
+def test_dock_config_errors_are_one_line(tmp_path, capsys):
+    from firmware_py.cli import main
+
+    bad = tmp_path / "dock.toml"
+    bad.write_text('[broker]\nmode = "carrier-pigeon"\n')
+    assert main(["dock", "--config", str(bad), "ledger"]) == 2
+    assert "broker.mode: 'carrier-pigeon' is not allowed" in capsys.readouterr().err

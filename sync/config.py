@@ -1,0 +1,43 @@
+"""``config/dock.toml``: the dock's directories and broker, validated like device.toml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firmware_py.config import CONFIG_DIR, build, read_toml, setting
+
+
+@dataclass(frozen=True)
+class DockSection:
+    id: str = setting("dock-1", "Name the dock signs its receipts with.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    dir: str = setting("dock", "Keys, CA and the enrolled devices.")
+    archive: str = setting("archive", "Verified evidence and its SQLite index.")
+
+
+@dataclass(frozen=True)
+class BrokerSection:
+    mode: str = setting("embedded", "Which broker devices reach the dock by.",
+                        choices=("embedded", "mosquitto", "external"))
+    host: str = setting("127.0.0.1", "Broker address.")
+    port: int = setting(0, "Broker port; 0 picks a free one (embedded, mosquitto).",
+                        min=0, max=65535)
+
+
+@dataclass(frozen=True)
+class DeadlineSection:
+    upload_hours: float = setting(24.0, "R13.4: evidence not all stored this long after "
+                                  "the device's return is flagged overdue.", min=1, max=720)
+
+
+@dataclass(frozen=True)
+class DockConfig:
+    dock: DockSection = field(default_factory=DockSection)
+    broker: BrokerSection = field(default_factory=BrokerSection)
+    deadline: DeadlineSection = field(default_factory=DeadlineSection)
+
+
+def load(path: Path | None = None) -> DockConfig:
+    path = path or CONFIG_DIR / "dock.toml"
+    return build(DockConfig, read_toml(path), str(path))
