@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--csv", action="store_true", help="CSV for export (R4.3)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_ledger)
+    d = dock_sub.add_parser("overdue", help="evidence not stored in time, devices not docked (R13.4)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_overdue)
 
     p = sub.add_parser("verify", help="check sealed evidence: signatures, hashes, chain",
                        description="Verify sealed evidence. Without --key, checks signatures, "
@@ -482,6 +485,27 @@ def cmd_dock_ledger(args: argparse.Namespace) -> int:
     finally:
         archive.close()
     return EXIT_OK
+
+
+def cmd_dock_overdue(args: argparse.Namespace) -> int:
+    config, _, archive = _dock_setup(args)
+    try:
+        found = archive.overdue(config.deadline.upload_hours, time.time(),
+                                config.deadline.dock_every_hours)
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(found, indent=1))
+    else:
+        for a in found["activities"]:
+            missing = sum(f["stored_at"] is None for f in a["files"])
+            print(f"OVERDUE  {a['device']} activity {a['activity']}: {len(a['files'])} files not "
+                  f"stored within {config.deadline.upload_hours:g} h of return ({missing} still missing)")
+        for d in found["devices"]:
+            print(f"NOT DOCKED  {d['device']} for more than {config.deadline.dock_every_hours:g} h")
+        if not found["activities"] and not found["devices"]:
+            print("nothing overdue")
+    return EXIT_PROBLEM if found["activities"] or found["devices"] else EXIT_OK
 
 
 def cmd_dock_serve(args: argparse.Namespace) -> int:

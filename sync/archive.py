@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS seals (
     device TEXT NOT NULL, sequence INTEGER NOT NULL, kind TEXT NOT NULL, activity TEXT,
     officer TEXT, start_ms INTEGER, end_ms INTEGER, manifest TEXT NOT NULL,
     PRIMARY KEY (device, sequence));
+CREATE TABLE IF NOT EXISTS offers (
+    device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
+    first_offered_at REAL NOT NULL, PRIMARY KEY (device, file_id));
 CREATE TABLE IF NOT EXISTS clock_syncs (
     device TEXT NOT NULL, at REAL NOT NULL, offset_s REAL NOT NULL, round_trip_s REAL NOT NULL);
 """
@@ -215,9 +218,31 @@ class Archive:
 
     # --- docking, clock, ledger -----------------------------------------------------------------
 
-    def docked(self, device: str, at: float) -> None:
+    def docked(self, device: str, at: float, offered: list[tuple[str, str, str]] = ()) -> None:
+        """A device came back (its hello): when, and what it says is waiting on it."""
         self.db.execute("INSERT INTO dockings (device, docked_at) VALUES (?, ?)", (device, at))
+        self.db.executemany("INSERT OR IGNORE INTO offers VALUES (?,?,?,?,?)",
+                            [(device, fid, name, activity, at) for fid, name, activity in offered])
         self.db.commit()
+
+    def overdue(self, upload_hours: float, now: float, dock_every_hours: float) -> dict[str, Any]:
+        """R13.4: activities whose evidence was not all stored within ``upload_hours`` of the
+        device's return, and devices not seen at the dock for ``dock_every_hours``."""
+        late: dict[tuple[str, str], dict[str, Any]] = {}
+        for device, activity, name, offered_at, stored_at in self.db.execute(
+                "SELECT o.device, o.activity, o.name, o.first_offered_at, f.stored_at FROM offers o "
+                "LEFT JOIN files f ON f.device=o.device AND f.file_id=o.file_id "
+                "AND f.state='archived'"):
+            limit = offered_at + upload_hours * 3600
+            if (stored_at is None and now > limit) or (stored_at is not None and stored_at > limit):
+                entry = late.setdefault((device, activity), {"device": device, "activity": activity,
+                                                             "returned_at": offered_at, "files": []})
+                entry["files"].append({"name": name, "stored_at": stored_at})
+        silent = [{"device": device, "last_docked_at": last}
+                  for device, last in self.db.execute(
+                      "SELECT device, MAX(docked_at) FROM dockings GROUP BY device")
+                  if now - last > dock_every_hours * 3600]
+        return {"activities": list(late.values()), "devices": silent}
 
     def clock_synced(self, device: str, at: float, offset: float, round_trip: float) -> None:
         self.db.execute("INSERT INTO clock_syncs VALUES (?,?,?,?)", (device, at, offset, round_trip))

@@ -29,6 +29,8 @@ class BrokerSection:
 class DeadlineSection:
     upload_hours: float = setting(24.0, "R13.4: evidence not all stored this long after "
                                   "the device's return is flagged overdue.", min=1, max=720)
+    dock_every_hours: float = setting(72.0, "A device not docked for this long is flagged.",
+                                      min=1, max=8760)
 
 
 @dataclass(frozen=True)

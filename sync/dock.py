@@ -117,7 +117,8 @@ class DockService:
                 case p.Publish(topic, payload, qos):
                     self.client.publish(topic, payload, qos=qos)
                 case p.DeviceHello(hello):
-                    self.archive.docked(device, time.time())
+                    self.archive.docked(device, time.time(),
+                                        [(f.file_id, f.name, f.activity) for f in hello.files])
                     progress.files = len(hello.files)
                     progress.total_bytes = sum(f.size for f in hello.files)
                 case p.OpenFile(init):

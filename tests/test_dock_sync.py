@@ -178,3 +178,23 @@ def test_dock_config_errors_are_one_line(tmp_path, capsys):
     bad.write_text('[broker]\nmode = "carrier-pigeon"\n')
     assert main(["dock", "--config", str(bad), "ledger"]) == 2
     assert "broker.mode: 'carrier-pigeon' is not allowed" in capsys.readouterr().err
+
+
+def test_overdue_evidence_and_silent_devices_are_flagged(tmp_path):
+    from sync.archive import Archive
+    from sync.enrollment import dock_key
+
+    archive = Archive(tmp_path / "archive", tmp_path / "dock", dock_key(tmp_path / "dock"), "dock")
+    day = 24 * 3600
+    t0 = __import__("time").time()
+    archive.docked("BC-0001", t0, [("a" * 32, "x.ts.bce", "ACT-1"), ("b" * 32, "y.ts.bce", "ACT-2")])
+    archive.begin("BC-0001", "b" * 32, "y.ts.bce", "ACT-2", 3,
+                  __import__("hashlib").sha256(b"abc").hexdigest(), None, "media")
+    archive.store_chunk("BC-0001", "b" * 32, 0, b"abc")
+    archive.complete("BC-0001", "b" * 32)  # stored at once: in time
+    assert archive.overdue(24, t0 + day - 1, 72) == {"activities": [], "devices": []}
+    late = archive.overdue(24, t0 + day + 1, 72)
+    assert [a["activity"] for a in late["activities"]] == ["ACT-1"]
+    assert late["devices"] == []
+    assert archive.overdue(24, t0 + 4 * day, 72)["devices"][0]["device"] == "BC-0001"
+    archive.close()
