@@ -20,8 +20,8 @@ demo: $(STAMP)
 	@rm -rf $(DEMO)
 	$(BIN)/bodycam selfcheck --hardware sim --out $(DEMO)/selfcheck
 	$(BIN)/bodycam simulate patrol --out $(DEMO)/patrol
-	$(BIN)/bodycam verify $(DEMO)/patrol/device/evidence --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock
-	$(BIN)/bodycam export $(DEMO)/patrol/device/evidence --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock --out $(DEMO)/patrol/export
+	$(BIN)/bodycam verify $(DEMO)/patrol/archive/BC-0001 --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock
+	$(BIN)/bodycam export $(DEMO)/patrol/archive/BC-0001 --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock --out $(DEMO)/patrol/export
 
 system-deps:
 	@scripts/system-deps.sh
