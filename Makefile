@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/recording.py
 	$(BIN)/python bench/seal.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

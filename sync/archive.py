@@ -83,6 +83,11 @@ class Archive:
         self._key = dock_key
         self.dock_id = dock_id
         self.db = sqlite3.connect(self.root / "index.sqlite", check_same_thread=False)
+        # WAL with normal sync: a power cut may lose the last offsets recorded, never the
+        # chunks (they are fsynced in the .part file first) — the device then resends a
+        # little from an older offset, which store_chunk overwrites in place.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self.db.commit()
 
