@@ -100,6 +100,7 @@ class DeviceSync:
         self._clock = clock
         self._dock_key = dock_public(self.root)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._chunk_size, self._window = chunk_size, window
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window, firmware=firmware,
                                    battery_percent=battery_percent)
@@ -123,25 +124,45 @@ class DeviceSync:
         self.result.bytes_sent += len(data)
         return data
 
-    def run(self, timeout: float = 120.0) -> SessionResult:
+    def run(self, timeout: float = 120.0, rounds: int = 3) -> SessionResult:
+        """Send everything; a file that failed in one round (a link cut at the wrong moment,
+        a seal whose signature had not arrived) is offered again in the next."""
         if not self._files:
             self.result.done = True
             return self.result
         self.client.loop_start()
         deadline = time.monotonic() + timeout
         try:
-            while not self._finished.wait(0.5) and time.monotonic() < deadline:
-                # Silence means something was lost (a broker restart drops messages in
-                # flight, or the dock was not subscribed yet): ask the protocol to go
-                # back to what the dock last confirmed.
-                if self._started and time.monotonic() - self._last_heard > RETRY_AFTER_S:
-                    with self._lock:
-                        self._last_heard = time.monotonic()
-                        self._carry_out(self.uploader.retry())
+            for round_number in range(rounds):
+                self._wait(deadline)
+                if not self.result.failed or round_number == rounds - 1 or time.monotonic() >= deadline:
+                    break
+                with self._lock:
+                    log.info("%s: %d files failed, offering them again", self.device,
+                             len(self.result.failed))
+                    self._files = {o.file_id: (o, path) for o, path in offers(self.evidence)}
+                    self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
+                                               self._read, chunk_size=self._chunk_size,
+                                               window=self._window)
+                    self.result.failed = []
+                    self.result.done = False
+                    self._finished.clear()
+                    self._last_heard = time.monotonic()
+                    self._carry_out(self.uploader.start())
         finally:
             self.client.disconnect()
             self.client.loop_stop()
         return self.result
+
+    def _wait(self, deadline: float) -> None:
+        while not self._finished.wait(0.5) and time.monotonic() < deadline:
+            # Silence means something was lost (a broker restart drops messages in
+            # flight, or the dock was not subscribed yet): ask the protocol to go
+            # back to what the dock last confirmed.
+            if self._started and time.monotonic() - self._last_heard > RETRY_AFTER_S:
+                with self._lock:
+                    self._last_heard = time.monotonic()
+                    self._carry_out(self.uploader.retry())
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):

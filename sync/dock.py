@@ -101,6 +101,10 @@ class DockService:
             self.invalid.append((message.topic, str(exc)))
             log.warning("ignored %s: %s", message.topic, exc)
             return
+        if topic.kind is p.Kind.HELLO:
+            # A new session starts from what is on disk, not from what a session cut short
+            # left in memory: the durable offsets and receipts are the truth.
+            self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
         try:
             outputs = ingest.receive(message.topic, message.payload, self._now())
