@@ -24,10 +24,10 @@ class MissingPart:
     start = capture_still = play = _fail
 
     def stop(self) -> None:
-        pass
+        """Nothing was started, so there is nothing to stop."""
 
     def close(self) -> None:
-        pass
+        """Nothing was opened, so there is nothing to release."""
 
     @property
     def is_playing(self) -> bool:

@@ -160,6 +160,8 @@ class Agent:
         self._still_stamper = Stamper(photo.width, photo.height, stamp.position, stamp.font_px)
         self._last_sync: tuple[float, float] | None = None  # (monotonic, offset before)
         self._last_position: GnssFix | None = None
+        self._stamp_key: tuple[int, int, bool] | None = None
+        self._stamp_text: tuple[str, ...] = ()
         self.core = AgentCore(config)
         self.signals = SignalDriver(hardware.indicators)
         self.reports: list[SelfCheckReport] = []
@@ -493,10 +495,16 @@ class Agent:
             fix = self._last_position
         elif fix is not None:
             self._last_position = fix
+        recording = self.core.state is State.RECORDING
+        # The text changes at most once a second; frames come 30 times a second.
+        key = (int(at.utc), id(fix), recording)
+        if key == self._stamp_key:
+            return self._stamp_text
         age = None if fix is None else at.monotonic - fix.received_at
         device = self.config.device.device
-        return stamp_lines(at, device.id, device.officer, fix, age,
-                           self.core.state is State.RECORDING)
+        self._stamp_key = key
+        self._stamp_text = stamp_lines(at, device.id, device.officer, fix, age, recording)
+        return self._stamp_text
 
     def _stamp_frame(self, frame: np.ndarray, timestamp_us: int) -> None:
         self._video_stamper.set_lines(self._stamp_lines(timestamp_us))

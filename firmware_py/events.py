@@ -92,12 +92,12 @@ Event = (Booted | ButtonGesture | SelfCheckDone | GnssUpdate | ClockOffsetMeasur
 
 @dataclass(frozen=True)
 class StartCamera:
-    pass
+    """Start capture: camera and microphone feed the pipeline (pre-event buffer)."""
 
 
 @dataclass(frozen=True)
 class StopCamera:
-    pass
+    """Stop capture (docked, or the battery at its cut-off)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class InterruptionClosed:
 
 @dataclass(frozen=True)
 class TakePhoto:
-    pass
+    """Take a full-resolution still into the open activity (R11.1)."""
 
 
 @dataclass(frozen=True)

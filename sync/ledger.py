@@ -20,7 +20,7 @@ from sync.archive import Archive
 
 
 class LedgerError(ValueError):
-    pass
+    """A check-out or check-in that contradicts the ledger (already out, not out)."""
 
 
 @dataclass(frozen=True)

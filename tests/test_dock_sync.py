@@ -39,6 +39,17 @@ def shift(out):
                          "event": events}, "dock.toml"), out).run()
 
 
+def shift_and_dock(tmp_path, broker):
+    """Record the shift, then start the dock service on the test's Mosquitto."""
+    shift(tmp_path)
+    dock_dir, device_root = tmp_path / "dock", tmp_path / "device"
+    cert = dock_client(dock_dir)
+    dock = DockService(dock_dir, tmp_path / "archive", broker.host, broker.port,
+                       tls=(broker.ca_file, cert.cert, cert.key))
+    dock.start()
+    return dock_dir, device_root, dock
+
+
 @pytest.fixture
 def broker(tmp_path):
     ca = dock_ca(tmp_path / "dock")
@@ -47,12 +58,7 @@ def broker(tmp_path):
 
 
 def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
-    shift(tmp_path)
-    dock_dir, device_root = tmp_path / "dock", tmp_path / "device"
-    cert = dock_client(dock_dir)
-    dock = DockService(dock_dir, tmp_path / "archive", broker.host, broker.port,
-                       tls=(broker.ca_file, cert.cert, cert.key))
-    dock.start()
+    dock_dir, device_root, dock = shift_and_dock(tmp_path, broker)
     waiting = offers(device_root / "evidence")
     kinds = {o.kind for o, _ in waiting}
     assert {"media", "metadata", "photo", "manifest", "signature", "record"} <= kinds
@@ -112,12 +118,7 @@ def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
     import threading
     import time as _time
 
-    shift(tmp_path)
-    dock_dir, device_root = tmp_path / "dock", tmp_path / "device"
-    cert = dock_client(dock_dir)
-    dock = DockService(dock_dir, tmp_path / "archive", broker.host, broker.port,
-                       tls=(broker.ca_file, cert.cert, cert.key))
-    dock.start()
+    dock_dir, device_root, dock = shift_and_dock(tmp_path, broker)
     waiting = offers(device_root / "evidence")
     total = sum(o.size for o, _ in waiting)
     before = {o.name: o.sha256 for o, _ in waiting}

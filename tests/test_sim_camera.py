@@ -112,8 +112,7 @@ def test_stream_decodes_with_pyav_and_ffprobe(run: dict, tmp_path: Path) -> None
     assert len(pictures) == 90
     assert all(p.shape == (360, 640) for p in pictures)
 
-    if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe not installed")
+    assert shutil.which("ffprobe"), "ffprobe missing: make test installs it"
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
          "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json", str(path)],

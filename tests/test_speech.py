@@ -23,7 +23,15 @@ from firmware_py.speech import (
 )
 
 ESPEAK = shutil.which("espeak-ng")
-needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture
+def espeak_installed() -> None:
+    # make test installs espeak-ng; without it these tests must fail, not quietly pass.
+    assert ESPEAK is not None, "espeak-ng missing: run make test (it installs it)"
+
+
+needs_espeak = pytest.mark.usefixtures("espeak_installed")
 
 PINYIN = "zhi2 fa3 ji4 lu4 yi2 yi3 kai1 shi3 lu4 yin1 lu4 xiang4"
 
