@@ -19,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -90,6 +90,7 @@ class Archive:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self.db.commit()
+        self._dirty: dict[tuple[str, str], BinaryIO] = {}  # written, not yet fsynced
 
     def registry(self) -> dict[str, EnrolledDevice]:
         # Read each time: a device enrolled while the dock runs is known at once.
@@ -133,23 +134,47 @@ class Archive:
 
     def store_chunk(self, device: str, file_id: str, offset: int, data: bytes) -> int:
         """Write a chunk at ``offset`` durably; returns the new confirmed offset."""
-        part = self._part(device, file_id)
-        if part.stat().st_size < offset:
+        end = self.write_chunk(device, file_id, offset, data)
+        self.sync()
+        return end
+
+    def write_chunk(self, device: str, file_id: str, offset: int, data: bytes) -> int:
+        """Write a chunk at ``offset``, not yet durable: ``sync`` makes every chunk written
+        since the last one durable at once (one fsync per file, one index commit), so a dock
+        that has several chunks waiting pays for durability once, not per chunk."""
+        key = (device, file_id)
+        fh = self._dirty.get(key)
+        if fh is None:
+            part = self._part(device, file_id)
+            fh = open(part, "r+b")
+            self._dirty[key] = fh
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() < offset:
             # The incoming file must stay a clean prefix: never leave a hole of zeros.
-            raise OSError(f"{part.name} holds {part.stat().st_size} bytes, chunk is at {offset}")
-        with open(part, "r+b") as fh:
-            fh.seek(offset)
-            fh.write(data)
-            fh.truncate(offset + len(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.db.execute("UPDATE files SET offset=? WHERE device=? AND file_id=?",
-                        (offset + len(data), device, file_id))
-        self.db.commit()
+            raise OSError(f"{file_id}.part holds {fh.tell()} bytes, chunk is at {offset}")
+        fh.seek(offset)
+        fh.write(data)
+        fh.truncate(offset + len(data))
         return offset + len(data)
+
+    def sync(self) -> None:
+        """Make every chunk written since the last call durable, then record the offsets."""
+        dirty, self._dirty = self._dirty, {}
+        ends: list[tuple[int, str, str]] = []
+        try:
+            for (device, file_id), fh in dirty.items():
+                fh.flush()
+                os.fsync(fh.fileno())
+                ends.append((fh.tell(), device, file_id))
+        finally:
+            for fh in dirty.values():
+                fh.close()
+        self.db.executemany("UPDATE files SET offset=? WHERE device=? AND file_id=?", ends)
+        self.db.commit()
 
     def discard(self, device: str, file_id: str) -> None:
         """A file whose whole-file hash failed: start again from nothing."""
+        self.sync()  # no chunk written before may land after the file was emptied
         self._part(device, file_id).write_bytes(b"")
         self.db.execute("UPDATE files SET offset=0 WHERE device=? AND file_id=?", (device, file_id))
         self.db.commit()
@@ -158,6 +183,7 @@ class Archive:
 
     def complete(self, device: str, file_id: str) -> Stored:
         """Check, archive and receipt a fully received file; ArchiveError says why not."""
+        self.sync()
         row = self.db.execute("SELECT name, activity, size, sha256, state, receipt, signature "
                               "FROM files WHERE device=? AND file_id=?", (device, file_id)).fetchone()
         if row is None:
@@ -254,6 +280,14 @@ class Archive:
         self.db.commit()
 
     def close(self) -> None:
+        self.sync()
+        self.db.close()
+
+    def abandon(self) -> None:
+        """Stop as a crashed process would: nothing more is made durable or committed."""
+        for fh in self._dirty.values():
+            fh.close()
+        self._dirty = {}
         self.db.close()
 
 

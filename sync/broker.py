@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -483,5 +484,16 @@ def client(host: str, port: int, client_id: str, *, ca: Path | str | None = None
     # A dock sync session should resume quickly after a broker restart or a re-dock; the
     # default 120 s ceiling would leave a docked device idle for minutes.
     c.reconnect_delay_set(min_delay=1, max_delay=10)
+    c.on_socket_open = _no_delay
     c.connect_async(host, port, keepalive)
     return c
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Send small messages at once. The protocol answers every chunk with a small ack:
+    with Nagle's algorithm on, an ack waits for the TCP acknowledgement of the one before,
+    which the receiver delays by up to 40 ms — and the window stalls that long."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (a test double, a Unix socket)
+        pass

@@ -30,6 +30,7 @@ from sync.enrollment import dock_public
 
 log = logging.getLogger(__name__)
 
+SEAL_KINDS = ("manifest", "signature")
 CORRECT_ABOVE_S = 0.5  # as the policy's clock_correct_above_s default
 RETRY_AFTER_S = 3.0
 
@@ -44,6 +45,7 @@ class SessionResult:
     clock_offset_s: float | None = None
     round_trip_s: float | None = None
     done: bool = False
+    undocked: bool = False  # the session ended because the device left the dock
     bytes_sent: int = 0
 
 
@@ -100,12 +102,15 @@ class DeviceSync:
         self._clock = clock
         self._dock_key = dock_public(self.root)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        # Seals receipted while files they cover are still here: deleted after those files.
+        self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
         self._chunk_size, self._window = chunk_size, window
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window, firmware=firmware,
                                    battery_percent=battery_percent)
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
+        self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._started = False
@@ -135,12 +140,14 @@ class DeviceSync:
         try:
             for round_number in range(rounds):
                 self._wait(deadline)
-                if not self.result.failed or round_number == rounds - 1 or time.monotonic() >= deadline:
+                if (not self.result.failed or round_number == rounds - 1
+                        or time.monotonic() >= deadline or self._cancelled.is_set()):
                     break
                 with self._lock:
                     log.info("%s: %d files failed, offering them again", self.device,
                              len(self.result.failed))
                     self._files = {o.file_id: (o, path) for o, path in offers(self.evidence)}
+                    self._held = {}  # held seals are offered again, and receipted again
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
                                                window=self._window)
@@ -154,8 +161,16 @@ class DeviceSync:
             self.client.loop_stop()
         return self.result
 
+    def undock(self) -> None:
+        """The device left the dock: the session ends now, whatever is in flight. What the
+        dock confirmed stays confirmed; the rest goes at the next docking."""
+        self.result.undocked = True
+        self._cancelled.set()
+        self._finished.set()
+
     def _wait(self, deadline: float) -> None:
-        while not self._finished.wait(0.5) and time.monotonic() < deadline:
+        while (not self._finished.wait(0.5) and time.monotonic() < deadline
+               and not self._cancelled.is_set()):
             # Silence means something was lost (a broker restart drops messages in
             # flight, or the dock was not subscribed yet): ask the protocol to go
             # back to what the dock last confirmed.
@@ -185,6 +200,8 @@ class DeviceSync:
             self._carry_out(outputs)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self._cancelled.is_set():
+            return  # undocked: the link is gone, whatever the socket still holds
         with self._lock:
             self._last_heard = time.monotonic()
             try:
@@ -227,6 +244,8 @@ class DeviceSync:
 
     def _receipt(self, file_id: str, receipt: p.Receipt) -> None:
         offer, path = self._files[file_id]
+        if not path.exists():
+            return  # deleted already on an earlier copy of this receipt
         try:
             self._dock_key.verify(receipt.signature, receipt.signed_bytes())
         except InvalidSignature:
@@ -241,6 +260,23 @@ class DeviceSync:
             self._log("receipt_refused", {"file": offer.name, "why": problem})
             return
         self.result.receipted.append(offer.name)
+        seal = offer.kind in SEAL_KINDS
+        if seal and self._sealed_files_left(offer.manifest):
+            # A seal leaves the device after the files it covers, never before: the device
+            # finds what it still has to send through its manifests, so a file whose seal
+            # were gone would never be offered again.
+            self._held.setdefault(offer.manifest or "", []).append((offer, path, receipt))
+            return
+        self._delete(offer, path, receipt)
+        if not seal and offer.manifest and not self._sealed_files_left(offer.manifest):
+            for held_offer, held_path, held_receipt in self._held.pop(offer.manifest, []):
+                self._delete(held_offer, held_path, held_receipt)
+
+    def _sealed_files_left(self, manifest: str | None) -> bool:
+        return any(o.manifest == manifest and o.kind not in SEAL_KINDS and path.exists()
+                   for o, path in self._files.values())
+
+    def _delete(self, offer: p.FileOffer, path: Path, receipt: p.Receipt) -> None:
         os.chmod(path, 0o644)
         path.unlink()
         self.result.deleted.append(offer.name)

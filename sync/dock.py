@@ -1,16 +1,23 @@
 """The dock service's edge: MQTT in, the protocol's ``Ingest`` per device, the archive out.
 
-One paho client (as the ``dock`` user) subscribes to every device's upward topics. Each
-message goes to that device's ``Ingest``; its outputs are carried out here, in order:
-publishes go back through the broker, chunks are written durably into the archive, a
+One paho client (as the ``dock`` user) subscribes to every device's upward topics. Its
+network thread only reads: each message is queued, stamped with its arrival time, for one
+archive thread, which hands it to that device's ``Ingest`` and carries out the outputs in
+order — publishes go back through the broker, chunks are written into the archive, a
 complete file is checked against its seal and receipted. Several devices docked at once
-are simply several ``Ingest`` objects; paho delivers messages on one thread, so the
+are simply several ``Ingest`` objects; one thread does all the archive's work, so the
 archive sees one writer.
+
+Chunks are acknowledged only once durable, but durability is paid per batch, not per
+chunk: the archive thread writes every chunk that is waiting, then fsyncs each file once
+and commits the offsets once, and only then acknowledges them all. While it does, the
+network thread goes on reading, so the link and the disk work at the same time.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +30,8 @@ from sync.broker import client as mqtt_client
 from sync.enrollment import dock_key
 
 log = logging.getLogger(__name__)
+
+BATCH_BYTES = 8 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
 
 
 @dataclass
@@ -49,16 +58,24 @@ class DockService:
     def __init__(self, dock_dir: Path, archive_dir: Path, host: str, port: int, *,
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
                  on_progress: Callable[[DeviceProgress], None] | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time,
+                 chunk_limit: int = p.DEFAULT_CHUNK_BYTES) -> None:
         self.dock_dir = Path(dock_dir)
         self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
         self.dock_id = dock_id
         self._now = now  # the dock's clock: the time reference devices are set from
         self._ingests: dict[str, p.Ingest] = {}
+        self.chunk_limit = chunk_limit  # the largest chunk the dock takes (told in ``want``)
         self.progress: dict[str, DeviceProgress] = {}
         self._on_progress = on_progress
         self.invalid: list[tuple[str, str]] = []
         self._connected = threading.Event()
+        # (topic, payload, arrival time), or None to stop: the network thread's only output.
+        self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
+        # Chunks written but not yet durable: (device, ingest, file_id, offset, size).
+        self._unsynced: list[tuple[str, p.Ingest, str, int, int]] = []
+        self._worker = threading.Thread(target=self._work, name=f"dock-{dock_id}-archive",
+                                         daemon=True)
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, f"dock-{dock_id}", ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -67,15 +84,26 @@ class DockService:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        self._worker.start()
         self.client.loop_start()
         if not self._connected.wait(timeout):
             self.client.loop_stop()
+            self._inbox.put(None)
+            self._worker.join()
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        if self._worker.is_alive():
+            self._inbox.put(None)
+            self._worker.join()
         self.archive.close()
+
+    def settle(self) -> None:
+        """Wait until every message received so far has been handled (for tests and tools
+        that read the archive while the dock runs)."""
+        self._inbox.join()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -90,67 +118,141 @@ class DockService:
         if device not in self._ingests:
             partial, done = self.archive.resume_state(device)
             self._ingests[device] = p.Ingest(
-                device, stored=partial,
+                device, stored=partial, chunk_limit=self.chunk_limit,
                 archived={fid: p.Receipt(s.receipt, s.signature) for fid, s in done.items()})
         return self._ingests[device]
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        arrived = self._now()
+        if message.topic.endswith("/time/req"):
+            # Answered here, not behind the queue of chunks: t3 must be when the answer
+            # leaves, and a clock exchange measures the link, not the dock's backlog.
+            self._answer_time(message.topic, message.payload, arrived)
+            return
+        self._inbox.put((message.topic, message.payload, arrived))
+
+    def _answer_time(self, topic: str, payload: bytes, arrived: float) -> None:
         try:
-            topic = p.parse_topic(message.topic)
+            parsed, request = p.decode_message(topic, payload)
         except p.ProtocolError as exc:
-            self.invalid.append((message.topic, str(exc)))
-            log.warning("ignored %s: %s", message.topic, exc)
+            self.invalid.append((topic, str(exc)))
+            log.warning("ignored %s: %s", topic, exc)
+            return
+        if parsed.direction != p.UP or not isinstance(request, p.TimeRequest):
+            self.invalid.append((topic, "not a time request to the dock"))
+            return
+        response = p.TimeResponse(request.t1, arrived, self._now())
+        self.client.publish(response.topic(parsed.device), response.encode(), qos=p.QOS)
+
+    # --- the archive thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._inbox.get()
+            handled, batch = 1, 0
+            try:
+                while item is not None:
+                    topic, payload, arrived = item
+                    self._handle(topic, payload, arrived)
+                    batch += len(payload)
+                    if batch >= BATCH_BYTES:
+                        break
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    handled += 1
+                self._flush()
+            finally:
+                for _ in range(handled):
+                    self._inbox.task_done()
+            if item is None:
+                return
+
+    def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
+        try:
+            topic = p.parse_topic(topic_text)
+        except p.ProtocolError as exc:
+            self.invalid.append((topic_text, str(exc)))
+            log.warning("ignored %s: %s", topic_text, exc)
             return
         if topic.kind is p.Kind.HELLO:
             # A new session starts from what is on disk, not from what a session cut short
             # left in memory: the durable offsets and receipts are the truth.
+            self._flush()
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
         try:
-            outputs = ingest.receive(message.topic, message.payload, self._now())
+            outputs = ingest.receive(topic_text, payload, arrived)
             self._carry_out(topic.device, ingest, outputs)
         except Exception:  # one device's trouble must not stop the dock for the others
-            log.exception("handling %s failed", message.topic)
+            log.exception("handling %s failed", topic_text)
+
+    def _flush(self) -> None:
+        """Make the chunks written so far durable, then acknowledge them."""
+        if not self._unsynced:
+            return
+        stores, self._unsynced = self._unsynced, []
+        try:
+            self.archive.sync()
+        except OSError as exc:
+            log.error("storing chunks failed: %s", exc)
+            for device, ingest, file_id, offset, _ in stores:
+                self._carry_out(device, ingest, ingest.chunk_failed(file_id, offset, str(exc)))
+            return
+        for device, ingest, file_id, offset, size in stores:
+            self.progress[device].received_bytes += size
+            self._carry_out(device, ingest, ingest.chunk_stored(file_id, offset, size))
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
-        queue = list(outputs)
+        queue_ = list(outputs)
         progress = self.progress.setdefault(device, DeviceProgress(device))
-        while queue:
-            out = queue.pop(0)
+        while queue_:
+            out = queue_.pop(0)
             match out:
                 case p.Publish(topic, payload, qos):
                     self.client.publish(topic, payload, qos=qos)
-                case p.DeviceHello(hello):
-                    self.archive.docked(device, time.time(),
-                                        [(f.file_id, f.name, f.activity) for f in hello.files])
-                    progress.files = len(hello.files)
-                    progress.total_bytes = sum(f.size for f in hello.files)
-                case p.OpenFile(init):
-                    try:
-                        self.archive.begin(device, init.file_id, init.name, init.activity,
-                                           init.size, init.sha256, init.manifest, init.kind)
-                    except ArchiveError as exc:
-                        queue[:0] = ingest.file_rejected(init.file_id, str(exc), retry=False)
                 case p.StoreChunk(file_id, offset, data):
                     try:
-                        self.archive.store_chunk(device, file_id, offset, data)
-                        progress.received_bytes += len(data)
-                        queue[:0] = ingest.chunk_stored(file_id, offset, len(data))
+                        self.archive.write_chunk(device, file_id, offset, data)
+                        self._unsynced.append((device, ingest, file_id, offset, len(data)))
                     except OSError as exc:
-                        queue[:0] = ingest.chunk_failed(file_id, offset, str(exc))
-                case p.CompleteFile(file_id, init):
-                    try:
-                        stored = self.archive.complete(device, file_id)
-                        progress.receipts += 1
-                        queue[:0] = ingest.file_verified(file_id, stored.receipt, stored.signature)
-                    except ArchiveError as exc:
-                        progress.rejected += 1
-                        log.warning("%s: %s", device, exc)
-                        queue[:0] = ingest.file_rejected(file_id, str(exc))
-                case p.DiscardFile(file_id, reason):
-                    self.archive.discard(device, file_id)
-                case p.InvalidMessage(topic, reason):
-                    self.invalid.append((topic, reason))
-                    log.warning("%s: %s", topic, reason)
+                        queue_[:0] = ingest.chunk_failed(file_id, offset, str(exc))
+                case _:
+                    # Anything else reads or changes what is stored: chunks written before
+                    # it must be durable first, and in the index.
+                    self._flush()
+                    queue_[:0] = self._archive_step(device, ingest, progress, out)
         if self._on_progress is not None:
             self._on_progress(progress)
+
+    def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
+                      out: Any) -> list[Any]:
+        """Carry out one output that touches the archive; returns what the protocol says next."""
+        match out:
+            case p.DeviceHello(hello):
+                self.archive.docked(device, time.time(),
+                                    [(f.file_id, f.name, f.activity) for f in hello.files])
+                progress.files = len(hello.files)
+                progress.total_bytes = sum(f.size for f in hello.files)
+            case p.OpenFile(init):
+                try:
+                    self.archive.begin(device, init.file_id, init.name, init.activity,
+                                       init.size, init.sha256, init.manifest, init.kind)
+                except ArchiveError as exc:
+                    return ingest.file_rejected(init.file_id, str(exc), retry=False)
+            case p.CompleteFile(file_id, init):
+                try:
+                    stored = self.archive.complete(device, file_id)
+                except ArchiveError as exc:
+                    progress.rejected += 1
+                    log.warning("%s: %s", device, exc)
+                    return ingest.file_rejected(file_id, str(exc))
+                progress.receipts += 1
+                return ingest.file_verified(file_id, stored.receipt, stored.signature)
+            case p.DiscardFile(file_id, reason):
+                self.archive.discard(device, file_id)
+            case p.InvalidMessage(topic, reason):
+                self.invalid.append((topic, reason))
+                log.warning("%s: %s", topic, reason)
+        return []

@@ -5,14 +5,21 @@ a real sync session — paho on both sides, the wire protocol, seal checks, sign
 deletion on the device — over the embedded broker, so the demo needs nothing installed.
 The session runs in wall time while virtual time waits, as a docking cradle would hold the
 device until the transfer is done.
+
+Faults at the dock are injected here too: ``CrashingDock`` is a dock service that dies
+between archiving a file and sending its receipt, as a dock process killed at the worst
+moment would.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
+from sync import protocol as p
+from sync.dock import DeviceProgress
 from sync.broker import EmbeddedBroker
 from sync.device_sync import DeviceSync
 from sync.dock import DockService
@@ -57,3 +64,54 @@ class SimulatedDock:
             self._dock.stop()
         if self._broker is not None:
             self._broker.stop()
+
+
+class CrashingDock(DockService):
+    """A dock service that dies right after archiving its ``after``-th file: the receipt is
+    signed and in the index, and never sent. Dying is what a SIGKILL leaves behind: no
+    MQTT DISCONNECT (the broker sees the connection drop), no further message handled,
+    nothing more made durable; only what was on disk survives. Restart the dock by starting
+    a new ``DockService`` on the same archive."""
+
+    def __init__(self, *args: Any, after: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._after = after
+        self.crashed = threading.Event()
+        self.unsent_receipt: str | None = None  # the file whose receipt died with the dock
+
+    def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
+        if not self.crashed.is_set():
+            super()._handle(topic_text, payload, arrived)
+
+    def _flush(self) -> None:
+        if not self.crashed.is_set():
+            super()._flush()
+
+    def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
+                      out: Any) -> list[Any]:
+        if self.crashed.is_set():
+            return []
+        outputs = super()._archive_step(device, ingest, progress, out)
+        if isinstance(out, p.CompleteFile) and progress.receipts >= self._after:
+            self.unsent_receipt = out.file_id
+            self._die()
+            return []
+        return outputs
+
+    def _die(self) -> None:
+        self.crashed.set()
+        self.archive.abandon()
+        # Stopping paho's network thread sends nothing; closing its socket after it is the
+        # connection a killed process leaves: the broker sees it drop.
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+    def stop(self) -> None:
+        if not self.crashed.is_set():
+            super().stop()
+            return
+        self.client.loop_stop()
+        self._inbox.put(None)
+        self._worker.join()

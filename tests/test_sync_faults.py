@@ -1,0 +1,188 @@
+"""Faults during docking (Art. 13, R13.2), each injected into a real transfer of a recorded
+shift through a real Mosquitto with mutual TLS and the shipped ACL: the dock dying between
+storing a file and sending its receipt, the device pulled out of the dock mid-transfer, the
+broker away for a while mid-upload. In each, nothing is lost — every file ends in the
+archive with the bytes the device offered, or stays on the device — nothing is stored
+twice, and what the dock confirmed is not sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from firmware_py import audit
+from sync.broker import MosquittoBroker
+from sync.device_sync import DeviceSync, offers
+from sync.dock import DockService
+from sync.enrollment import device_sync_files, dock_ca, dock_client
+from sync.simdock import CrashingDock
+from tests.test_dock_sync import shift
+
+CHUNK, WINDOW = 32 * 1024, 4
+
+
+@pytest.fixture
+def broker(tmp_path):
+    ca = dock_ca(tmp_path / "dock")
+    with MosquittoBroker(ca, tmp_path / "broker") as running:
+        yield running
+
+
+def dock_service(tmp_path, broker, cls=DockService, **kwargs):
+    cert = dock_client(tmp_path / "dock")
+    service = cls(tmp_path / "dock", tmp_path / "archive", broker.host, broker.port,
+                  tls=(broker.ca_file, cert.cert, cert.key), **kwargs)
+    service.start()
+    return service
+
+
+def session(tmp_path, broker):
+    files = device_sync_files(tmp_path / "device", "BC-0001")
+    log = audit.AuditLog(tmp_path / "device" / "audit.jsonl", _clock())
+    return DeviceSync(tmp_path / "device", "BC-0001", broker.host, broker.port,
+                      tls=(files.ca, files.cert, files.key), audit=log,
+                      chunk_size=CHUNK, window=WINDOW), log
+
+
+def _clock():
+    from device.clock import DeviceClock
+    return DeviceClock()
+
+
+def wait_for(condition, seconds=30.0, what="condition"):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.01)
+
+
+def archived_rows(tmp_path):
+    with sqlite3.connect(tmp_path / "archive" / "index.sqlite") as db:
+        return db.execute("SELECT file_id, name, receipt, signature, state FROM files "
+                          "WHERE device='BC-0001'").fetchall()
+
+
+def assert_all_archived_once(tmp_path, before):
+    """Every offered file is in the archive exactly once with the bytes offered, and the
+    device holds none of them any more."""
+    stored = [p for p in (tmp_path / "archive" / "BC-0001").rglob("*") if p.is_file()]
+    names = [p.name for p in stored]
+    assert sorted(names) == sorted(before), "each file archived exactly once"
+    for path in stored:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before[path.name]
+    left = [p.name for p in (tmp_path / "device" / "evidence").rglob("*") if p.is_file()]
+    assert left == [] or left == [".device-state.json"], left
+    assert not any((tmp_path / "archive" / "incoming").rglob("*.part")) or all(
+        p.stat().st_size == 0 for p in (tmp_path / "archive" / "incoming").rglob("*.part"))
+
+
+def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_twice(
+        tmp_path, broker):
+    shift(tmp_path)
+    waiting = offers(tmp_path / "device" / "evidence")
+    before = {o.name: o.sha256 for o, _ in waiting}
+    total = sum(o.size for o, _ in waiting)
+    crashing = dock_service(tmp_path, broker, CrashingDock, after=3)
+    sync, log = session(tmp_path, broker)
+    runner = threading.Thread(target=sync.run, kwargs={"timeout": 90})
+    runner.start()
+    wait_for(crashing.crashed.is_set, what="the dock crash")
+    crashed_file = crashing.unsent_receipt
+    # The receipt was signed and committed before the crash, never sent: the device still
+    # holds the file.
+    (row,) = [r for r in archived_rows(tmp_path) if r[0] == crashed_file]
+    assert row[4] == "archived"
+    offered = {o.file_id: (o, path) for o, path in waiting}
+    assert offered[crashed_file][1].exists()
+    crashing.stop()
+
+    restarted = dock_service(tmp_path, broker)  # the dock comes back on the same archive
+    runner.join(timeout=120)
+    for _ in range(2):  # files cut short by the crash go at the next docking, if not this one
+        if not offers(tmp_path / "device" / "evidence"):
+            break
+        again, _ = session(tmp_path, broker)
+        again.run(timeout=60)
+    restarted.settle()
+    restarted.stop()
+    log.close()
+
+    assert_all_archived_once(tmp_path, before)
+    # The device got the very receipt the dead dock had signed, and deleted on it.
+    deleted = {e["fields"]["file"]: e["fields"] for e in audit.read(tmp_path / "device" / "audit.jsonl")
+               if e["kind"] == "evidence_deleted_after_receipt"}
+    assert set(deleted) == set(before)
+    (row,) = [r for r in archived_rows(tmp_path) if r[0] == crashed_file]
+    name = offered[crashed_file][0].name
+    assert deleted[name]["archive_path"] == json.loads(row[2])["archive_path"]
+    assert len(archived_rows(tmp_path)) == len(before), "one index row per file"
+    # The crashed file's bytes crossed once: it was answered from the archive, not resent.
+    assert sync.result.bytes_sent <= total + WINDOW * CHUNK * 2
+
+
+def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, broker):
+    shift(tmp_path)
+    waiting = offers(tmp_path / "device" / "evidence")
+    before = {o.name: o.sha256 for o, _ in waiting}
+    total = sum(o.size for o, _ in waiting)
+    dock = dock_service(tmp_path, broker)
+    first, log = session(tmp_path, broker)
+    runner = threading.Thread(target=first.run, kwargs={"timeout": 90})
+    runner.start()
+    wait_for(lambda: dock.progress.get("BC-0001") is not None
+             and dock.progress["BC-0001"].received_bytes >= total // 3, what="a third across")
+    first.undock()  # the officer lifts the recorder out of the dock
+    runner.join(timeout=30)
+    assert first.result.undocked and not first.result.done
+    dock.settle()
+    # What the dock holds durably now: archived files whole, partial ones up to their offset.
+    with sqlite3.connect(tmp_path / "archive" / "index.sqlite") as db:
+        confirmed = sum(size if state == "archived" else offset for size, offset, state in
+                        db.execute("SELECT size, offset, state FROM files WHERE device='BC-0001'"))
+    assert 0 < confirmed < total
+    assert any(p.exists() for _, p in waiting), "the device kept what had no receipt"
+
+    second, _ = session(tmp_path, broker)  # docked again
+    second.run(timeout=90)
+    dock.stop()
+    log.close()
+    assert second.result.done and not second.result.failed
+    assert_all_archived_once(tmp_path, before)
+    # Nothing the dock confirmed went again: the second docking sent the rest, plus at most
+    # what was in flight.
+    assert total - confirmed <= second.result.bytes_sent <= total - confirmed + WINDOW * CHUNK
+
+
+def test_broker_away_mid_upload_then_back(tmp_path, broker):
+    shift(tmp_path)
+    waiting = offers(tmp_path / "device" / "evidence")
+    before = {o.name: o.sha256 for o, _ in waiting}
+    total = sum(o.size for o, _ in waiting)
+    dock = dock_service(tmp_path, broker)
+    sync, log = session(tmp_path, broker)
+    runner = threading.Thread(target=sync.run, kwargs={"timeout": 120})
+    runner.start()
+    wait_for(lambda: dock.progress.get("BC-0001") is not None
+             and dock.progress["BC-0001"].received_bytes >= total // 3, what="a third across")
+    broker.stop()  # the dock's broker goes away for a while
+    time.sleep(2.0)
+    assert runner.is_alive(), "the device waits for the broker rather than giving up"
+    broker.restart()
+    runner.join(timeout=150)
+    sent = sync.result.bytes_sent
+    for _ in range(2):  # a file that failed in that session goes at the next one
+        if not offers(tmp_path / "device" / "evidence"):
+            break
+        again, _ = session(tmp_path, broker)
+        sent += again.run(timeout=60).bytes_sent
+    dock.stop()
+    log.close()
+    assert_all_archived_once(tmp_path, before)
+    # Resumed from the dock's confirmed offsets: only chunks in flight at the cut went twice.
+    assert total <= sent <= total * 1.5
