@@ -10,7 +10,9 @@ plaintext SHA-256 compared with the manifest's.
 Each sealed item ends in one status: ``valid``; ``altered`` (which check failed);
 ``out_of_order`` (its files hold another item's bytes, or its chain link points elsewhere);
 ``unknown_device`` (signed by a key no enrolled device has); and the chain reports
-``missing`` sequence numbers. Only an all-valid, gap-free result exits 0.
+``missing`` sequence numbers. Breaks in an activity's footage are listed with the sealed
+interruption that explains each (``firmware_py/gaps.py``). Only an all-valid result with
+no number missing from the chain and no unexplained gap exits 0.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware_py.evidence_file import (EvidenceFileError, canonical, decrypt_chunks, parse)
+from firmware_py.gaps import Gap, find_gaps
 from firmware_py.keys import EnrolledDevice
 from firmware_py.seal import FORMAT, GENESIS, MANIFEST, SIGNATURE
 
@@ -66,11 +69,13 @@ class Report:
     missing: dict[str, list[int]]  # device → sequence numbers absent inside its chain
     chain_starts: dict[str, int]
     problems: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)  # breaks in the footage of an activity
 
     @property
     def ok(self) -> bool:
         return (all(i.status == VALID for i in self.items) and not any(self.missing.values())
-                and not self.problems and bool(self.items))
+                and not self.problems and bool(self.items)
+                and all(g.explained for g in self.gaps))
 
     def to_json(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -78,6 +83,8 @@ class Report:
             counts[item.status] = counts.get(item.status, 0) + 1
         return {"ok": self.ok, "counts": counts, "missing": self.missing,
                 "chain_starts": self.chain_starts, "problems": self.problems,
+                "gaps": [g.to_json() for g in self.gaps],
+                "unexplained_gaps": sum(not g.explained for g in self.gaps),
                 "items": [i.to_json() for i in self.items]}
 
 
@@ -110,7 +117,7 @@ def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
     items.sort(key=lambda i: (str(i.device), i.sequence if isinstance(i.sequence, int) else 0))
     _check_swaps(items)
     missing, starts = _check_chain(items)
-    report = Report(items, missing, starts)
+    report = Report(items, missing, starts, gaps=find_gaps(items))
     if not manifests:
         report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
                                f"{', '.join(str(p) for p in paths)}")
@@ -125,11 +132,15 @@ def check_manifest(data: bytes, signature: bytes | None,
     problems: list[tuple[str, str]] = []
     try:
         body = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, [(ALTERED, f"manifest is not JSON ({exc})")]
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too deep, a huge number
+        return None, [(ALTERED, f"manifest is not JSON ({str(exc)[:200] or type(exc).__name__})")]
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         return None, [(ALTERED, "manifest has no known format")]
-    if canonical(body) != data:
+    try:
+        canonical_form = canonical(body)
+    except ValueError:  # a float, which no sealed record holds
+        canonical_form = None
+    if canonical_form != data:
         problems.append((ALTERED, "manifest is not in canonical form (edited)"))
     signer = registry.get(str(body.get("signing_key")))
     if signer is None:
@@ -161,22 +172,39 @@ def _check_item(path: Path, registry: dict[str, EnrolledDevice],
     if body is None:
         return item
     item.body = body
-    item.device, item.sequence = body.get("device"), body.get("sequence")
+    sequence = body.get("sequence")
+    if type(sequence) is not int or sequence < 1:  # bool is an int to Python, not here
+        item.fail(ALTERED, f"sequence {repr(sequence)[:40]} is not a positive integer")
+        sequence = None  # no place in the chain
+    item.device, item.sequence = body.get("device"), sequence
     item.kind, item.activity = body.get("kind"), body.get("activity")
     item.cut_short = bool(body.get("cut_short"))
-    for record in body.get("files", []):
+    files = body.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(r, dict) for r in files):
+        item.fail(ALTERED, "files is not a list of file records")
+    for record in file_records(body):
         _check_file(item, path.parent, record, agency_key)
     return item
+
+
+def file_records(body: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The file records a manifest lists; anything else there is no record (see _check_item)."""
+    files = (body or {}).get("files", [])
+    return [r for r in files if isinstance(r, dict)] if isinstance(files, list) else []
+
+
+def _plain_name(name: str) -> bool:
+    return not ("/" in name or "\\" in name or name in ("", ".", ".."))
 
 
 def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
                 agency_key: X25519PrivateKey | None) -> None:
     name = str(record.get("name"))
-    if "/" in name or "\\" in name or name in ("", ".", ".."):
+    if not _plain_name(name):
         item.fail(ALTERED, f"{name!r}: not a plain file name")
         return
     path = folder / name
-    if not path.exists():
+    if not path.is_file():
         item.fail(MISSING, f"{name}: file missing")
         return
     data = path.read_bytes()
@@ -222,14 +250,14 @@ def _check_swaps(items: list[ItemReport]) -> None:
     """An altered file whose bytes are another item's: reordered, not merely edited."""
     owners: dict[str, str] = {}
     for item in items:
-        for record in (item.body or {}).get("files", []):
+        for record in file_records(item.body):
             owners[str(record.get("stored_sha256"))] = f"{item.manifest} ({record.get('name')})"
     for item in items:
         if item.status != ALTERED:
             continue
-        for record in (item.body or {}).get("files", []):
+        for record in file_records(item.body):
             path = item.path.parent / str(record.get("name"))
-            if not path.exists():
+            if not _plain_name(str(record.get("name"))) or not path.is_file():
                 continue
             actual = hashlib.sha256(path.read_bytes()).hexdigest()
             owner = owners.get(actual)
@@ -242,7 +270,9 @@ def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[st
     missing: dict[str, list[int]] = {}
     starts: dict[str, int] = {}
     by_device: dict[str, dict[int, ItemReport]] = {}
-    for item in items:
+    # Items that passed their own checks claim their sequence numbers first: an altered
+    # manifest repeating another's number must not make the genuine one look out of order.
+    for item in sorted(items, key=lambda i: i.status != VALID):
         if item.body is None or item.status == UNKNOWN_DEVICE or not isinstance(item.sequence, int):
             continue
         chain = by_device.setdefault(str(item.device), {})
@@ -281,6 +311,15 @@ def summary_lines(report: Report) -> Iterator[str]:
     for device, numbers in report.missing.items():
         if numbers:
             yield f"MISSING        {device}: sequence {_ranges(numbers)} absent from the chain"
+    for gap in report.gaps:
+        where = "inside a recording" if gap.within_recording else "between recordings"
+        if gap.explained:
+            why = ", ".join(f"interruption {w['interruption']} ({w['reason'] or '?'})"
+                            for w in gap.explained_by)
+            yield f"GAP            {gap.activity}: {gap.seconds:.1f} s {where}, explained by {why}"
+        else:
+            yield (f"UNEXPLAINED    {gap.activity}: {gap.seconds:.1f} s {where} after "
+                   f"{gap.after}, no interruption on record")
     for problem in report.problems:
         yield f"PROBLEM        {problem}"
     yield "ALL VALID" if report.ok else "NOT VALID"
