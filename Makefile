@@ -1,5 +1,5 @@
 # bodycam: `make demo` runs a simulated shift, `make test` the whole suite, `make bench`
-# the benchmarks. Each sets up .venv on first use.
+# the benchmarks, `make fuzz` a time-boxed fuzz run. Each sets up .venv on first use.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= demo-out
 
-.PHONY: demo test bench system-deps clean
+.PHONY: demo test bench fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bodycam needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -34,6 +34,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/recording.py
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/sync.py
+
+# The hostile-input properties (tests/test_hostile_*.py) with many more examples, for
+# FUZZ_SECONDS of wall time; FUZZ_SEED picks the sequence of runs (the same seed repeats it).
+FUZZ_SECONDS ?= 60
+FUZZ_SEED    ?= 0
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -97,6 +97,11 @@ class DeviceClock:
     def utc_offset_s(self) -> int:
         return self._utc_offset_s
 
+    @property
+    def correction_s(self) -> float:
+        """What the corrections so far add to the raw wall time."""
+        return self._correction
+
     def monotonic(self) -> float:
         return self._monotonic()
 
@@ -115,3 +120,9 @@ class DeviceClock:
         self._correction -= offset
         self._source = source
         return ClockCorrection(source, offset, True, self.now())
+
+    def resume_correction(self, correction_s: float) -> None:
+        """Carry over the correction an earlier run had found: the raw clock's error then
+        is the best guess of its error now. The source stays ``rtc`` — nothing has been
+        checked since this boot — until a trusted reference is seen again."""
+        self._correction = float(correction_s)

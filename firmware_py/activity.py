@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.clock import Clock
 from firmware_py.config import DeviceConfig, PolicyConfig
 from firmware_py.store import Activity, DurableFile
+
+if TYPE_CHECKING:
+    from firmware_py.restart import ActivityLog
 
 
 class ActivityRecord:
@@ -40,6 +43,24 @@ class ActivityRecord:
         self._fh = open(self._path, "ab")
         self.opened = clock.now()
         self.append("activity_opened", self.header)
+
+    @classmethod
+    def reopen(cls, log: "ActivityLog", clock: Clock) -> "ActivityRecord":
+        """Go on with an activity the last run left open (only the officer ends one, R8.3):
+        what its ``activity.jsonl`` holds is read back, and new lines are appended to it."""
+        record = cls.__new__(cls)
+        record.activity = log.activity
+        record._clock = clock
+        record.header = dict(log.header)
+        record.recordings = list(log.recordings)
+        record.photos = list(log.photos)
+        record.markers, record.incidents = log.markers, log.incidents
+        record.interruptions = list(log.interruptions)
+        record.work_records = list(log.work_records)
+        record._path = log.activity.path / "activity.jsonl"
+        record._fh = open(record._path, "ab")
+        record.opened = log.opened
+        return record
 
     @property
     def id(self) -> str:

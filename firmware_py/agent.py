@@ -7,12 +7,19 @@ the simulator calls it once per simulated frame, in virtual time. Camera frames 
 blocks arrive through the sinks between steps (from the camera's thread on a Pi, from the
 simulator's tick in simulation).
 
-A part that fails is logged and the agent goes on: nothing here stops the camera.
+A part that fails is logged and the agent goes on: nothing here stops the camera. The
+edge watches the parts: a camera without usable frames, a microphone without audio or with
+only digital silence, the wall clock stepping against the monotonic one, garbage on the
+GNSS line or from the camera (counted, logged at most every ``GARBAGE_LOG_PERIOD_S``).
+What it logs about a fault is also stamped into the open segment's metadata.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -32,13 +39,17 @@ from firmware_py.activity import ActivityRecord
 from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
                                 CameraResumed, CameraStalled, ClockOffsetMeasured, CorrectClock,
                                 EndActivity, Event, GnssUpdate, InterruptionClosed,
-                                InterruptionOpened, InterruptionUpdated, Log, OpenActivity,
+                                InterruptionOpened, InterruptionUpdated, Log,
+                                MicrophoneFailed, MicrophoneRecovered, OpenActivity,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal, Speak,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick)
 from firmware_py.interruptions import Interruption
+from firmware_py.events import ActivityContinued, PowerRestored
+from firmware_py.restart import cut_recording_files, find_open_activity, power_cut
 from firmware_py.keys import DeviceIdentity, device_identity
 from firmware_py.seal import Sealer, finish_interrupted, plain_file, recover, unsealed
+from firmware_py.segment import h264_problem
 from firmware_py.speech import Clip, PhraseRenderer
 from firmware_py.workrecord import work_record, write_work_record
 from firmware_py.metadata import time_at
@@ -53,8 +64,18 @@ from firmware_py.store import EvidenceStore
 log = logging.getLogger(__name__)
 
 POWER_PERIOD_S = 1.0
+CLOCK_STATE = ".clock.json"  # the last clock correction, beside .device-state.json
 STORAGE_PERIOD_S = 5.0
 TICK_PERIOD_S = 1.0
+CLOCK_JUMP_S = 1.0  # a wall-clock step against the monotonic clock at least this big is logged
+GARBAGE_LOG_PERIOD_S = 10.0
+
+# Audit entries that also go into the metadata of the segment being written (R10.2), so a
+# fault is on record beside the media it concerns.
+STAMPED_IN_METADATA = frozenset({
+    "camera_stalled", "camera_resumed", "camera_garbage", "microphone_failed",
+    "microphone_recovered", "gnss_lost", "gnss_fix", "gnss_garbage", "clock_jump",
+    "clock_corrected", "battery_low", "storage_low", "storage_full", "hardware_error"})
 
 
 class SignalDriver:
@@ -118,13 +139,21 @@ class _Sinks:
         self._agent = agent
 
     def output_frame(self, frame: EncodedFrame) -> None:
-        self._agent._last_frame_at = frame.timestamp_us / 1e6
-        probe = self._agent._probe
-        if probe is not None:
+        agent = self._agent
+        if agent.pipeline.output_frame(frame) is not False:
+            agent._last_frame_at = frame.timestamp_us / 1e6  # the picture is being kept
+        # The self-check counts what the camera delivers that is H.264 at all.
+        probe = agent._probe
+        if probe is not None and h264_problem(frame.data, frame.keyframe) is None:
             probe.frames += 1
-        self._agent.pipeline.output_frame(frame)
 
     def output_audio(self, block: AudioBlock) -> None:
+        agent = self._agent
+        agent._last_audio_at = block.timestamp_us / 1e6
+        if block.samples.any():
+            agent._silent_since = None
+        elif agent._silent_since is None:
+            agent._silent_since = block.timestamp_us / 1e6
         probe = self._agent._probe
         if probe is not None:
             probe.blocks += 1
@@ -144,6 +173,8 @@ class Agent:
         self.root = hardware.storage.path.parent
         self.identity = identity or device_identity(self.root, config.device.device.id)
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
+        self._saved_correction = 0.0  # the clock correction last written to CLOCK_STATE
+        self._resumed_clock: dict[str, Any] | None = None  # what _resume_clock carried over
         self.sealer = Sealer(self.identity, self.store)
         audit.sign_with(self.identity.signing_key.sign, self.identity.key_id)
         self.pipeline: RecordingPipeline = pipeline or Recorder(
@@ -154,6 +185,13 @@ class Agent:
         self._clips: dict[str, Clip] = {}
         self._last_frame_at: float | None = None
         self._stalled = False
+        self._stall_rejected = 0  # pipeline's rejected-frame count at the last usable frame
+        self._last_audio_at: float | None = None
+        self._silent_since: float | None = None  # first block of unbroken digital silence
+        self._microphone_fault: tuple[str, float] | None = None  # (fault, since)
+        self._wall_ref: tuple[float, float] | None = None  # (raw wall, monotonic) at the last step
+        self._garbage_logged: dict[str, int] = {}
+        self._garbage_next: dict[str, float] = {}
         stamp = config.device.stamp
         video, photo = config.device.video, config.device.photo
         self._video_stamper = Stamper(video.width, video.height, stamp.position, stamp.font_px)
@@ -186,8 +224,42 @@ class Agent:
         # never waits for the speech engine.
         for script in self._scripts():
             self._clip(script)
+        self._resume_clock()
         self._dispatch(Booted(self.hw.clock.monotonic()))
+        if self._resumed_clock is not None:
+            self._log("clock_correction_resumed", self._resumed_clock)
         self._recover()
+        self._continue()
+
+    def _resume_clock(self) -> None:
+        """Start from the clock correction the last run found (GNSS or dock): a power cut
+        loses it, and without it every time this run writes before the next fix — the stop
+        of the interruption the cut caused among them — would carry the raw clock's error."""
+        resume = getattr(self.hw.clock, "resume_correction", None)
+        try:
+            saved = json.loads((self.store.root / CLOCK_STATE).read_text())
+            correction = float(saved["correction_s"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring %s: %s", CLOCK_STATE, exc)
+            return
+        if resume is not None and math.isfinite(correction):
+            resume(correction)
+            self._saved_correction = correction
+            self._resumed_clock = {"correction_s": round(correction, 3),
+                                   "found_by": saved.get("source"), "found_at": saved.get("at")}
+
+    def _save_clock(self) -> None:
+        correction = getattr(self.hw.clock, "correction_s", None)
+        if correction is None or correction == self._saved_correction:
+            return
+        now = self.hw.clock.now()
+        tmp = self.store.root / (CLOCK_STATE + ".tmp")
+        tmp.write_text(json.dumps({"correction_s": correction, "source": str(now.source),
+                                   "at": now.isoformat()}))
+        os.replace(tmp, self.store.root / CLOCK_STATE)
+        self._saved_correction = correction
 
     def _recover(self) -> None:
         """Seal what a power cut left open, so the chain runs on past it (R18.1)."""
@@ -203,9 +275,43 @@ class Agent:
                                             "chain": seal.manifest["sequence"],
                                             **(seal.manifest["cut_short"] or {})})
 
+    def _continue(self) -> None:
+        """Take up what the last run left (``firmware_py.restart``): an activity the officer
+        has not ended goes on, and a power cut is logged — with an automatic interruption
+        (Art. 12 (1)) when it cut a recording short. Runs after ``_recover`` has sealed
+        what the cut left open, so the cut recording's files are known by their seals."""
+        now = self.hw.clock.now()
+        left = find_open_activity(self.store.root)
+        cut = power_cut(self.audit.previous_run_end, left, now)
+        if left is not None:
+            self.activity = ActivityRecord.reopen(left, self.hw.clock)
+            facts = {"activity": left.activity.id, "recordings": len(left.recordings),
+                     "interruptions": left.last_number, "after_power_cut": cut is not None}
+            self.activity.append("activity_resumed", facts)
+            self._log("activity_resumed", facts)
+            self._dispatch(ActivityContinued(now.monotonic, left.last_number,
+                                             left.interruption_now(now)))
+        if cut is None:
+            return
+        facts = cut.to_json()
+        if self.activity is not None and left is not None and cut.recording:
+            # The recording's stop, as far as the files tell it (its log line never came).
+            stopped = {"activity": left.activity.id, "reason": "power_cut", "cut_short": True,
+                       "last_alive_utc": facts["last_alive_utc"],
+                       "files": cut_recording_files(left)}
+            self.activity.recordings.append(stopped)
+            self.activity.append("recording_stopped", stopped)
+            facts["files"] = stopped["files"]
+        if self.activity is not None:
+            self.activity.append("power_cut", facts)
+        self._log("power_cut", facts)
+        self._dispatch(PowerRestored(now.monotonic, cut.lost_at, cut.off_s, cut.recording,
+                                     self._poll("power", self.hw.power.read, None)))
+
     def step(self) -> None:
         with self._lock:
             now = self.hw.clock.monotonic()
+            self._watch_clock()
             for gesture in self._poll("inputs", self.hw.inputs.poll, []):
                 self._dispatch(ButtonGesture(gesture))
             for fix in self._poll("gnss", self.hw.gnss.poll, []):
@@ -219,6 +325,7 @@ class Agent:
                                                        fix.received_at))
             if now >= self._next_power:
                 self._next_power = now + POWER_PERIOD_S
+                self._save_clock()  # a correction by GNSS or by the dock outlives a reboot
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
@@ -226,9 +333,12 @@ class Agent:
                 self._next_storage = now + STORAGE_PERIOD_S
                 reading = self._poll("storage", self.hw.storage.read, None)
                 if reading is not None:
-                    hours = recording_hours_free(reading, self.config.device)
+                    reserve = self.config.policy.stops.storage_reserve_mb * 1e6
+                    hours = recording_hours_free(reading, self.config.device, reserve)
                     self._dispatch(StorageUpdate(reading, hours, now))
             self._watch_camera(now)
+            self._watch_microphone(now)
+            self._watch_garbage(now)
             if self._probe is not None and now >= self._probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))
             if now >= self._next_tick:
@@ -271,6 +381,8 @@ class Agent:
 
     def _log(self, kind: str, fields: dict[str, Any]) -> None:
         self.audit.append(kind, fields)
+        if kind in STAMPED_IN_METADATA:
+            self.pipeline.note({"kind": kind, "time": self.hw.clock.now().to_json(), **fields})
         for listener in self.log_listeners:
             listener(kind, fields)
 
@@ -368,6 +480,8 @@ class Agent:
             return
         self._capture_errors.clear()
         self._last_frame_at = self.hw.clock.monotonic()  # a camera that never starts stalls too
+        self._last_audio_at = self._last_frame_at  # ... and so does a microphone
+        self._silent_since = None
         self._stalled = False
         for part, start in (("camera", self.hw.camera.start), ("microphone", self.hw.microphone.start)):
             try:
@@ -479,12 +593,63 @@ class Agent:
         if not self._camera_on or self._last_frame_at is None:
             return
         stall = self.config.policy.stops.camera_stall_s
+        rejected = getattr(self.pipeline, "rejected_frames", 0)
         if not self._stalled and now - self._last_frame_at > stall:
             self._stalled = True
-            self._dispatch(CameraStalled(now))
-        elif self._stalled and now - self._last_frame_at <= 1.0 / self.config.device.video.fps * 2:
-            self._stalled = False
-            self._dispatch(CameraResumed(now))
+            self._dispatch(CameraStalled(now, self._last_frame_at, rejected - self._stall_rejected))
+        elif now - self._last_frame_at <= 1.0 / self.config.device.video.fps * 2:
+            self._stall_rejected = rejected
+            if self._stalled:
+                self._stalled = False
+                self._dispatch(CameraResumed(now))
+
+    def _watch_microphone(self, now: float) -> None:
+        """No audio block, or nothing but digital silence, for the policy's time is a
+        microphone fault; the first sound after it is its recovery."""
+        if not self._camera_on or self._last_audio_at is None:
+            return
+        limit = self.config.policy.warnings.microphone_fault_s
+        fault: tuple[str, float] | None = None
+        if now - self._last_audio_at > limit:
+            fault = ("stopped", self._last_audio_at)
+        elif self._silent_since is not None and now - self._silent_since >= limit:
+            fault = ("silent", self._silent_since)
+        if fault is not None and self._microphone_fault is None:
+            self._microphone_fault = fault
+            self._dispatch(MicrophoneFailed(fault[0], fault[1], now))
+        elif (self._microphone_fault is not None and self._silent_since is None
+              and now - self._last_audio_at <= limit / 2):
+            kind, since = self._microphone_fault
+            self._microphone_fault = None
+            self._dispatch(MicrophoneRecovered(kind, since, now))
+
+    def _watch_clock(self) -> None:
+        """A step of the raw wall clock against the monotonic one is logged with its size
+        (corrections from GNSS or the dock are logged as such, not here). The evidence runs
+        on monotonic time, so it stays in order whatever the wall clock does."""
+        now = self.hw.clock.now()
+        raw = now.utc - getattr(self.hw.clock, "correction_s", 0.0)
+        ref, self._wall_ref = self._wall_ref, (raw, now.monotonic)
+        if ref is None:
+            return
+        jump = (raw - ref[0]) - (now.monotonic - ref[1])
+        if abs(jump) >= CLOCK_JUMP_S:
+            self._log("clock_jump", {"jump_s": round(jump, 3), "source": str(now.source)})
+
+    def _watch_garbage(self, now: float) -> None:
+        """Bad NMEA sentences and frames that are not H.264 are dropped and counted; a count
+        that grew is logged, at most every ``GARBAGE_LOG_PERIOD_S`` per part."""
+        stats = self.hw.gnss.stats
+        counts = {"gnss": (stats.malformed + stats.bad_checksum + stats.overlong, stats.last_error),
+                  "camera": (getattr(self.pipeline, "rejected_frames", 0),
+                             getattr(self.pipeline, "last_rejection", ""))}
+        for part, (total, last) in counts.items():
+            logged = self._garbage_logged.get(part, 0)
+            if total > logged and now >= self._garbage_next.get(part, 0.0):
+                self._garbage_logged[part] = total
+                self._garbage_next[part] = now + GARBAGE_LOG_PERIOD_S
+                self._log(f"{part}_garbage", {"count": total - logged, "total": total,
+                                              "last": last, "ignored": True})
 
     # --- stamp (camera thread) ----------------------------------------------------------
 

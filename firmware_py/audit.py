@@ -51,6 +51,9 @@ class AuditLog:
         self._clock = clock
         self._durable = durable
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The previous run's last entry other than a checkpoint: ``shutdown`` after a run
+        # that ended in order, anything else after a power cut; None on a first boot.
+        self.previous_run_end: dict[str, Any] | None = None
         self._seq, self._prev = self._resume()
         self._fh = self.path.open("ab")
         self._sign: Callable[[bytes], bytes] | None = None
@@ -89,6 +92,8 @@ class AuditLog:
             data = data[:cut]
         for entry, line in _iter_lines(data, self.path):
             seq, prev = entry["seq"] + 1, hashlib.sha256(line).hexdigest()
+            if entry.get("kind") != "checkpoint":
+                self.previous_run_end = entry
         return seq, prev
 
     def append(self, kind: str, fields: dict[str, Any] | None = None) -> AuditEntry:

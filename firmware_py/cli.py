@@ -70,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the result (self-checks, timeline, counts) as JSON")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("soak", help="an eight-hour shift with random faults, verified",
+                       description="Generate a soak shift from a seed (visits, recordings, "
+                       "interruptions, random faults and power cuts, two dockings), run it on "
+                       "the simulated recorder in virtual time with docking over the embedded "
+                       "broker, then verify the dock's archive: exit 0 when every seal is "
+                       "valid, every gap in the footage is explained by a sealed interruption "
+                       "and nothing is left on the device.")
+    p.add_argument("--seed", type=int, default=2026, help="the shift to generate (default 2026)")
+    p.add_argument("--visits", type=int, default=10, help="visits in the shift (default 10)")
+    p.add_argument("--recordings", type=int, default=4, metavar="N",
+                   help="recordings per visit (default 4)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="directory for the device, the dock and the archive")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true", help="print the soak report as JSON")
+    p.set_defaults(func=cmd_soak)
+
     p = sub.add_parser("run", help="run the agent on the configured hardware",
                        description="Run the recorder agent until interrupted. With "
                        "hardware = \"sim\" the simulated recorder runs in real time.")
@@ -271,7 +288,7 @@ def _selfcheck_pi(config: Config):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulator import scenario as scenarios
-    from simulator.runner import Simulation, print_entry
+    from simulator.runner import print_entry, run_scenario
 
     scenario = scenarios.load(args.scenario)
     config = _load(args, scenario.config, f"{scenario.source} [config]")
@@ -287,7 +304,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     dock = SimulatedDock(out / "archive")
     try:
-        result = Simulation(scenario, out, config, on_entry, on_dock=dock).run()
+        # run_scenario: a scenario with power cuts runs the device in a process of its own,
+        # killed at each cut (simulator.powercut).
+        result = run_scenario(scenario, out, config, on_entry, on_dock=dock)
     finally:
         dock.close()
     summary = result.to_json()
@@ -304,6 +323,68 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for report in result.reports[:1]:
             print(report.summary())
     return EXIT_OK
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from firmware_py.keys import load_agency_private, load_registry
+    from firmware_py.verify import summary_lines, verify
+    from simulator import soak
+    from simulator.runner import print_entry, run_scenario
+    from sync.simdock import SimulatedDock
+
+    if args.visits < 2 or args.recordings < 1:
+        print("bodycam: a soak needs at least 2 visits (it docks twice) and 1 recording each",
+              file=sys.stderr)
+        return EXIT_USAGE
+    scenario, plan = soak.scenario(args.seed, visits=args.visits,
+                                   recordings_per_visit=args.recordings,
+                                   dock_after=(args.visits // 2 - 1, args.visits - 1))
+    config = _load(args, scenario.config, f"{scenario.source} [config]")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    dock = SimulatedDock(out / "archive")
+    try:
+        result = run_scenario(scenario, out, config,
+                              None if args.json else print_entry(sys.stdout), on_dock=dock)
+    finally:
+        dock.close()
+    (out / "timeline.txt").write_text("\n".join(e.line() for e in result.timeline) + "\n")
+    dock_dir = out / "dock"
+    report = verify([out / "archive"], load_registry(dock_dir), load_agency_private(dock_dir))
+    left = sorted(str(p.relative_to(out)) for p in (out / "device" / "evidence").rglob("*")
+                  if p.is_file() and not p.name.startswith("."))
+    kinds: dict[str, int] = {}
+    for entry in result.timeline:
+        if entry.source == "agent":
+            kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+    summary = {
+        "seed": args.seed, "ok": report.ok and not left,
+        "simulated_seconds": round(result.simulated_seconds), "wall_seconds": round(result.wall_seconds, 1),
+        "plan": {"visits": plan.visits, "recordings": plan.recordings, "dockings": plan.dockings,
+                 "faults": plan.faults, "power_cuts": plan.power_cuts},
+        "recordings_started": kinds.get("recording_started", 0),
+        "interruptions": kinds.get("interruption", 0), "power_cuts": kinds.get("power_cut", 0),
+        "dock_sessions": dock.sessions, "left_on_device": left,
+        "verify": {"ok": report.ok, "items": len(report.items),
+                   "counts": report.to_json()["counts"], "missing": report.missing,
+                   "gaps": len(report.gaps),
+                   "unexplained_gaps": sum(not g.explained for g in report.gaps)},
+        "gaps": [g.to_json() for g in report.gaps],
+    }
+    (out / "soak.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        print(f"soak {args.seed}: {summary['simulated_seconds']} s simulated in "
+              f"{summary['wall_seconds']} s; {summary['recordings_started']} recordings, "
+              f"{summary['interruptions']} interruptions, {summary['power_cuts']} power cuts, "
+              f"faults {plan.faults}")
+        for line in summary_lines(report):
+            if not line.startswith("VALID"):
+                print(line)
+        if left:
+            print(f"NOT SYNCED     {len(left)} files left on the device: {', '.join(left[:5])}")
+    return EXIT_OK if summary["ok"] else EXIT_PROBLEM
 
 
 # --- log -------------------------------------------------------------------------------

@@ -187,10 +187,17 @@ class SelfCheckPolicy:
 
 @dataclass(frozen=True)
 class WarningsPolicy:
-    battery_low_percent: float = setting(15.0, "Warn the officer below this charge.",
-                                         min=0, max=100)
-    storage_low_minutes: float = setting(30.0, "Warn the officer when less recording time "
-                                         "than this fits.", min=0, max=6000)
+    battery_low_percent: tuple[float, ...] = setting(
+        (15.0, 8.0), "Warn the officer each time the charge falls below one of these (a "
+        "number or a list); once more only after a recharge 5 points above it.", min=0, max=100)
+    storage_low_minutes: tuple[float, ...] = setting(
+        (30.0, 10.0, 3.0), "Warn the officer each time the recording time left before the "
+        "storage stop (free space less `stops.storage_reserve_mb`, at the configured "
+        "bitrates) falls below one of these.", min=0, max=6000)
+    microphone_fault_s: float = setting(2.0, "No audio, or nothing but digital silence, for "
+                                        "this long is a microphone fault: logged, stamped into "
+                                        "the metadata and signalled; video goes on.",
+                                        min=0.5, max=60)
     gnss_lost_after_s: float = setting(10.0, "A fix older than this counts as lost.",
                                        min=1, max=600)
     reminder_interval_s: float = setting(300.0, "While recording, a short reminder tone this "
@@ -202,11 +209,13 @@ class StopsPolicy:
     battery_cutoff_percent: float = setting(3.0, "At this charge the agent closes the segment, "
                                             "logs an automatic interruption (Art. 12 (1)) and "
                                             "powers the camera down.", min=0, max=50)
-    storage_reserve_mb: float = setting(100.0, "Free space kept in reserve: below it the "
-                                        "segment is closed cleanly (Art. 12 (1)).",
+    storage_reserve_mb: float = setting(100.0, "Free space kept in reserve: the segment is "
+                                        "closed cleanly (Art. 12 (1)) when less than 10 s of "
+                                        "recording fits above it, so media never eats into it.",
                                         min=1, max=100_000)
-    camera_stall_s: float = setting(3.0, "No frame for this long while recording is a camera "
-                                    "fault: an automatic interruption until frames return.",
+    camera_stall_s: float = setting(3.0, "No usable frame for this long while recording is a "
+                                    "camera fault: an automatic interruption of the picture "
+                                    "(sound is still recorded) until frames return.",
                                     min=0.5, max=60)
 
 
@@ -292,6 +301,8 @@ def _check_value(source: str, key: str, value: Any, kind: type, meta: Mapping[st
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(source, key, f"{value!r} is not {_TYPE_NAMES[kind]}")
+    if value != value:  # NaN: no range check can hold it, no setting wants it
+        raise ConfigError(source, key, f"{value!r} is not a number")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
@@ -303,6 +314,29 @@ def _check_value(source: str, key: str, value: Any, kind: type, meta: Mapping[st
     if pattern is not None and not re.fullmatch(pattern, value):
         raise ConfigError(source, key, f"{value!r} does not match the form {pattern}")
     return value
+
+
+def _check_list(source: str, key: str, value: Any, kind: type,
+                meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A list of thresholds (a single value counts as a list of one), highest first."""
+    items = value if isinstance(value, list) else [value]
+    checked = [_check_value(source, f"{key}[{i}]", item, kind, meta) for i, item in enumerate(items)]
+    if len(set(checked)) != len(checked):
+        raise ConfigError(source, key, f"{value!r} names a value twice")
+    return tuple(sorted(checked, reverse=True))
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _name(key: str) -> str:
+    """A key as TOML writes it, on one line: bare when it can be, else quoted and escaped."""
+    if _BARE_KEY.fullmatch(key):
+        return key
+    text = "".join(c if c.isprintable() and c not in '"\\' else
+                   "\\" + c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in key)
+    return f'"{text}"'
 
 
 def _fmt(n: float | None) -> str:
@@ -320,7 +354,7 @@ def build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "", bas
     for key in data:
         if key not in known:
             allowed = ", ".join(known)
-            raise ConfigError(source, prefix + key, f"unknown key (allowed here: {allowed})")
+            raise ConfigError(source, prefix + _name(key), f"unknown key (allowed here: {allowed})")
     needed = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     if base is None and needed:
         for name in needed:
@@ -342,7 +376,10 @@ def build(cls: type, data: Mapping[str, Any], source: str, prefix: str = "", bas
         elif origin is dict and len(args) == 2 and is_dataclass(args[1]):
             if not isinstance(value, Mapping):
                 raise ConfigError(source, key, f"must be a table of tables ([{key}.NAME])")
-            values[name] = {k: build(args[1], v, source, f"{key}.{k}.") for k, v in value.items()}
+            values[name] = {k: build(args[1], v, source, f"{key}.{_name(k)}.")
+                            for k, v in value.items()}
+        elif origin is tuple and args and args[0] in _TYPE_NAMES:
+            values[name] = _check_list(source, key, value, args[0], known[name].metadata)
         else:
             values[name] = _check_value(source, key, value, kind, known[name].metadata)
     if base is not None:
@@ -403,6 +440,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", "file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(str(path), "", f"cannot be read ({exc.strerror})") from None
 
 
 def load(device_path: Path | None = None, policy_path: Path | None = None,
@@ -435,7 +476,9 @@ def _reference_rows(cls: type, prefix: str) -> list[str]:
         else:
             allowed = ""
         default = f.default if f.default is not MISSING else None
-        if f.default_factory is not MISSING or isinstance(default, tuple):
+        if isinstance(default, tuple) and default and not is_dataclass(default[0]):
+            default_text = f"`{list(default)}`"
+        elif f.default_factory is not MISSING or isinstance(default, tuple):
             default_text = "see file"
         elif default is None:
             default_text = "required"

@@ -6,16 +6,23 @@ States and the events that move between them:
     READY/CHECKING --record press--> RECORDING   (a self-check never blocks recording, R7.6)
     RECORDING --record press--> READY            (inside an activity: an interruption)
     RECORDING/READY --record long press--> READY (end of the activity, R8.3)
-    RECORDING --battery cut-off / storage full / camera stall--> READY or POWER_SAVE
+    RECORDING --battery cut-off / storage full--> READY or POWER_SAVE
                                                  (an automatic interruption, Art. 12 (1))
+    RECORDING --camera stall--> RECORDING        (sound goes on; the picture's gap is an
+                                                  automatic interruption until frames return)
     READY/CHECKING --on external power--> DOCKED --off external power--> CHECKING (R7.1)
 
 Activities (R5.2): the first recording or photo opens one; only the explicit end-activity
 gesture (a long press of record) closes it. Every stop in between is an interruption
 (R12.1) whose reason the officer gives with marker presses after the voice prompt, or the
 device records itself. Recording starts only from the record button (R5.3): no event from
-outside — dock, network, timer — can start it; the one automatic restart is the resumption
-of the officer's own recording when a stalled camera delivers frames again.
+outside — dock, network, timer — can start it, and nothing restarts it by itself but the
+officer's own recording when the power comes back soon after a cut (``_power_restored``).
+
+Faults of a part are told to the officer and logged; the edge also stamps them into the
+metadata of the segment being written. Warnings come at each of the policy's thresholds
+(battery charge, recording time left on the storage), once each until a recharge or freed
+space re-arms them.
 
 The core holds no hardware, files or threads: a test feeds it events and reads actions.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Callable
 
 from device.clock import TimeSource
 from device.inputs import Button, Gesture
@@ -32,12 +40,40 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 CameraResumed, CameraStalled, ClockOffsetMeasured,
                                 CorrectClock, EndActivity, Event, GnssUpdate,
                                 InterruptionClosed, InterruptionOpened, InterruptionUpdated,
-                                Log, OpenActivity, PowerUpdate, RaiseAlert, SelfCheckDone,
+                                Log, MicrophoneFailed, MicrophoneRecovered, OpenActivity,
+                                PowerUpdate, RaiseAlert, SelfCheckDone,
                                 ShowSignal, Speak, StartCamera, StartRecording, StopCamera,
                                 StopRecording, StorageUpdate, TakePhoto, Tick)
 from firmware_py.interruptions import DEVICE, PENDING, Interruption
-from firmware_py.selfcheck import CheckReason
+from firmware_py.selfcheck import CheckReason, recording_hours_left
 from firmware_py.signals import Alert, Signal
+from firmware_py.events import ActivityContinued, PowerRestored
+
+# A recording cut by a power loss resumes by itself only when the power is back within
+# this long (see ``AgentCore._power_restored``).
+POWER_CUT_RESUME_WITHIN_S = 120.0
+
+
+# The storage stop comes while this much recording still fits above the reserve: twice the
+# edge's storage check period (agent.STORAGE_PERIOD_S), so media never eats into the reserve.
+STORAGE_STOP_LEAD_S = 10.0
+
+
+def warning_due(value: float, thresholds: tuple[float, ...], warned: float | None,
+                rearm_at: Callable[[float], float]) -> tuple[float | None, float | None]:
+    """The threshold ``value`` has newly fallen below (or None), and the lowest one warned.
+
+    ``warned`` is the lowest threshold announced so far; every one above it counts as
+    announced too. Once ``value`` climbs to ``rearm_at(warned)`` the thresholds it is back
+    above are announced again the next time they are crossed.
+    """
+    if warned is not None and value >= rearm_at(warned):
+        still_below = [t for t in thresholds if value < t]
+        warned = min(still_below) if still_below else None
+    crossed = [t for t in thresholds if value < t and (warned is None or t < warned)]
+    if not crossed:
+        return None, warned
+    return min(crossed), min(crossed)
 
 
 class State(StrEnum):
@@ -58,6 +94,7 @@ class GnssStatus:
     has_fix: bool = False
     last_fix_at: float | None = None
     lost_reported: bool = False
+    last_position: tuple[float, float] | None = None  # (lat, lon) of the last fix
 
 
 @dataclass
@@ -86,8 +123,9 @@ class AgentCore:
         self.docked = False
         self.camera_stalled = False
         self.gnss = GnssStatus()
-        self._battery_warned = False
-        self._storage_warned = False
+        self._battery_warned: float | None = None  # lowest threshold announced
+        self._storage_warned: float | None = None
+        self.microphone_fault: str | None = None
         self.storage_full = False
         self.battery_percent: float | None = None
         self.clock_source: TimeSource = TimeSource.RTC
@@ -125,8 +163,16 @@ class AgentCore:
                 return self._camera_stalled(event)
             case CameraResumed():
                 return self._camera_resumed(event)
+            case MicrophoneFailed():
+                return self._microphone_failed(event)
+            case MicrophoneRecovered():
+                return self._microphone_recovered(event)
             case Tick():
                 return self._tick(event)
+            case ActivityContinued():
+                return self._activity_continued(event)
+            case PowerRestored():
+                return self._power_restored(event)
         raise ProtocolError(f"unknown event {event!r}")
 
     # --- states ---------------------------------------------------------------------------
@@ -213,7 +259,7 @@ class AgentCore:
         self.interruptions = 0
         return [OpenActivity()] + actions + self._start_check(CheckReason.FIRST_RECORDING)
 
-    def _record(self, resumed_by_device: bool = False) -> list[Action]:
+    def _record(self) -> list[Action]:
         if self.storage_full:
             return [Log("record_refused", {"why": "storage full: no space left to record"}),
                     RaiseAlert(Alert.REFUSED)]
@@ -221,7 +267,14 @@ class AgentCore:
         actions = self._with_activity([StartRecording(resumed=resumed),
                                        RaiseAlert(Alert.RECORD_STARTED),
                                        Speak("announcement")])
-        actions += self._close_interruption("resumed_by_device" if resumed_by_device else "resumed")
+        actions += self._close_interruption("resumed")
+        if self.camera_stalled:  # sound only until the camera delivers again
+            actions += [Log("camera_stalled", {"recording": True, "at_start": True}),
+                        RaiseAlert(Alert.CAMERA_FAULT)]
+        if self.microphone_fault is not None:  # picture only until sound returns
+            actions += [Log("microphone_failed", {"fault": self.microphone_fault,
+                                                  "recording": True, "at_start": True}),
+                        RaiseAlert(Alert.MICROPHONE_FAULT)]
         self.recordings += 1
         self.recording_since = self._now
         interval = self._policy.warnings.reminder_interval_s
@@ -232,6 +285,10 @@ class AgentCore:
         """End the recording; inside an activity that is an interruption (R12.1)."""
         actions: list[Action] = [StopRecording(reason), RaiseAlert(Alert.RECORD_STOPPED)]
         self.recording_since = None
+        if self.interruption is not None and self.interruption.automatic:
+            # A gap in the picture (camera stall) ends when the recording does.
+            actions += self._close_interruption(
+                "activity_end" if reason == "activity_end" else "recording_stopped")
         automatic = reason not in ("stop", "activity_end")
         if self.activity_open and reason != "activity_end":
             self.interruptions += 1
@@ -325,25 +382,115 @@ class AgentCore:
     # --- automatic stops (Art. 12 (1)) -----------------------------------------------------
 
     def _camera_stalled(self, event: CameraStalled) -> list[Action]:
+        """No usable picture: the recording goes on with sound; the gap in the picture is
+        an automatic interruption (Art. 12 (1)) from the last usable frame on."""
         self.camera_stalled = True
+        facts: dict[str, object] = {"recording": self.state is State.RECORDING,
+                                    "invalid_frames": event.invalid_frames}
+        if event.last_frame_at is not None:
+            facts["last_frame_age_s"] = round(event.at - event.last_frame_at, 3)
         if self.state is not State.RECORDING:
-            return [Log("camera_stalled", {"recording": False})]
+            return [Log("camera_stalled", facts)]
         stall = self._policy.stops.camera_stall_s
-        return self._stop("camera_fault", f"camera: no frames for {stall:g} s")
+        what = "no frames" if not event.invalid_frames else (
+            f"only garbage ({event.invalid_frames} invalid frames)")
+        self.interruptions += 1
+        stopped_at = event.last_frame_at if event.last_frame_at is not None else self._now
+        interruption = Interruption("", self.interruptions, stopped_at, self._reason_key(1),
+                                    DEVICE, f"camera: {what} for {stall:g} s; sound recorded on")
+        self.interruption = interruption
+        return [Log("camera_stalled", facts), RaiseAlert(Alert.CAMERA_FAULT),
+                InterruptionOpened(interruption)]
 
     def _camera_resumed(self, event: CameraResumed) -> list[Action]:
         self.camera_stalled = False
         interruption = self.interruption
-        if (self.state is State.READY and interruption is not None and interruption.automatic
-                and interruption.detail.startswith("camera")):
-            return [Log("camera_resumed", {"resuming": True})] + self._record(resumed_by_device=True)
-        return [Log("camera_resumed", {"resuming": False})]
+        recording = self.state is State.RECORDING
+        actions: list[Action] = [Log("camera_resumed", {"recording": recording})]
+        if recording:
+            actions.append(RaiseAlert(Alert.FAULT_CLEARED))
+        if recording and interruption is not None and interruption.detail.startswith("camera"):
+            actions += self._close_interruption("resumed_by_device")
+        return actions
+
+    def _microphone_failed(self, event: MicrophoneFailed) -> list[Action]:
+        """No sound: the picture is still recorded; logged and signalled, no interruption."""
+        self.microphone_fault = event.fault
+        return [Log("microphone_failed", {"fault": event.fault,
+                                          "for_s": round(event.at - event.since, 3),
+                                          "recording": self.state is State.RECORDING}),
+                RaiseAlert(Alert.MICROPHONE_FAULT)]
+
+    def _microphone_recovered(self, event: MicrophoneRecovered) -> list[Action]:
+        self.microphone_fault = None
+        return [Log("microphone_recovered", {"fault": event.fault,
+                                             "lasted_s": round(event.at - event.since, 3),
+                                             "recording": self.state is State.RECORDING}),
+                RaiseAlert(Alert.FAULT_CLEARED)]
+
+    # --- after a restart ------------------------------------------------------------------
+
+    def _activity_continued(self, event: ActivityContinued) -> list[Action]:
+        """The activity the last run left open goes on; so does an interruption in it."""
+        self.activity_open = True
+        self.activity_number += 1
+        self.interruptions = event.last_number
+        self.interruption = event.interruption
+        self.prompt = None  # a reason not given before the restart stays pending (dock)
+        return []
+
+    def _power_restored(self, event: PowerRestored) -> list[Action]:
+        """The power went while recording in an activity: an automatic interruption with
+        reason (1), from the last sign of life on (Art. 12, R12.2).
+
+        The recording then resumes by itself, announced, when the device is back in the
+        field within ``POWER_CUT_RESUME_WITHIN_S`` — a loose battery contact, a brown-out,
+        a battery swap on the spot. The officer had chosen to record the whole process
+        (Art. 8) and did not stop; waiting for a press would only widen the gap, which a
+        court must be given reasons for (Art. 12), while the officer may not even have
+        noticed the reboot. It is no covert start (R5.3): the announcement plays and the red
+        LED shows, as at every start, and the work record says the device resumed. After
+        a longer outage the scene has likely changed (battery replaced back at the
+        office), so nothing records that the officer has not started (Art. 5): the
+        interruption stays open until the officer resumes or ends the activity. Nor does
+        it resume on the dock or with the battery at its cut-off.
+        """
+        if not (event.recording and self.activity_open):
+            return []
+        actions: list[Action] = []
+        if self.interruption is not None:
+            if not self.interruption.automatic:
+                return []  # the log says both recording and stopped: leave it as it is
+            # A gap in the picture (camera stall) ended with the recording the cut ended.
+            gap, self.interruption = self.interruption, None
+            actions.append(InterruptionClosed(gap.closed(event.lost_at, "recording_stopped")))
+        self.interruptions += 1
+        interruption = Interruption("", self.interruptions, event.lost_at, self._reason_key(1),
+                                    DEVICE, f"power lost while recording; back after "
+                                    f"{event.off_s:.0f} s")
+        self.interruption = interruption
+        actions += [RaiseAlert(Alert.INTERRUPTION_AUTOMATIC), InterruptionOpened(interruption)]
+        reading = event.power
+        cutoff = self._policy.stops.battery_cutoff_percent
+        if event.off_s > POWER_CUT_RESUME_WITHIN_S:
+            why = f"power off for {event.off_s:.0f} s (resumes by itself within " \
+                  f"{POWER_CUT_RESUME_WITHIN_S:g} s): the officer resumes"
+        elif reading is not None and reading.external_power:
+            why = "back on external power (docked): no recording from the dock"
+        elif reading is not None and reading.capacity_percent <= cutoff:
+            why = f"battery at {reading.capacity_percent:g} % (cut-off {cutoff:g} %)"
+        else:
+            actions += self._close_interruption("resumed_by_device")
+            return actions + self._record()
+        return actions + [Log("recording_not_resumed", {"why": why})]
 
     # --- sensors --------------------------------------------------------------------------
 
     def _gnss(self, event: GnssUpdate) -> list[Action]:
         if event.fix.has_position:
             self.gnss.last_fix_at = event.at
+            assert event.fix.latitude is not None and event.fix.longitude is not None
+            self.gnss.last_position = (event.fix.latitude, event.fix.longitude)
             if not self.gnss.has_fix:
                 self.gnss.has_fix = True
                 regained = self.gnss.lost_reported
@@ -386,37 +533,47 @@ class AgentCore:
             if self.state in (State.READY, State.CHECKING):
                 actions += [Log("power_save", {"battery_percent": reading.capacity_percent}),
                             StopCamera()] + self._enter(State.POWER_SAVE)
-        low = self._policy.warnings.battery_low_percent
-        if not reading.external_power and reading.capacity_percent < low:
-            if not self._battery_warned:
-                self._battery_warned = True
-                actions += [Log("battery_low", {"percent": reading.capacity_percent,
-                                                "threshold": low}),
-                            RaiseAlert(Alert.BATTERY_LOW)]
-        elif reading.capacity_percent >= low + 5 or reading.external_power:
-            self._battery_warned = False  # hysteresis: warn again only after a real recharge
+        if reading.external_power:
+            self._battery_warned = None
+            return actions
+        # Hysteresis: a threshold warns again only after a recharge 5 points above it.
+        threshold, self._battery_warned = warning_due(
+            reading.capacity_percent, self._policy.warnings.battery_low_percent,
+            self._battery_warned, lambda t: t + 5)
+        if threshold is not None:
+            percent = reading.capacity_percent
+            usable = max(0.0, percent - cutoff) / percent if percent > 0 else 0.0
+            minutes = recording_hours_left(reading, self._config.device) * 60 * usable
+            actions += [Log("battery_low", {"percent": percent, "threshold": threshold,
+                                            "recording_minutes_to_cutoff": round(minutes, 1)}),
+                        RaiseAlert(Alert.BATTERY_LOW)]
         return actions
 
     def _storage(self, event: StorageUpdate) -> list[Action]:
         actions: list[Action] = []
         reserve = self._policy.stops.storage_reserve_mb * 1e6
-        full = event.reading.free_bytes <= reserve
+        minutes = event.hours_free * 60  # recording time left above the reserve
+        threshold, self._storage_warned = warning_due(
+            minutes, self._policy.warnings.storage_low_minutes, self._storage_warned,
+            lambda t: t * 1.1)
+        if threshold is not None:
+            actions += [Log("storage_low", {"minutes_left": round(minutes, 2),
+                                            "threshold": threshold,
+                                            "free_bytes": event.reading.free_bytes}),
+                        RaiseAlert(Alert.STORAGE_LOW)]
+        # Stop while some seconds still fit above the reserve: what the recording writes
+        # until the next check, and the closing writes, never reach into the reserve.
+        full = (event.reading.free_bytes <= reserve
+                or minutes * 60 < STORAGE_STOP_LEAD_S)
         if full and not self.storage_full:
             actions.append(Log("storage_full", {"free_bytes": event.reading.free_bytes,
-                                                "reserve_bytes": int(reserve)}))
+                                                "reserve_bytes": int(reserve),
+                                                "seconds_left": round(minutes * 60, 1)}))
             if self.state is State.RECORDING:
                 actions += self._stop("storage_full", f"storage full: "
                                       f"{event.reading.free_bytes / 1e6:.0f} MB left, "
                                       f"reserve {reserve / 1e6:.0f} MB")
         self.storage_full = full
-        minutes = event.hours_free * 60
-        low = self._policy.warnings.storage_low_minutes
-        if minutes < low and not self._storage_warned:
-            self._storage_warned = True
-            actions += [Log("storage_low", {"minutes_free": round(minutes, 1), "threshold": low}),
-                        RaiseAlert(Alert.STORAGE_LOW)]
-        if minutes >= low * 1.1:
-            self._storage_warned = False
         return actions
 
     def _tick(self, event: Tick) -> list[Action]:
@@ -434,6 +591,8 @@ class AgentCore:
         if g.has_fix and g.last_fix_at is not None and now - g.last_fix_at > limit:
             g.has_fix = False
             g.lost_reported = True
-            return [Log("gnss_lost", {"last_fix_age_s": round(now - g.last_fix_at, 1)}),
+            lat, lon = g.last_position or (None, None)
+            return [Log("gnss_lost", {"last_fix_age_s": round(now - g.last_fix_at, 1),
+                                      "last_lat": lat, "last_lon": lon}),
                     RaiseAlert(Alert.GNSS_LOST)]
         return []

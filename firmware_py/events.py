@@ -61,19 +61,37 @@ class PowerUpdate:
 @dataclass(frozen=True)
 class StorageUpdate:
     reading: StorageReading
-    hours_free: float
+    hours_free: float  # recording time left before the storage stop (free less the reserve)
     at: float
 
 
 @dataclass(frozen=True)
 class CameraStalled:
-    """No frame has arrived for the policy's stall time while recording."""
+    """No usable frame has arrived for the policy's stall time while the camera is on."""
 
     at: float
+    last_frame_at: float | None = None  # monotonic time of the last usable frame
+    invalid_frames: int = 0  # frames dropped as garbage since that one
 
 
 @dataclass(frozen=True)
 class CameraResumed:
+    at: float
+
+
+@dataclass(frozen=True)
+class MicrophoneFailed:
+    """No audio (``fault`` "stopped") or only digital silence ("silent") since ``since``."""
+
+    fault: str
+    since: float
+    at: float
+
+
+@dataclass(frozen=True)
+class MicrophoneRecovered:
+    fault: str
+    since: float  # when the fault began
     at: float
 
 
@@ -84,8 +102,38 @@ class Tick:
     at: float
 
 
+@dataclass(frozen=True)
+class ActivityContinued:
+    """At start, an activity the officer had not ended was found (R8.3): it goes on.
+
+    ``last_number`` is its highest interruption number so far; ``interruption`` one still
+    open (a stop not yet resumed), its stop on this run's monotonic clock.
+    """
+
+    at: float
+    last_number: int
+    interruption: Interruption | None = None
+
+
+@dataclass(frozen=True)
+class PowerRestored:
+    """At start: the previous run lost its power (its log has no shutdown), Art. 12 (1).
+
+    ``lost_at`` is the last sign of life on this run's monotonic clock; ``recording``
+    whether a recording of the open activity was running then; the power reading says
+    whether the device came back on the dock or with its battery at the cut-off.
+    """
+
+    at: float
+    lost_at: float
+    off_s: float
+    recording: bool
+    power: PowerReading | None = None
+
+
 Event = (Booted | ButtonGesture | SelfCheckDone | GnssUpdate | ClockOffsetMeasured
-         | PowerUpdate | StorageUpdate | CameraStalled | CameraResumed | Tick)
+         | PowerUpdate | StorageUpdate | CameraStalled | CameraResumed | MicrophoneFailed
+         | MicrophoneRecovered | Tick | ActivityContinued | PowerRestored)
 
 
 # --- actions: what the edge must do ------------------------------------------------------

@@ -294,11 +294,17 @@ def parse(data: bytes, name: str = "file") -> ParsedFile:
     if len(header_bytes) != length:
         raise EvidenceFileError(f"{name}: header cut short")
     try:
-        header = json.loads(header_bytes)
+        header = json.loads(header_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise EvidenceFileError(f"{name}: header is not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise EvidenceFileError(f"{name}: header is not JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert; deep nesting
+        raise EvidenceFileError(f"{name}: header is not usable JSON "
+                                f"({type(exc).__name__})") from None
     if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
-        raise EvidenceFileError(f"{name}: unknown algorithm {header.get('alg') if isinstance(header, dict) else header!r}")
+        found = header.get("alg") if isinstance(header, dict) else header
+        raise EvidenceFileError(f"{name}: unknown algorithm {repr(found)[:60]}")
     chunks = []
     offset = 6 + length
     view = memoryview(data)  # chunks are views into the file's bytes, not copies
@@ -322,7 +328,11 @@ def unwrap_key(header: dict[str, object], agency_private: X25519PrivateKey, name
     if header.get("agency_key") != key_id(agency_raw):
         raise EvidenceFileError(f"{name}: encrypted to agency key {header.get('agency_key')}, "
                                 f"not to the key given ({key_id(agency_raw)})")
-    shared = agency_private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+    try:
+        shared = agency_private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+    except ValueError as exc:  # not 32 bytes, or a point that yields no shared key
+        raise EvidenceFileError(f"{name}: the header's ephemeral key is not usable "
+                                f"({exc})") from None
     try:
         return AESGCM(_kek(shared, ephemeral, agency_raw)).decrypt(b"\x00" * 12, wrapped,
                                                                    ephemeral + agency_raw)

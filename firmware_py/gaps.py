@@ -80,7 +80,12 @@ def find_gaps(items: Iterable[Any], tolerance_s: float = TOLERANCE_S) -> list[Ga
 
 def _gap(key: tuple[str, str], prev: Any, nxt: Any, tolerance_s: float) -> Gap | None:
     a, b = prev.body, nxt.body
-    end, start = a.get("end") or {}, b.get("start") or {}
+    end, start = dict(a.get("end") or {}), b.get("start") or {}
+    if not end and a.get("cut_short"):
+        # A segment sealed after a power cut knows only its last good chunk.
+        end = {"utc_ms": a["cut_short"].get("last_good_chunk_utc_ms")}
+    if end.get("utc_ms") is None or start.get("utc_ms") is None:
+        return None  # nothing to measure from (a cut segment starts where its file began)
     same = (a.get("recording_origin_us") is not None
             and a.get("recording_origin_us") == b.get("recording_origin_us")
             and not a.get("cut_short"))

@@ -8,6 +8,12 @@ timestamps share one origin per recording, so they run on across segment files w
 gap and no overlap. Media and metadata are flushed to disk together every half second of
 media, so a power cut loses at most that much.
 
+A part that fails does not stop the rest. A frame that is not H.264 (a camera delivering
+garbage) is dropped and counted, and video is taken again from the next keyframe, since
+the frames after it may refer to it. While the camera gives nothing, sound goes on into
+the open segment (flushed on its own every second), or into a segment of its own when the
+camera was silent at the start; video joins again at its next keyframe.
+
 Frames arrive on the camera's thread and audio on the microphone's; the agent's loop
 starts and stops recordings: one lock keeps them apart.
 """
@@ -29,7 +35,8 @@ from device.microphone import AudioBlock, AudioConfig
 from firmware_py.config import DeviceConfig
 from firmware_py.metadata import MetadataLog, fix_record, time_at
 from firmware_py.ring import PreEventRing
-from firmware_py.segment import AudioEncoder, SegmentInfo, SegmentWriter
+from firmware_py.segment import (PTS_ORIGIN, AudioEncoder, SegmentInfo, SegmentWriter,
+                                 h264_problem)
 from firmware_py.evidence_file import EncryptingFile
 from firmware_py.seal import Sealer
 from firmware_py.store import Activity, EvidenceStore
@@ -37,6 +44,9 @@ from firmware_py.store import Activity, EvidenceStore
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_US = 500_000
+AUDIO_FLUSH_US = 2 * FLUSH_INTERVAL_US  # sound flushes by itself only when video does not
+CAMERA_SILENT_US = 1_000_000  # no usable frame for this long: sound need not wait for video
+MAX_AUDIO_LAG_US = PTS_ORIGIN * 100 // 9  # 0.7 s: sound older than the video by more is dropped
 FIX_MEMORY_S = 130.0  # longer than the longest pre-event buffer
 
 
@@ -51,6 +61,7 @@ class _OpenSegment:
     start: Any = None  # Timestamp of the first frame
     markers: int = 0
     photos: int = 0
+    end_us: int = 0  # capture time just after the last media written (video or sound)
 
 
 @dataclass
@@ -102,34 +113,65 @@ class Recorder:
                                  device.recording.pre_event_audio)
         self._segment_us = device.recording.segment_seconds * 1_000_000
         self._half_frame_us = 500_000 // device.video.fps
+        self._frame_us = round(1_000_000 / device.video.fps)
         self._lock = threading.RLock()
         self._fixes: deque[tuple[float, GnssFix]] = deque()
         self.recording: Recording | None = None
         self.officer = device.device.officer
         self.frames = 0
+        self.rejected_frames = 0  # frames that were not H.264, dropped
+        self.dropped_audio_packets = 0  # filler after a microphone outage, too late to mux
+        self.last_rejection = ""
+        self._await_keyframe = False
+        self._last_frame_us: int | None = None  # capture time of the last usable frame
         self.history: list[dict[str, Any]] = []
         self.first_frame_written_at: float | None = None  # monotonic, for the latency bench
 
     # --- media in (camera and microphone threads) -------------------------------------------
 
-    def output_frame(self, frame: EncodedFrame) -> None:
+    def output_frame(self, frame: EncodedFrame) -> bool:
+        """Take one encoded frame; True when it went into the ring or a segment. False when
+        it is not H.264 (dropped and counted), or cannot be decoded where it would go: after
+        a dropped frame, or in a segment without video yet, until the next keyframe."""
+        problem = h264_problem(frame.data, frame.keyframe)
         with self._lock:
+            if problem is not None:
+                self.rejected_frames += 1
+                self.last_rejection = problem
+                self._await_keyframe = True  # what follows may refer to the dropped frame
+                return False
             self.frames += 1
-            rec = self.recording
-            if rec is None:
-                self.ring.add_frame(frame)
-                return
-            seg = rec.open
-            if seg is None:
+            if self._await_keyframe:
                 if not frame.keyframe:
-                    return  # a recording resumes only on a keyframe (after a camera fault)
-                seg = self._open_segment(rec, frame.timestamp_us)
-            elif frame.keyframe and frame.timestamp_us - seg.first_us >= self._segment_us - self._half_frame_us:
-                self._close_segment(rec, "length")
-                seg = self._open_segment(rec, frame.timestamp_us)
-            seg.writer.write_frame(frame)
-            if frame.timestamp_us - seg.last_flush_us >= FLUSH_INTERVAL_US:
-                self._flush(seg, frame.timestamp_us)
+                    return False
+                self._await_keyframe = False
+            self._last_frame_us = frame.timestamp_us
+            return self._route_frame(frame)
+
+    def _route_frame(self, frame: EncodedFrame) -> bool:
+        """Into the pre-event ring while ready, into the open segment while recording."""
+        rec = self.recording
+        if rec is None:
+            self.ring.add_frame(frame)
+            return True
+        seg = rec.open
+        if seg is None:
+            if not frame.keyframe:
+                return False  # a recording's video starts on a keyframe
+            seg = self._open_segment(rec, frame.timestamp_us)
+        elif seg.writer.frames == 0 and not frame.keyframe:
+            return False  # a segment begun with sound alone takes video from a keyframe
+        elif frame.keyframe and frame.timestamp_us - seg.first_us >= self._segment_us - self._half_frame_us:
+            self._close_segment(rec, "length")
+            seg = self._open_segment(rec, frame.timestamp_us)
+        seg.writer.write_frame(frame)
+        seg.end_us = max(seg.end_us, frame.timestamp_us + self._frame_us)
+        if frame.timestamp_us - seg.last_flush_us >= FLUSH_INTERVAL_US:
+            self._flush(seg, frame.timestamp_us)
+        return True
+
+    def _camera_silent(self, at_us: int) -> bool:
+        return self._last_frame_us is None or at_us - self._last_frame_us > CAMERA_SILENT_US
 
     def output_audio(self, block: AudioBlock) -> None:
         with self._lock:
@@ -140,8 +182,29 @@ class Recorder:
             if rec.audio is None or block.timestamp_us < rec.origin_us:
                 return
             for packet in rec.audio.encode(block):
-                if rec.open is not None:
-                    rec.open.writer.write_audio(packet)
+                seg = rec.open
+                if self._camera_silent(packet.timestamp_us):
+                    # No picture to wait for: sound opens (and cuts) segments itself.
+                    if seg is None:
+                        seg = self._open_segment(rec, packet.timestamp_us)
+                    elif packet.timestamp_us - seg.first_us >= self._segment_us:
+                        self._close_segment(rec, "length")
+                        seg = self._open_segment(rec, packet.timestamp_us)
+                if seg is None:
+                    continue
+                newest_video = seg.writer.last_timestamp_us
+                if newest_video is not None and packet.timestamp_us < newest_video - MAX_AUDIO_LAG_US:
+                    # Too old to sit beside the video already written (the PCR lead): the
+                    # silence the encoder fills a microphone outage with, given only when
+                    # sound returns. The outage stays a gap in the sound.
+                    self.dropped_audio_packets += 1
+                    continue
+                seg.writer.write_audio(packet)
+                duration_us = packet.duration * 1_000_000 // self._audio_config.sample_rate
+                seg.end_us = max(seg.end_us, packet.timestamp_us + duration_us)
+            seg = rec.open
+            if seg is not None and block.timestamp_us - seg.last_flush_us >= AUDIO_FLUSH_US:
+                self._flush(seg, block.timestamp_us)
 
     def note_fix(self, fix: GnssFix) -> None:
         """A GNSS epoch, for the track of the segment being written (R10.2)."""
@@ -176,18 +239,19 @@ class Recorder:
                 pre = self._open_segment(rec, frames[0].timestamp_us, with_audio=False)
                 for frame in frames[:split]:
                     pre.writer.write_frame(frame)
+                pre.end_us = frames[split - 1].timestamp_us + self._frame_us
                 self._close_segment(rec, "pre_event")
             # Buffered audio goes in interleaved with the video it belongs to; the first
             # frame goes first, since it opens the segment the audio is written into.
             live = frames[split:]
             if live:
-                self.output_frame(live[0])
+                self._route_frame(live[0])
             for item in _interleave(live[1:], buffered.audio):
                 if isinstance(item, EncodedFrame):
-                    self.output_frame(item)
+                    self._route_frame(item)
                 else:
                     self.output_audio(item)
-            if rec.open is not None:
+            if rec.open is not None and frames:
                 self._flush(rec.open, frames[-1].timestamp_us)
             if frames:
                 self.first_frame_written_at = self._clock.monotonic()
@@ -315,7 +379,7 @@ class Recorder:
                   "container": "mpegts"}
         meta_path = path.with_name(path.name.replace(".ts.bce", ".meta.jsonl.bce"))
         meta = MetadataLog(self._evidence_file(meta_path, "metadata"), header)
-        seg = _OpenSegment(sequence, media, writer, meta, first_us, first_us, start)
+        seg = _OpenSegment(sequence, media, writer, meta, first_us, first_us, start, end_us=first_us)
         # The track covers the segment from its first frame, pre-event part included.
         for received_at, fix in self._fixes:
             if received_at * 1e6 >= first_us:
@@ -334,7 +398,7 @@ class Recorder:
         rec.open = None
         info: SegmentInfo = seg.writer.close()
         stored_media = seg.media.close()
-        end = time_at(self._clock, info.last_timestamp_us / 1e6 + 1 / self._video.fps)
+        end = time_at(self._clock, seg.end_us / 1e6)
         summary = {"file": seg.media.path.name, "file_number": seg.sequence, "frames": info.frames,
                    "keyframes": info.keyframes, "duration_s": round(info.duration_s, 3),
                    "bytes": seg.media.bytes_written, "audio_packets": info.audio_packets,

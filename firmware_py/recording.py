@@ -17,7 +17,8 @@ from firmware_py.store import Activity
 
 
 class RecordingPipeline(Protocol):
-    def output_frame(self, frame: EncodedFrame) -> None: ...
+    def output_frame(self, frame: EncodedFrame) -> bool | None:
+        """Take a frame; False when it was unusable (not H.264) and dropped."""
 
     def output_audio(self, block: AudioBlock) -> None: ...
 

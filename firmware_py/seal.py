@@ -167,7 +167,8 @@ def unsealed(evidence: Path) -> list[Path]:
     root = Path(evidence)
     stems = {stem_of(p) for p in root.rglob(f"*{SUFFIX}")}
     stems |= {p.with_suffix("") for p in root.rglob("activity.json")}
-    stems |= {p.with_suffix("") for p in root.rglob("interruption-*.json")}
+    stems |= {p.with_suffix("") for p in root.rglob("interruption-*.json")
+              if not p.name.endswith(MANIFEST)}  # a work record's own seal is no record
     return sorted(s for s in stems if not manifest_paths(s)[0].exists())
 
 

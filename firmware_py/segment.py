@@ -473,6 +473,35 @@ class SegmentWriter:
         self._muxed = 0  # packets given to this muxer instance
 
 
+def h264_problem(access_unit: bytes, keyframe: bool) -> str | None:
+    """Why ``access_unit`` is not an H.264 access unit in Annex B form, or None.
+
+    A cheap structural check for what a camera hands over, before it reaches the muxer
+    (which refuses a first packet without a start code, and would carry anything else into
+    the evidence): it must start with a start code, every NAL unit must have its forbidden
+    bit clear and a type H.264 defines (1–23), a picture needs a slice (type 1 or 5), and a
+    keyframe an IDR slice (5). Emulation prevention keeps start codes out of NAL payloads,
+    so splitting on them is exact. Random bytes fail on the first test almost always.
+    """
+    if not (access_unit.startswith(b"\x00\x00\x01") or access_unit.startswith(b"\x00\x00\x00\x01")):
+        return "no Annex B start code"
+    types = set()
+    i = access_unit.find(b"\x00\x00\x01")
+    while i >= 0:
+        if i + 3 >= len(access_unit):
+            return "start code without a NAL unit"
+        header = access_unit[i + 3]
+        if header & 0x80 or not 1 <= header & 0x1F <= 23:
+            return f"invalid NAL header 0x{header:02x}"
+        types.add(header & 0x1F)
+        i = access_unit.find(b"\x00\x00\x01", i + 3)
+    if not types & {1, 5}:
+        return "no picture slice"
+    if keyframe and 5 not in types:
+        return "keyframe without an IDR slice"
+    return None
+
+
 def _h264_profile_level(access_unit: bytes) -> dict[str, str]:
     """Profile and level from the SPS in a keyframe; empty if there is none."""
     i = access_unit.find(b"\x00\x00\x01")

@@ -128,10 +128,12 @@ def recording_hours_left(power: PowerReading, device: DeviceConfig) -> float:
     return energy / device.power.recording_w
 
 
-def recording_hours_free(storage: StorageReading, device: DeviceConfig) -> float:
-    """Hours of recording that fit in the free space at the configured bitrates."""
+def recording_hours_free(storage: StorageReading, device: DeviceConfig,
+                         reserve_bytes: float = 0.0) -> float:
+    """Hours of recording that fit in the free space at the configured bitrates; with
+    ``reserve_bytes``, in the free space above that reserve (until the storage stop)."""
     bytes_per_hour = device.recording_bitrate / 8 * 3600
-    return storage.free_bytes / bytes_per_hour
+    return max(0.0, storage.free_bytes - reserve_bytes) / bytes_per_hour
 
 
 def _battery(r: SelfCheckReadings, device: DeviceConfig, p: SelfCheckPolicy) -> Check:

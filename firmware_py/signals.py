@@ -40,6 +40,9 @@ class Alert(StrEnum):
     REASON_PRESS = "reason_press"
     REASON_CHOSEN = "reason_chosen"
     INTERRUPTION_AUTOMATIC = "interruption_automatic"
+    CAMERA_FAULT = "camera_fault"
+    MICROPHONE_FAULT = "microphone_fault"
+    FAULT_CLEARED = "fault_cleared"
     ACTIVITY_ENDED = "activity_ended"
     REFUSED = "refused"
 
@@ -95,6 +98,13 @@ ALERTS: dict[Alert, Pattern] = {
                                            Output.BUZZER: _beeps(4, 0.15, 0.15),
                                            Output.VIBRATION: _beeps(2, 0.5, 0.2)},
                                           "the device stopped by itself (Art. 12 (1))"),
+    Alert.CAMERA_FAULT: Pattern({Output.LED_RED: _beeps(3, 0.3, 0.3), Output.BUZZER: _beeps(3, 0.3, 0.3)},
+                                "no usable picture: sound is still recorded"),
+    Alert.MICROPHONE_FAULT: Pattern({Output.LED_RED: _beeps(2, 0.3, 0.3),
+                                     Output.VIBRATION: _beeps(2, 0.3, 0.3)},
+                                    "no sound: the picture is still recorded"),
+    Alert.FAULT_CLEARED: Pattern({Output.LED_GREEN: _beeps(1, 0.3), Output.BUZZER: _beeps(1, 0.05)},
+                                 "camera or microphone works again"),
     Alert.ACTIVITY_ENDED: Pattern({Output.BUZZER: _beeps(3, 0.1, 0.1), Output.VIBRATION: _beeps(1, 0.6)},
                                   "three chirps and a long buzz"),
     Alert.REFUSED: Pattern({Output.BUZZER: _beeps(1, 0.8)}, "one long low beep: cannot do that now"),

@@ -68,6 +68,20 @@ class SimBattery:
         self._published_at: float | None = None
         self._publish()
 
+    @classmethod
+    def restore(cls, root: Path, charge_w: float = 10.0, *, cells: int = 1) -> "SimBattery":
+        """The battery as its sysfs tree left it: same charge, same dock (after a power cut).
+
+        The tree is published once a second, so up to a second of drain before the cut is
+        not in it; that is as close as the files allow.
+        """
+        bat, dock = Path(root) / "BAT0", Path(root) / "DOCK"
+        full_wh = int((bat / "energy_full").read_text()) / 1e6
+        now_wh = int((bat / "energy_now").read_text()) / 1e6
+        docked = (dock / "online").read_text().strip() == "1"
+        return cls(root, capacity_wh=full_wh, start_percent=min(100.0, 100.0 * now_wh / full_wh),
+                   charge_w=charge_w, cells=cells, docked=docked)
+
     @property
     def root(self) -> Path:
         return self._root

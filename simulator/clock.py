@@ -56,3 +56,8 @@ class DriftingWallClock:
 
     def jump(self, seconds: float) -> None:
         self._jumps += seconds
+
+    @property
+    def jumps_s(self) -> float:
+        """All jumps so far: the RTC keeps them through a power cut (it has its own cell)."""
+        return self._jumps

@@ -207,13 +207,15 @@ class SimGnssReceiver:
 
     def __init__(self, clock: VirtualClock, true_utc: Callable[[], float], route: Route,
                  time_to_first_fix_s: float = 5.0, satellites: int = 9, talker: str = "GN",
-                 seed: int = 0) -> None:
+                 seed: int = 0, route_t0: float | None = None) -> None:
         if len(talker) != 2:
             raise ValueError(f"talker {talker!r} must be two characters")
         self._clock = clock
         self._true_utc = true_utc
         self._route = route
-        self._route_t0 = clock.now
+        # When the wearer set off along the route (now, unless the receiver is switched on
+        # again after a power cut: the wearer walked on meanwhile).
+        self._route_t0 = clock.now if route_t0 is None else route_t0
         self._first_fix_at = clock.now + time_to_first_fix_s
         self._lost_until = -math.inf
         self._satellites = satellites

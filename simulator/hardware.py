@@ -9,7 +9,9 @@ buttons and LEDs are gpiozero devices on mock pins, power is read from a sysfs t
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,21 @@ from simulator.scenario import Scenario
 from simulator.storage import QuotaStorage
 
 log = logging.getLogger(__name__)
+
+WORLD_STATE = ".sim-world.json"
+
+
+@dataclass(frozen=True)
+class PowerOff:
+    """A power cut the world lived through: the device lost its power at ``lost_at`` and has
+    it back at ``back_at`` (virtual seconds since the scenario's start)."""
+
+    lost_at: float
+    back_at: float
+
+    @property
+    def off_s(self) -> float:
+        return self.back_at - self.lost_at
 
 
 def video_config(device: DeviceConfig) -> VideoConfig:
@@ -98,21 +115,58 @@ class SimWorld:
         self.hardware.close()
         self.gnss.close()
 
+    # --- what outlives the device's power -----------------------------------------------
 
-def build_world(device: DeviceConfig, scenario: Scenario, root: Path) -> SimWorld:
-    """Build the simulated device under ``root`` (its storage, sysfs and evidence)."""
+    def save_state(self) -> None:
+        """Write down what the world holds outside the device's files — card ballast, RTC
+        jumps, broken parts — so that it is still so when the device boots after a power
+        cut. Written atomically whenever a scenario event changes it."""
+        state = {"storage_ballast_bytes": self.storage.ballast_bytes,
+                 "clock_jumps_s": self.wall.jumps_s,
+                 "camera_fault": self.camera.fault, "microphone_fault": self.microphone.fault}
+        path = self.root / WORLD_STATE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def restore_state(self) -> None:
+        path = self.root / WORLD_STATE
+        if not path.exists():
+            return
+        state = json.loads(path.read_text())
+        self.storage.fill(int(state.get("storage_ballast_bytes", 0)))
+        self.wall.jump(float(state.get("clock_jumps_s", 0.0)))
+        if state.get("camera_fault"):
+            self.camera.fail(state["camera_fault"])
+        if state.get("microphone_fault"):
+            self.microphone.fail(state["microphone_fault"])
+
+
+def build_world(device: DeviceConfig, scenario: Scenario, root: Path,
+                restart: PowerOff | None = None) -> SimWorld:
+    """Build the simulated device under ``root`` (its storage, sysfs and evidence).
+
+    With ``restart`` the device is switched on again after a power cut: the virtual clock
+    (and with it the RTC) starts at ``restart.back_at``, and the battery, the storage and
+    the world's state file are taken as the cut left them, not made afresh.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    clock = VirtualClock()
+    clock = VirtualClock(restart.back_at if restart else 0.0)
     wall = DriftingWallClock(clock, scenario.start_utc, scenario.clock_error_s,
                              scenario.clock_drift_ppm)
     device_clock = DeviceClock(wall=wall, monotonic=clock, utc_offset_s=device.device.utc_offset_s)
 
     sysfs = root / "sys" / "class" / "power_supply"
-    battery = SimBattery(sysfs, capacity_wh=scenario.battery_capacity_wh,
-                         start_percent=scenario.battery_percent)
-    if scenario.docked_at_start:
-        battery.dock()
-    battery.update(0.0, 0.0)
+    if restart is None:
+        battery = SimBattery(sysfs, capacity_wh=scenario.battery_capacity_wh,
+                             start_percent=scenario.battery_percent)
+        if scenario.docked_at_start:
+            battery.dock()
+        battery.update(0.0, 0.0)
+    else:
+        battery = SimBattery.restore(sysfs)
+        battery.update(restart.lost_at, 0.0)
+        battery.update(restart.back_at, 0.0)  # off: no draw (a dock charges it meanwhile)
 
     evidence = evidence_dir(device, root)
     evidence.mkdir(parents=True, exist_ok=True)
@@ -121,7 +175,7 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path) -> SimWorl
     route = Route([(p.latitude, p.longitude) for p in scenario.route], speed_mps=scenario.speed_mps)
     receiver = SimGnssReceiver(clock, wall.true_utc, route,
                                time_to_first_fix_s=scenario.gnss_ttff_s,
-                               satellites=scenario.gnss_satellites)
+                               satellites=scenario.gnss_satellites, route_t0=0.0)
     gnss = SerialGnss(receiver.port_path, device.gnss.baudrate, monotonic=clock)
 
     buttons = SimButtons(button_pins(device), indicator_pins(device))
@@ -139,8 +193,11 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path) -> SimWorl
                         speaker=speaker, inputs=inputs, indicators=indicators, gnss=gnss,
                         power=SysfsPower(sysfs, device.power.battery or None),
                         storage=storage)
-    return SimWorld(clock, wall, hardware, camera, microphone, speaker, space, receiver,
-                    battery, storage, buttons, root)
+    world = SimWorld(clock, wall, hardware, camera, microphone, speaker, space, receiver,
+                     battery, storage, buttons, root)
+    if restart is not None:
+        world.restore_state()
+    return world
 
 
 def evidence_dir(device: DeviceConfig, root: Path) -> Path:

@@ -4,6 +4,11 @@ Each step advances the virtual clock by one frame interval, applies the scenario
 that are due, lets every simulated part catch up (``SimWorld.tick``: GNSS sentences into
 the pty, a camera frame encoded, audio captured, the battery drained) and then runs one
 pass of the agent's loop. Everything the agent logs becomes a line of the timeline.
+
+A scenario with ``power_cut`` events cannot run in one process: the device really dies at
+each cut. ``run_scenario`` hands it to ``simulator.powercut``, which runs each stretch up
+to a cut in a child process killed there and the rest on the same files, restarted with
+``Simulation(..., restart=PowerOff(...))``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from firmware_py.config import Config, load as load_config
 from firmware_py.core import State
 from firmware_py.keys import ENROLLMENT, enroll
 from firmware_py.selfcheck import SelfCheckReport
-from simulator.hardware import SimWorld, build_world
+from simulator.hardware import PowerOff, SimWorld, build_world
 from simulator.scenario import Scenario, ScenarioEvent
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,10 @@ class SimulationResult:
     recordings: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
     gnss_stats: dict[str, Any] = field(default_factory=dict)
+    # One per power cut: when it came, how long the power was off (only the last stretch's
+    # reports, recordings, frames and GNSS figures are here: the others died with their
+    # process).
+    power_cuts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def speed(self) -> float:
@@ -77,6 +86,7 @@ class SimulationResult:
             "wall_seconds": round(self.wall_seconds, 3), "speed": round(self.speed, 2),
             "final_state": self.final_state, "powered_off": self.powered_off,
             "frames": self.frames, "recordings": self.recordings, "gnss": self.gnss_stats,
+            "power_cuts": self.power_cuts,
             "selfchecks": [r.to_json() for r in self.reports],
             "timeline": [{"t": round(e.t, 3), "local": e.local, "source": e.source,
                           "kind": e.kind, "fields": e.fields} for e in self.timeline],
@@ -84,16 +94,27 @@ class SimulationResult:
 
 
 class Simulation:
-    """One scenario run; ``run`` drives it to the end (or until the battery dies)."""
+    """One scenario run; ``run`` drives it to the end (or until the battery dies).
+
+    ``restart`` continues a scenario after a power cut on the files the dead run left, from
+    the moment the power is back; ``on_power_cut`` is what a ``power_cut`` event does (the
+    harness in ``simulator.powercut`` kills the process). Without it a power cut is refused:
+    use ``run_scenario``.
+    """
 
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
                  on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_dock: Callable[["Simulation"], dict[str, Any]] | None = None) -> None:
+                 on_dock: Callable[["Simulation"], dict[str, Any]] | None = None,
+                 restart: PowerOff | None = None,
+                 on_power_cut: Callable[["Simulation", ScenarioEvent], None] | None = None) -> None:
         self.scenario = scenario
         self.out = Path(out)
         self.config = config or load_config(overrides=scenario.config,
                                             overrides_source=f"{scenario.source} [config]")
-        self.world: SimWorld = build_world(self.config.device, scenario, self.out / "device")
+        self.restart = restart
+        self._on_power_cut = on_power_cut
+        self.world: SimWorld = build_world(self.config.device, scenario, self.out / "device",
+                                           restart)
         self.dock_dir = self.out / "dock"
         device = self.config.device.device
         if not (self.out / "device" / ENROLLMENT).exists():
@@ -108,7 +129,10 @@ class Simulation:
         # What happens when the device is dropped in the dock besides charging: the CLI
         # wires in dock sync (the simulator itself knows nothing of MQTT).
         self._on_dock = on_dock
-        self._events = list(scenario.events)
+        # After a power cut the scenario goes on with what came after the cut (nothing falls
+        # inside a cut: the scenario parser sees to that).
+        self._events = [e for e in scenario.events if restart is None or e.at > restart.lost_at]
+        self.switched_off = False  # a switch_off event came: the officer turned it off
         self._started = time.perf_counter()
 
     def _entry(self, source: str, kind: str, fields: dict[str, Any]) -> None:
@@ -144,6 +168,16 @@ class Simulation:
                  "gnss": w.gnss.regain_fix}[event.part]()
             case "fault":
                 self._fault(event)
+            case "switch_off":
+                # The officer's switch: the stretch ends here, and run_scenario shuts the
+                # device down cleanly (``finish``) and boots it again ``off`` later.
+                self.switched_off = True
+            case "power_cut":
+                if self._on_power_cut is None:
+                    raise RuntimeError("a power_cut needs the device in a process of its own: "
+                                       "run the scenario with simulator.runner.run_scenario")
+                self._on_power_cut(self, event)
+        w.save_state()  # faults, ballast and clock jumps outlive a power cut
 
     def _fault(self, event: ScenarioEvent) -> None:
         w = self.world
@@ -179,16 +213,18 @@ class Simulation:
         return power.idle_w
 
     def start(self) -> None:
-        """Power the device on: the agent boots at virtual time 0."""
+        """Power the device on: the agent boots at virtual time 0, or when the power is back."""
         self._started = time.perf_counter()
         self.world.tick()
+        if self.restart is not None:
+            self._entry("scenario", f"power back after {self.restart.off_s:g} s", {})
         self.agent.start()
 
     def advance_to(self, t: float) -> bool:
         """Run frame by frame until virtual time ``t``; False once the device is off."""
         w = self.world
         dt = 1.0 / self.config.device.video.fps
-        while w.clock.now + dt / 2 < t and not self.result.powered_off:
+        while w.clock.now + dt / 2 < t and not self.result.powered_off and not self.switched_off:
             w.clock.advance(dt)
             while self._events and self._events[0].at <= w.clock.now:
                 self._apply(self._events.pop(0))
@@ -235,6 +271,10 @@ class Simulation:
 def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,
                  on_entry: Callable[[TimelineEntry], None] | None = None,
                  on_dock: Callable[[Simulation], dict[str, Any]] | None = None) -> SimulationResult:
+    """Run ``scenario`` to its end; with power cuts, through ``simulator.powercut``."""
+    if any(e.action in ("power_cut", "switch_off") for e in scenario.events):
+        from simulator.powercut import run_with_power_cuts
+        return run_with_power_cuts(scenario, out, config, on_entry, on_dock)
     return Simulation(scenario, out, config, on_entry, on_dock).run()
 
 

@@ -13,16 +13,35 @@ overrides device configuration, and lists timed events::
 
     [[event]]
     at = "1:05"                 # seconds, "m:ss", "h:mm:ss", or "90s" / "5m" / "1h"
-    action = "press"            # press, long_press, hold, fault, recover, dock, undock
-    button = "record"
+    action = "press"            # press, long_press, hold, fault, recover, dock, undock,
+    button = "record"           # power_cut, switch_off
+
+    [[event]]                   # the power goes: the device process is killed (SIGKILL)
+    at = "4:00"                 # and boots again on the same files ``off`` later
+    action = "power_cut"
+    off = "10s"                 # optional, 10 s by default
+
+    [[event]]                   # a power cut at a random moment of a window, drawn
+    action = "power_cut"        # from the scenario's seed (same seed, same moment)
+    between = ["5:00", "6:00"]
+
+    [[event]]                   # the officer switches the recorder off between visits:
+    at = "20:00"                # a clean shutdown, and on again ``off`` later (virtual
+    action = "switch_off"       # time skips the off time: nothing runs)
+    off = "45m"
 
 Fault kinds: camera_stopped, camera_garbage, microphone_stopped, microphone_silent,
 gnss_lost (with ``duration``), gnss_garbage, storage_full, storage_fill (``mb``),
 battery_drain (``percent``), clock_jump (``seconds``).
+
+No other event may fall inside a power cut (from the cut until the power is back), and the
+power must be back before the scenario ends. ``simulator.runner.run_scenario`` (and
+``bodycam simulate``) runs a scenario with power cuts; see ``simulator.powercut``.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -34,7 +53,11 @@ from device.inputs import Button
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
-ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock")
+ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock", "power_cut",
+           "switch_off")
+# Both take the device away for ``off``: a power cut kills it, a switch-off shuts it down.
+POWER_OFF_ACTIONS = ("power_cut", "switch_off")
+POWER_OFF_DEFAULT_S = 10.0
 FAULTS = ("camera_stopped", "camera_garbage", "microphone_stopped", "microphone_silent",
           "gnss_lost", "gnss_garbage", "storage_full", "storage_fill", "battery_drain",
           "clock_jump")
@@ -54,6 +77,7 @@ class ScenarioEvent:
     fault: str = ""
     part: str = ""
     amount: float = 0.0  # percent (battery_drain) or MB (storage_fill)
+    window: tuple[float, float] | None = None  # power_cut: ``at`` was drawn from this window
 
     def describe(self) -> str:
         if self.action in ("press", "long_press"):
@@ -66,6 +90,12 @@ class ScenarioEvent:
             return f"fault {self.fault}{extra.get(self.fault, '')}"
         if self.action == "recover":
             return f"recover {self.part}"
+        if self.action == "power_cut":
+            drawn = (f" (random moment in {self.window[0]:g}-{self.window[1]:g} s)"
+                     if self.window else "")
+            return f"power cut for {self.seconds:g} s{drawn}"
+        if self.action == "switch_off":
+            return f"switched off for {self.seconds:g} s"
         return self.action
 
 
@@ -144,13 +174,16 @@ def _no_extra(table: dict[str, Any], where: str) -> None:
         raise ScenarioError(f"{where}: unknown key {next(iter(table))!r}")
 
 
-def _event(raw: Any, where: str) -> ScenarioEvent:
+def _event(raw: Any, where: str, rng: random.Random) -> ScenarioEvent:
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: must be a table")
     t = dict(raw)
-    if "at" not in t:
+    drawn = raw.get("action") in POWER_OFF_ACTIONS and "between" in t
+    if "at" not in t and not drawn:
         _missing(where, "at")
-    at = parse_duration(t.pop("at"), f"{where}.at")
+    if "at" in t and drawn:
+        raise ScenarioError(f"{where}: give either at or between, not both")
+    at = parse_duration(t.pop("at"), f"{where}.at") if "at" in t else 0.0
     action = _take(t, "action", str, where)
     if action not in ACTIONS:
         raise ScenarioError(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
@@ -189,10 +222,48 @@ def _event(raw: Any, where: str) -> ScenarioEvent:
         if part not in RECOVERABLE:
             raise ScenarioError(f"{where}.part: {part!r} is not one of {', '.join(RECOVERABLE)}")
         event = ScenarioEvent(at, action, part=part)
+    elif action in POWER_OFF_ACTIONS:
+        event = _power_cut(t, at, where, rng, action)
     else:
         event = ScenarioEvent(at, action)
     _no_extra(t, where)
     return event
+
+
+def _power_cut(t: dict[str, Any], at: float, where: str, rng: random.Random,
+               action: str = "power_cut") -> ScenarioEvent:
+    """``off`` (how long the power stays away) and, instead of ``at``, ``between``: a window
+    the moment is drawn from, uniformly, with ``rng`` (seeded by the scenario's seed)."""
+    off = parse_duration(t.pop("off", POWER_OFF_DEFAULT_S), f"{where}.off")
+    if off <= 0:
+        raise ScenarioError(f"{where}.off: the power must stay off for a positive time")
+    window = None
+    if "between" in t:
+        raw = t.pop("between")
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise ScenarioError(f"{where}.between: {raw!r} is not [from, to]")
+        lo, hi = (parse_duration(v, f"{where}.between") for v in raw)
+        if not 0 < lo < hi:
+            raise ScenarioError(f"{where}.between: {raw!r} needs 0 < from < to")
+        window = (lo, hi)
+        at = rng.uniform(lo, hi)
+    if at <= 0:
+        raise ScenarioError(f"{where}.at: a {action.replace('_', ' ')} needs the device on "
+                            "(after 0 s)")
+    return ScenarioEvent(at, action, seconds=off, window=window)
+
+
+def _check_power_cuts(events: tuple[ScenarioEvent, ...], duration: float, source: str) -> None:
+    """The device is off during a cut: nothing else may happen to it, and it comes back."""
+    for cut in (e for e in events if e.action in POWER_OFF_ACTIONS):
+        back = cut.at + cut.seconds
+        if back > duration:
+            raise ScenarioError(f"{source}: power cut at {cut.at:g} s: the power is back at "
+                                f"{back:g} s, after the end ({duration:g} s)")
+        for other in events:
+            if other is not cut and cut.at <= other.at < back:
+                raise ScenarioError(f"{source}: event at {other.at:g} s ({other.describe()}) "
+                                    f"falls in the power cut from {cut.at:g} s to {back:g} s")
 
 
 def _missing(where: str, key: str) -> Any:
@@ -273,11 +344,13 @@ def parse(data: dict[str, Any], source: str) -> Scenario:
     raw_events = data.pop("event", [])
     if not isinstance(raw_events, list):
         raise ScenarioError(f"{source}: event must be an array of tables ([[event]])")
-    events = tuple(sorted((_event(e, f"{source}: event {i + 1}") for i, e in enumerate(raw_events)),
-                          key=lambda e: e.at))
+    # Each event draws from its own stream, so adding an event leaves the others' moments.
+    events = tuple(sorted((_event(e, f"{source}: event {i + 1}", random.Random(f"{seed}/{i}"))
+                           for i, e in enumerate(raw_events)), key=lambda e: e.at))
     for e in events:
         if e.at > duration:
             raise ScenarioError(f"{source}: event at {e.at:g} s is after the end ({duration:g} s)")
+    _check_power_cuts(events, duration, source)
     _no_extra(data, source)
     return Scenario(name, description, start, duration, seed, config, float(battery_percent),
                     float(capacity), float(quota), float(error), float(drift), ttff, satellites,

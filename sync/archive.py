@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware_py.evidence_file import EvidenceFileError, canonical, parse
 from firmware_py.keys import EnrolledDevice, load_registry
 from firmware_py.seal import MANIFEST, SIGNATURE
-from firmware_py.verify import check_manifest
+from firmware_py.verify import check_manifest, file_records
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -184,11 +184,12 @@ class Archive:
     def complete(self, device: str, file_id: str) -> Stored:
         """Check, archive and receipt a fully received file; ArchiveError says why not."""
         self.sync()
-        row = self.db.execute("SELECT name, activity, size, sha256, state, receipt, signature "
-                              "FROM files WHERE device=? AND file_id=?", (device, file_id)).fetchone()
+        row = self.db.execute("SELECT name, activity, size, sha256, state, receipt, signature, "
+                              "manifest FROM files WHERE device=? AND file_id=?",
+                              (device, file_id)).fetchone()
         if row is None:
             raise ArchiveError(f"{file_id}: never announced")
-        name, activity, size, sha256, state, receipt, signature = row
+        name, activity, size, sha256, state, receipt, signature, sealed_by = row
         if state == "archived":
             return Stored(file_id, json.loads(receipt), base64.b64decode(signature))
         data = self._part(device, file_id).read_bytes()
@@ -196,7 +197,7 @@ class Archive:
             self.discard(device, file_id)
             raise ArchiveError(f"{name}: whole-file hash or size does not match what was "
                                "announced; discarded, send it again")
-        verified = self._verify(device, activity, name, data, sha256)
+        verified = self._verify(device, activity, name, data, sha256, sealed_by)
         target = self.root / device / activity / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
@@ -211,7 +212,8 @@ class Archive:
         self.db.commit()
         return Stored(file_id, body, signature_bytes)
 
-    def _verify(self, device: str, activity: str, name: str, data: bytes, sha256: str) -> bool:
+    def _verify(self, device: str, activity: str, name: str, data: bytes, sha256: str,
+                sealed_by: str | None = None) -> bool:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
@@ -226,14 +228,16 @@ class Archive:
                                    f"{'; '.join(p for _, p in problems) or 'unreadable'}")
             if body.get("device") != device:
                 raise ArchiveError(f"{name}: sealed by {body.get('device')}, sent by {device}")
-            start, end = body.get("start") or {}, body.get("end") or {}
+            start, end = _mapping(body.get("start")), _mapping(body.get("end"))
             self.db.execute("INSERT OR IGNORE INTO seals VALUES (?,?,?,?,?,?,?,?)",
                             (device, body.get("sequence"), body.get("kind"), body.get("activity"),
                              body.get("officer"), start.get("utc_ms"), end.get("utc_ms"), name))
             return True
-        for manifest in folder.glob(f"*{MANIFEST}"):
+        # The manifest the device named for the file first; any other in the folder after.
+        named = [folder / sealed_by] if sealed_by and (folder / sealed_by).is_file() else []
+        for manifest in named + sorted(set(folder.glob(f"*{MANIFEST}")) - set(named)):
             body = json.loads(manifest.read_bytes())
-            for record in body.get("files", []):
+            for record in file_records(body):
                 if record.get("name") == name:
                     if record.get("stored_sha256") != sha256 or record.get("stored_bytes") != len(data):
                         raise ArchiveError(f"{name}: does not match its seal {manifest.name}")
@@ -289,6 +293,10 @@ class Archive:
             fh.close()
         self._dirty = {}
         self.db.close()
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _safe_name(name: str) -> None:

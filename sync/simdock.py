@@ -33,17 +33,20 @@ class SimulatedDock:
         self.archive = Path(archive)
         self._broker: EmbeddedBroker | None = None
         self._dock: DockService | None = None
+        self._sim: Any = None  # the simulation docked last: its world keeps the true time
         self.sessions: list[dict[str, Any]] = []
 
     def __call__(self, sim: Any) -> dict[str, Any]:
+        self._sim = sim
         device = sim.config.device.device
         enroll_device(sim.out / "device", sim.dock_dir, device.id, device.unit)
         if self._broker is None:
             self._broker = EmbeddedBroker()
             self._broker.start()
-            # The dock keeps true time: in the simulation that is the scenario's UTC.
+            # The dock keeps true time: in the simulation that is the scenario's UTC, read
+            # from the simulation docked now (after a restart that is a new world).
             self._dock = DockService(sim.dock_dir, self.archive, self._broker.host,
-                                     self._broker.port, now=sim.world.wall.true_utc)
+                                     self._broker.port, now=lambda: self._sim.world.wall.true_utc())
             self._dock.start()
         assert self._broker is not None
         battery = int(sim.world.battery.percent)

@@ -135,3 +135,21 @@ def test_readme_generated_tables_match_the_code():
     assert cfg.reference_markdown().rstrip() in readme
     from firmware_py.signals import table_markdown
     assert table_markdown() in readme
+
+
+def test_warning_thresholds_are_a_list_or_one_number(tmp_path):
+    text = (cfg.CONFIG_DIR / "policy.toml").read_text()
+    shipped = "storage_low_minutes = [30.0, 10.0, 3.0]"
+    assert shipped in text
+    one = cfg.load(policy_path=write(tmp_path, text.replace(shipped, "storage_low_minutes = 12"),
+                                     "policy.toml"))
+    assert one.policy.warnings.storage_low_minutes == (12.0,)
+    unordered = cfg.load(policy_path=write(tmp_path, text.replace(shipped, "storage_low_minutes = [5, 60]"),
+                                           "policy.toml"))
+    assert unordered.policy.warnings.storage_low_minutes == (60.0, 5.0)  # highest first
+    for wrong, expected in (("[30, 7000]", r"storage_low_minutes\[1\]: 7000.0 is out of range"),
+                            ("[30, 30]", "names a value twice"),
+                            ('["soon"]', r"storage_low_minutes\[0\]: 'soon' is not a number")):
+        with pytest.raises(cfg.ConfigError, match=expected):
+            cfg.load(policy_path=write(tmp_path, text.replace(shipped, f"storage_low_minutes = {wrong}"),
+                                       "policy.toml"))

@@ -16,7 +16,8 @@ from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture
                                 ClockOffsetMeasured, CorrectClock, GnssUpdate, Log,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
-                                StorageUpdate, TakePhoto, Tick)
+                                StorageUpdate, TakePhoto, Tick, MicrophoneFailed,
+                                MicrophoneRecovered)
 from firmware_py.selfcheck import CheckReason, SelfCheckReport, Check, Status
 from firmware_py.signals import Alert, Signal
 
@@ -285,14 +286,44 @@ def test_storage_full_stops_and_refuses_until_space_returns(config):
     assert StartRecording(resumed=True) in core.handle(press(at=45.0))
 
 
-def test_camera_stall_is_an_automatic_interruption_that_resumes_itself(config):
+def test_camera_stall_interrupts_the_picture_while_sound_records_on(config):
     core = recording(config)
-    actions = core.handle(CameraStalled(30.0))
-    assert find(actions, StopRecording)[0].reason == "camera_fault"
+    actions = core.handle(CameraStalled(30.0, last_frame_at=27.0))
+    assert not find(actions, StopRecording) and core.state is State.RECORDING
+    assert RaiseAlert(Alert.CAMERA_FAULT) in actions
+    gap = find(actions, InterruptionOpened)[0].interruption
+    assert gap.automatic and gap.stopped_at == 27.0 and gap.detail.startswith("camera")
     actions = core.handle(CameraResumed(38.0))
-    assert StartRecording(resumed=True) in actions
+    assert not find(actions, StartRecording)  # it never stopped
     closed = find(actions, InterruptionClosed)[0].interruption
-    assert closed.closed_by == "resumed_by_device" and closed.off_s == pytest.approx(8.0)
+    assert closed.closed_by == "resumed_by_device" and closed.off_s == pytest.approx(11.0)
+    # A stop while the picture is still gone closes that gap before the officer's own.
+    core.handle(CameraStalled(50.0, last_frame_at=47.0))
+    actions = core.handle(press(at=52.0))
+    closed = find(actions, InterruptionClosed)[0].interruption
+    assert closed.closed_by == "recording_stopped" and closed.off_s == pytest.approx(5.0)
+    assert find(actions, InterruptionOpened)[0].interruption.reason == "pending"
+
+
+def test_microphone_fault_is_logged_and_signalled_and_recording_goes_on(config):
+    core = recording(config)
+    actions = core.handle(MicrophoneFailed("silent", 20.0, 22.0))
+    assert "microphone_failed" in logs(actions) and RaiseAlert(Alert.MICROPHONE_FAULT) in actions
+    assert core.state is State.RECORDING and not find(actions, StopRecording)
+    actions = core.handle(MicrophoneRecovered("silent", 20.0, 30.0))
+    assert "microphone_recovered" in logs(actions) and RaiseAlert(Alert.FAULT_CLEARED) in actions
+
+
+def test_warnings_come_once_at_each_threshold(config):
+    core = ready(config)  # battery thresholds 15 and 8 %, storage 30, 10 and 3 minutes
+    def alerts(event):
+        return [a.alert for a in core.handle(event) if isinstance(a, RaiseAlert)]
+    battery = [alerts(PowerUpdate(PowerReading(p, ChargeStatus.DISCHARGING, False), 1.0))
+               for p in (16, 14, 12, 7, 6)]
+    assert battery == [[], [Alert.BATTERY_LOW], [], [Alert.BATTERY_LOW], []]
+    space = StorageReading("/e", 10**12, 10**10)
+    storage = [alerts(StorageUpdate(space, m / 60, 2.0)) for m in (40, 29, 20, 9, 2)]
+    assert storage == [[], [Alert.STORAGE_LOW], [], [Alert.STORAGE_LOW], [Alert.STORAGE_LOW]]
 
 
 def test_reminder_tone_while_recording(config):

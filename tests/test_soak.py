@@ -1,0 +1,82 @@
+"""The soak shift (simulator/soak.py): eight hours of an officer's day in virtual time — ten
+visits, forty recordings with interruptions, the recorder switched off between visits,
+random faults and power cuts, docked at midday and at the end — run through ``bodycam
+soak``, which docks over the embedded broker and verifies the dock's archive.
+
+At the end the archive verifies — every seal valid, no number missing from the chain, every
+gap in the footage explained by a sealed interruption — the device holds nothing, and each
+injected fault left its mark in the device's audit log.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firmware_py import audit
+from firmware_py.cli import main
+from simulator import soak
+
+SEED = 2026
+# What the agent writes into its audit log for each kind of injected fault.
+LOGGED_AS = {"gnss_lost": "gnss_lost", "gnss_garbage": "gnss_garbage",
+             "camera_stopped": "camera_stalled", "camera_garbage": "camera_garbage",
+             "microphone_silent": "microphone_failed", "microphone_stopped": "microphone_failed",
+             "clock_jump": "clock_jump"}
+
+
+@pytest.fixture(scope="module")
+def shift(tmp_path_factory):
+    out = tmp_path_factory.mktemp("soak")
+    code = main(["soak", "--seed", str(SEED), "--out", str(out), "--json"])
+    return code, json.loads((out / "soak.json").read_text()), out
+
+
+def test_the_plan_is_an_eight_hour_shift_with_forty_recordings_and_faults():
+    scenario, plan = soak.scenario(SEED)
+    assert scenario.duration_s >= 8 * 3600
+    assert (plan.visits, plan.recordings, plan.dockings) == (10, 40, 2)
+    assert plan.power_cuts >= 1 and sum(plan.faults.values()) >= 10
+    assert soak.build(SEED)[0] == soak.build(SEED)[0], "one seed, one shift"
+    assert soak.build(SEED)[0] != soak.build(SEED + 1)[0]
+
+
+def test_soak_ends_with_a_clean_verification_and_every_gap_explained(shift):
+    code, report, _ = shift
+    assert code == 0, {k: v for k, v in report.items() if k != "gaps"}
+    assert report["simulated_seconds"] >= 8 * 3600
+    assert report["recordings_started"] >= 40
+    assert report["power_cuts"] == report["plan"]["power_cuts"] >= 1
+    check = report["verify"]
+    assert check["ok"] and set(check["counts"]) == {"valid"}
+    assert not any(check["missing"].values())
+    # Interruptions longer than the pre-event buffer leave gaps; each has its work record.
+    assert check["gaps"] >= 20 and check["unexplained_gaps"] == 0
+    assert all(g["explained_by"] and all(w["reason"] and w["reason"] != "pending"
+                                         for w in g["explained_by"]) for g in report["gaps"])
+    # The power cuts' gaps are explained by the device (Art. 12 reason 1).
+    device_gaps = [g for g in report["gaps"]
+                   if any(w["reason"] == "device" for w in g["explained_by"])]
+    assert len(device_gaps) >= report["power_cuts"] - 1  # a cut inside the buffer leaves none
+
+
+def test_soak_docks_twice_and_leaves_nothing_on_the_device(shift):
+    _, report, out = shift
+    sessions = report["dock_sessions"]
+    assert len(sessions) == 2
+    for session in sessions:
+        assert session["offered"] == session["receipted"] == session["deleted"] > 0
+        assert session["failed"] == 0
+    assert report["left_on_device"] == []
+    archived = [p for p in (out / "archive" / "BC-0001").rglob("*.ts.bce")]
+    assert len(archived) >= 40
+
+
+def test_every_injected_fault_is_in_the_audit_log(shift):
+    _, report, out = shift
+    logged = {e["kind"] for e in audit.read(out / "device" / "audit.jsonl")}
+    for fault in report["plan"]["faults"]:
+        if fault in LOGGED_AS:
+            assert LOGGED_AS[fault] in logged, fault
+    assert {"power_cut", "segment_recovered", "shutdown", "clock_corrected"} <= logged
