@@ -57,6 +57,39 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _SentHash:
+    """SHA-256 of a file's bytes as they were read to be sent, while read in order."""
+
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime: the file read
+    digest: Any = field(default_factory=hashlib.sha256)
+    upto: int = 0  # bytes hashed, [0, upto); -1 once a read skipped ahead
+
+    def add(self, offset: int, data: bytes) -> None:
+        if offset == self.upto:
+            self.digest.update(data)
+            self.upto += len(data)
+        elif offset > self.upto:
+            self.upto = -1  # a hole: this hash can no longer stand for the file
+        # offset < upto: a chunk sent again; its bytes are in the hash already
+
+    def covers(self, size: int) -> bool:
+        return self.upto == size
+
+
+def _identity(fd: int) -> tuple[int, int, int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _identity_of(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
     """Finished evidence in sending order: per sealed item its signature, its manifest, its
     files; then records of ended activities and torn remains no seal covers."""
@@ -102,6 +135,7 @@ class DeviceSync:
         self._clock = clock
         self._dock_key = dock_public(self.root)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
         self._chunk_size, self._window = chunk_size, window
@@ -124,10 +158,24 @@ class DeviceSync:
     def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
         _, path = self._files[offer.file_id]
         with open(path, "rb") as fh:
+            if offset == 0:
+                self._sent[offer.file_id] = _SentHash(_identity(fh.fileno()))
             fh.seek(offset)
             data = fh.read(size)
+        sent = self._sent.get(offer.file_id)
+        if sent is not None:
+            sent.add(offset, data)
         self.result.bytes_sent += len(data)
         return data
+
+    def _on_disk_is_offered(self, offer: p.FileOffer, path: Path) -> bool:
+        """R13.2's last check: the file about to be deleted is the one the dock holds. When
+        this session read the whole file, in order, from one unchanged inode, the hash of
+        what it sent is that file's hash; otherwise the file is read and hashed again."""
+        sent = self._sent.pop(offer.file_id, None)
+        if sent is not None and sent.covers(offer.size) and sent.identity == _identity_of(path):
+            return sent.digest.hexdigest() == offer.sha256
+        return _sha256(path) == offer.sha256
 
     def run(self, timeout: float = 120.0, rounds: int = 3) -> SessionResult:
         """Send everything; a file that failed in one round (a link cut at the wrong moment,
@@ -253,7 +301,7 @@ class DeviceSync:
             self._log("receipt_refused", {"file": offer.name, "why": "bad signature"})
             return
         problem = receipt.mismatch(offer, self.device)
-        if problem is None and _sha256(path) != offer.sha256:
+        if problem is None and not self._on_disk_is_offered(offer, path):
             problem = "the file on the device changed since it was offered"
         if problem is not None:
             self.result.refused_receipts.append((offer.name, problem))

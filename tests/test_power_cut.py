@@ -284,3 +284,27 @@ def test_core_closes_a_picture_gap_the_cut_ended():
     assert (closed[0].number, closed[0].closed_by, closed[0].resumed_at) == (1, "recording_stopped", 92.0)
     (opened,) = [a.interruption for a in actions if isinstance(a, InterruptionOpened)]
     assert opened.number == 2 and opened.detail.startswith("power lost")
+
+
+def test_the_clock_correction_survives_the_cut(tmp_path):
+    """The RTC jumps 15 minutes ahead, GNSS corrects the clock, then the power is cut while
+    recording. The correction is kept across the reboot (``.clock.json``): before the next
+    GNSS fix the device already tells the right time, so the cut's off time is the real 5 s,
+    the recording resumes by itself (power back within the limit), and the interruption's
+    stop in its sealed work record is the real moment of the cut."""
+    events = [{"at": 2, "action": "fault", "kind": "clock_jump", "seconds": 900},
+              {"at": 15, "action": "press", "button": "record"},
+              {"at": 30, "action": "power_cut", "off": "5s"}]
+    run_scenario(sc.parse({"scenario": {"name": "cut", "duration": "60s", "start": START},
+                           "config": FAST, "gnss": {"time_to_first_fix": "5s"},
+                           "event": events}, "cut.toml"), tmp_path)
+    entries = audit.read(tmp_path / "device" / "audit.jsonl")
+    assert kinds(entries, "clock_corrected"), "GNSS corrected the jump before the cut"
+    (resumed,) = kinds(entries, "clock_correction_resumed")
+    assert resumed["correction_s"] == pytest.approx(-900, abs=1)
+    (cut,) = kinds(entries, "power_cut")
+    assert cut["off_s"] == pytest.approx(5.0, abs=1.0) and cut["recording"] is True
+    assert len(kinds(entries, "recording_started")) == 2, "resumed by itself after the cut"
+    record = next((tmp_path / "device" / "evidence").rglob("interruption-01.json"))
+    stopped = json.loads(record.read_text())["stopped"]["utc"]
+    assert stopped == pytest.approx(START_UTC + 30, abs=1.0)

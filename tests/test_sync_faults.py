@@ -186,3 +186,35 @@ def test_broker_away_mid_upload_then_back(tmp_path, broker):
     assert_all_archived_once(tmp_path, before)
     # Resumed from the dock's confirmed offsets: only chunks in flight at the cut went twice.
     assert total <= sent <= total * 1.5
+
+
+def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_path, broker):
+    """R13.2's last check before deleting: the file on the device is the file the dock
+    holds. A file read whole for sending and then altered on the device (here: one byte
+    appended) is kept, even on a receipt the dock really signed for what it was sent;
+    an untouched file read the same way is deleted on its receipt."""
+    from sync import protocol as p
+    from sync.archive import sign_receipt
+    from sync.enrollment import dock_key
+
+    shift(tmp_path)
+    sync, log = session(tmp_path, broker)  # never connected: driven by hand below
+    key = dock_key(tmp_path / "dock")
+    media = [(o, path) for o, path in offers(tmp_path / "device" / "evidence")
+             if o.name.endswith(".ts.bce")][:2]
+    for offer, _ in media:  # sent whole, in chunks, in order
+        for offset in range(0, offer.size, CHUNK):
+            sync._read(offer, offset, min(CHUNK, offer.size - offset))
+    (changed, changed_path), (kept, kept_path) = media
+    changed_path.chmod(0o644)
+    with open(changed_path, "ab") as fh:
+        fh.write(b"\0")
+    for offer, _ in media:
+        body = p.make_receipt_body(dock="dock", device="BC-0001", init=offer, stored_at=1,
+                                   archive_path=f"BC-0001/{offer.activity}/{offer.name}")
+        sync._receipt(offer.file_id, p.Receipt(body, sign_receipt(key, body)))
+    log.close()
+    assert changed_path.exists() and not kept_path.exists()
+    assert sync.result.refused_receipts == [
+        (changed.name, "the file on the device changed since it was offered")]
+    assert sync.result.deleted == [kept.name]
