@@ -11,6 +11,7 @@ written — an open segment, the log of an open activity — is not offered.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -31,6 +32,9 @@ from sync.enrollment import dock_public
 log = logging.getLogger(__name__)
 
 SEAL_KINDS = ("manifest", "signature")
+AUDIT_LOG = "audit.jsonl"  # the device's audit log, beside its evidence directory
+AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
+AUDIT_STATE = ".audit-sent.json"  # how much of the audit log the snapshots cover
 CORRECT_ABOVE_S = 0.5  # as the policy's clock_correct_above_s default
 RETRY_AFTER_S = 3.0
 
@@ -90,6 +94,51 @@ def _identity_of(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
+def snapshot_audit(device_root: Path, evidence: Path) -> Path | None:
+    """Hand the audit log to the dock too: copy the lines no earlier docking took into
+    ``evidence/audit/audit-<first seq>-<last seq>.jsonl``, offered like evidence and deleted
+    on its receipt. The log itself stays whole on the device; at the dock the snapshots,
+    in order, are the log up to the last docking — its hash chain runs on across them.
+
+    Only whole lines are taken (a line being written now waits for the next docking).
+    ``AUDIT_STATE`` remembers how far the snapshots reach, written after the snapshot is
+    durable: a cut between the two repeats lines at the dock, never loses them."""
+    log_path = Path(device_root) / AUDIT_LOG
+    if not log_path.exists():
+        return None
+    state_path = Path(device_root) / AUDIT_STATE
+    try:
+        taken = int(json.loads(state_path.read_text())["bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        taken = 0
+    with open(log_path, "rb") as fh:
+        fh.seek(taken)
+        data = fh.read()
+    data = data[: data.rfind(b"\n") + 1]
+    if not data:
+        return None
+    lines = data.splitlines()
+    try:
+        first, last = json.loads(lines[0])["seq"], json.loads(lines[-1])["seq"]
+    except (ValueError, KeyError, TypeError):
+        log.warning("audit log at byte %d is not readable entries; not sent", taken)
+        return None
+    folder = Path(evidence) / AUDIT_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"audit-{first:06d}-{last:06d}.jsonl"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, path)
+    state_tmp = state_path.with_name(state_path.name + ".tmp")
+    state_tmp.write_text(json.dumps({"bytes": taken + len(data), "through_seq": last}))
+    os.replace(state_tmp, state_path)
+    return path
+
+
 def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
     """Finished evidence in sending order: per sealed item its signature, its manifest, its
     files; then records of ended activities and torn remains no seal covers."""
@@ -106,7 +155,6 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
 
     for folder in sorted(d for d in Path(evidence).iterdir() if d.is_dir()):
         for manifest in sorted(folder.glob(f"*{MANIFEST}")):
-            import json
             body = json.loads(manifest.read_bytes())
             stem = manifest.name[: -len(MANIFEST)]
             add(folder / (stem + SIGNATURE), manifest.name, "signature")
@@ -117,6 +165,9 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
             add(folder / "activity.jsonl", None, "activity_log")
         for torn in sorted(folder.glob("*.torn")):
             add(torn, None, "torn")
+        if folder.name == AUDIT_FOLDER:
+            for snapshot in sorted(folder.glob("audit-*.jsonl")):
+                add(snapshot, None, "audit_log")
     return out
 
 
@@ -134,6 +185,7 @@ class DeviceSync:
         self.audit = audit
         self._clock = clock
         self._dock_key = dock_public(self.root)
+        snapshot_audit(self.root, self.evidence)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
         self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.

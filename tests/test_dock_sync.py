@@ -74,8 +74,9 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
         if not result.failed and result.done:
             break
     log.close()
-    dock.stop()
-    assert sorted(receipted) == sorted(o.name for o, _ in waiting)
+    snapshots = [name for name in receipted if name.startswith("audit-")]
+    assert len(snapshots) == 1, "the audit log goes to the dock with the evidence"
+    assert sorted(set(receipted) - set(snapshots)) == sorted(o.name for o, _ in waiting)
     # The device kept nothing that was receipted, and only its state file remains.
     left = [p for p in (device_root / "evidence").rglob("*") if p.is_file()]
     assert [p.name for p in left] == [".device-state.json"]
@@ -89,7 +90,22 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     assert {"segment", "photo", "work_record", "activity"} <= {i["kind"] for i in report["items"]}
     deletions = [e for e in audit.read(device_root / "audit.jsonl")
                  if e["kind"] == "evidence_deleted_after_receipt"]
-    assert len(deletions) == len(waiting)
+    assert len(deletions) == len(waiting) + 1
+    # The audit log at the dock: the device's log up to the docking, an intact chain. At the
+    # next docking only what was written since goes, and the chain runs on across the two.
+    again = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                       tls=(files.ca, files.cert, files.key))
+    (second,) = again.run(timeout=60).receipted
+    first_last = int(snapshots[0].split("-")[2].split(".")[0])
+    assert second.startswith(f"audit-{first_last + 1:06d}-")
+    dock.stop()
+    at_dock = sorted((tmp_path / "archive" / "BC-0001" / "audit").glob("audit-*.jsonl"))
+    assert [p.name for p in at_dock] == [snapshots[0], second]
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(b"".join(p.read_bytes() for p in at_dock))
+    entries = audit.read(joined)  # raises at the first break in the chain
+    on_device = audit.read(device_root / "audit.jsonl")
+    assert entries == on_device[: len(entries)] and len(entries) >= len(on_device) - 40
     assert result.clock_offset_s is not None and abs(result.clock_offset_s) < 1.0
     # The ledger (R4.1-R4.3): the check-out window covers the shift (which ran at the
     # scenario's default start, 2026-11-29 00:30 UTC); what was recorded comes from the seals.

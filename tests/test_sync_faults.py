@@ -18,7 +18,7 @@ import pytest
 
 from firmware_py import audit
 from sync.broker import MosquittoBroker
-from sync.device_sync import DeviceSync, offers
+from sync.device_sync import DeviceSync, offers, snapshot_audit
 from sync.dock import DockService
 from sync.enrollment import device_sync_files, dock_ca, dock_client
 from sync.simdock import CrashingDock
@@ -68,10 +68,24 @@ def archived_rows(tmp_path):
                           "WHERE device='BC-0001'").fetchall()
 
 
+def waiting_files(tmp_path):
+    """What the device will offer: its evidence and the audit log lines not yet sent (the
+    snapshot a session would take first is taken now, so it is counted)."""
+    snapshot_audit(tmp_path / "device", tmp_path / "device" / "evidence")
+    return offers(tmp_path / "device" / "evidence")
+
+
+def later_snapshots(tmp_path, before):
+    """Bytes of the audit log snapshots later sessions took (their deletions, logged)."""
+    return sum(p.stat().st_size for p in (tmp_path / "archive" / "BC-0001" / "audit").glob("*")
+               if p.name not in before)
+
+
 def assert_all_archived_once(tmp_path, before):
     """Every offered file is in the archive exactly once with the bytes offered, and the
     device holds none of them any more."""
-    stored = [p for p in (tmp_path / "archive" / "BC-0001").rglob("*") if p.is_file()]
+    stored = [p for p in (tmp_path / "archive" / "BC-0001").rglob("*") if p.is_file()
+              and (p.name in before or not p.name.startswith("audit-"))]
     names = [p.name for p in stored]
     assert sorted(names) == sorted(before), "each file archived exactly once"
     for path in stored:
@@ -85,7 +99,7 @@ def assert_all_archived_once(tmp_path, before):
 def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_twice(
         tmp_path, broker):
     shift(tmp_path)
-    waiting = offers(tmp_path / "device" / "evidence")
+    waiting = waiting_files(tmp_path)
     before = {o.name: o.sha256 for o, _ in waiting}
     total = sum(o.size for o, _ in waiting)
     crashing = dock_service(tmp_path, broker, CrashingDock, after=3)
@@ -123,12 +137,12 @@ def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_
     assert deleted[name]["archive_path"] == json.loads(row[2])["archive_path"]
     assert len(archived_rows(tmp_path)) == len(before), "one index row per file"
     # The crashed file's bytes crossed once: it was answered from the archive, not resent.
-    assert sync.result.bytes_sent <= total + WINDOW * CHUNK * 2
+    assert sync.result.bytes_sent <= total + WINDOW * CHUNK * 2 + later_snapshots(tmp_path, before)
 
 
 def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, broker):
     shift(tmp_path)
-    waiting = offers(tmp_path / "device" / "evidence")
+    waiting = waiting_files(tmp_path)
     before = {o.name: o.sha256 for o, _ in waiting}
     total = sum(o.size for o, _ in waiting)
     dock = dock_service(tmp_path, broker)
@@ -156,12 +170,13 @@ def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, brok
     assert_all_archived_once(tmp_path, before)
     # Nothing the dock confirmed went again: the second docking sent the rest, plus at most
     # what was in flight.
-    assert total - confirmed <= second.result.bytes_sent <= total - confirmed + WINDOW * CHUNK
+    assert total - confirmed <= second.result.bytes_sent <= (
+        total - confirmed + WINDOW * CHUNK + later_snapshots(tmp_path, before))
 
 
 def test_broker_away_mid_upload_then_back(tmp_path, broker):
     shift(tmp_path)
-    waiting = offers(tmp_path / "device" / "evidence")
+    waiting = waiting_files(tmp_path)
     before = {o.name: o.sha256 for o, _ in waiting}
     total = sum(o.size for o, _ in waiting)
     dock = dock_service(tmp_path, broker)
@@ -185,7 +200,7 @@ def test_broker_away_mid_upload_then_back(tmp_path, broker):
     log.close()
     assert_all_archived_once(tmp_path, before)
     # Resumed from the dock's confirmed offsets: only chunks in flight at the cut went twice.
-    assert total <= sent <= total * 1.5
+    assert total <= sent <= total * 1.5 + later_snapshots(tmp_path, before)
 
 
 def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_path, broker):
