@@ -31,7 +31,7 @@ from sync.enrollment import dock_key
 
 log = logging.getLogger(__name__)
 
-BATCH_BYTES = 8 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
+BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
 
 
 @dataclass
