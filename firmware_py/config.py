@@ -217,6 +217,10 @@ class StopsPolicy:
                                     "camera fault: an automatic interruption of the picture "
                                     "(sound is still recorded) until frames return.",
                                     min=0.5, max=60)
+    power_cut_resume_within_s: float = setting(
+        120.0, "A recording cut by a power cut resumes by itself, announced, when the power "
+        "is back within this time (off the dock, above the cut-off); after a longer outage "
+        "the officer resumes. 0: never by itself.", min=0, max=3600)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,6 @@ from firmware_py.selfcheck import CheckReason, recording_hours_left
 from firmware_py.signals import Alert, Signal
 from firmware_py.events import ActivityContinued, PowerRestored
 
-# A recording cut by a power loss resumes by itself only when the power is back within
-# this long (see ``AgentCore._power_restored``).
-POWER_CUT_RESUME_WITHIN_S = 120.0
-
-
 # The storage stop comes while this much recording still fits above the reserve: twice the
 # edge's storage check period (agent.STORAGE_PERIOD_S), so media never eats into the reserve.
 STORAGE_STOP_LEAD_S = 10.0
@@ -444,7 +439,7 @@ class AgentCore:
         reason (1), from the last sign of life on (Art. 12, R12.2).
 
         The recording then resumes by itself, announced, when the device is back in the
-        field within ``POWER_CUT_RESUME_WITHIN_S`` — a loose battery contact, a brown-out,
+        field within ``stops.power_cut_resume_within_s`` — a loose battery contact, a brown-out,
         a battery swap on the spot. The officer had chosen to record the whole process
         (Art. 8) and did not stop; waiting for a press would only widen the gap, which a
         court must be given reasons for (Art. 12), while the officer may not even have
@@ -472,9 +467,10 @@ class AgentCore:
         actions += [RaiseAlert(Alert.INTERRUPTION_AUTOMATIC), InterruptionOpened(interruption)]
         reading = event.power
         cutoff = self._policy.stops.battery_cutoff_percent
-        if event.off_s > POWER_CUT_RESUME_WITHIN_S:
+        within = self._policy.stops.power_cut_resume_within_s
+        if event.off_s > within:
             why = f"power off for {event.off_s:.0f} s (resumes by itself within " \
-                  f"{POWER_CUT_RESUME_WITHIN_S:g} s): the officer resumes"
+                  f"{within:g} s): the officer resumes"
         elif reading is not None and reading.external_power:
             why = "back on external power (docked): no recording from the dock"
         elif reading is not None and reading.capacity_percent <= cutoff:

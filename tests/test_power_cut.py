@@ -218,6 +218,23 @@ def test_a_long_outage_waits_for_the_officer(tmp_path):
     assert math.isclose(closed["stopped_at"], 10.0, abs_tol=0.6)
 
 
+def test_the_unit_can_turn_the_resume_after_a_power_cut_off(tmp_path):
+    """``stops.power_cut_resume_within_s = 0``: even a 5 s cut waits for the officer."""
+    events = [{"at": 5, "action": "press", "button": "record"},
+              {"at": 10, "action": "power_cut", "off": "5s"}]
+    from firmware_py.config import CONFIG_DIR
+    policy = tmp_path / "policy.toml"
+    policy.write_text((CONFIG_DIR / "policy.toml").read_text().replace(
+        "power_cut_resume_within_s = 120.0", "power_cut_resume_within_s = 0"))
+    cut = sc.parse({"scenario": {"name": "cut", "duration": "30s", "start": START},
+                    "config": FAST, "event": events}, "cut.toml")
+    run_scenario(cut, tmp_path / "run", load_config(policy_path=policy, overrides=cut.config))
+    entries = audit.read(tmp_path / "run" / "device" / "audit.jsonl")
+    (not_resumed,) = kinds(entries, "recording_not_resumed")
+    assert "within 0 s" in not_resumed["why"]
+    assert len(kinds(entries, "recording_started")) == 1
+
+
 def test_power_cut_needs_its_own_process():
     with pytest.raises(sc.ScenarioError, match="falls in the power cut"):
         scenario([{"at": 10, "action": "power_cut", "off": "10s"},
