@@ -133,6 +133,7 @@ class Simulation:
         # inside a cut: the scenario parser sees to that).
         self._events = [e for e in scenario.events if restart is None or e.at > restart.lost_at]
         self.switched_off = False  # a switch_off event came: the officer turned it off
+        self.docking: ScenarioEvent | None = None  # the latest dock event
         self._started = time.perf_counter()
 
     def _entry(self, source: str, kind: str, fields: dict[str, Any]) -> None:
@@ -159,6 +160,7 @@ class Simulation:
                 w.hold(event.button, event.seconds)
             case "dock":
                 w.battery.dock()
+                self.docking = event  # the dock hook reads the docking's fault from here
                 if self._on_dock is not None:
                     self._entry("dock", "synced", self._on_dock(self))
             case "undock":

@@ -30,6 +30,17 @@ overrides device configuration, and lists timed events::
     action = "switch_off"       # time skips the off time: nothing runs)
     off = "45m"
 
+A docking can go wrong on purpose: ``fault`` is ``undock_mid_transfer`` (the officer lifts
+the recorder out once ``after_mb`` have crossed; the rest goes at the next docking),
+or ``dock_crash`` (the dock dies after storing its first file past that point, before the
+receipt, and comes back on the same archive)::
+
+    [[event]]
+    at = "9:00"
+    action = "dock"
+    fault = "dock_crash"
+    after_mb = 2
+
 Fault kinds: camera_stopped, camera_garbage, microphone_stopped, microphone_silent,
 gnss_lost (with ``duration``), gnss_garbage, storage_full, storage_fill (``mb``),
 battery_drain (``percent``), clock_jump (``seconds``).
@@ -57,6 +68,8 @@ ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock", 
            "switch_off")
 # Both take the device away for ``off``: a power cut kills it, a switch-off shuts it down.
 POWER_OFF_ACTIONS = ("power_cut", "switch_off")
+# What can go wrong while docked, once ``after_mb`` have crossed (sync.simdock does it).
+DOCK_FAULTS = ("undock_mid_transfer", "dock_crash")
 POWER_OFF_DEFAULT_S = 10.0
 FAULTS = ("camera_stopped", "camera_garbage", "microphone_stopped", "microphone_silent",
           "gnss_lost", "gnss_garbage", "storage_full", "storage_fill", "battery_drain",
@@ -96,6 +109,8 @@ class ScenarioEvent:
             return f"power cut for {self.seconds:g} s{drawn}"
         if self.action == "switch_off":
             return f"switched off for {self.seconds:g} s"
+        if self.action == "dock" and self.fault:
+            return f"dock, then {self.fault.replace('_', ' ')} after {self.amount:g} MB"
         return self.action
 
 
@@ -224,6 +239,13 @@ def _event(raw: Any, where: str, rng: random.Random) -> ScenarioEvent:
         event = ScenarioEvent(at, action, part=part)
     elif action in POWER_OFF_ACTIONS:
         event = _power_cut(t, at, where, rng, action)
+    elif action == "dock" and "fault" in t:
+        kind = _take(t, "fault", str, where)
+        if kind not in DOCK_FAULTS:
+            raise ScenarioError(f"{where}.fault: {kind!r} is not one of {', '.join(DOCK_FAULTS)}")
+        after = _take(t, "after_mb", (int, float), where, lo=0, hi=10_000_000) \
+            if "after_mb" in t else 1.0
+        event = ScenarioEvent(at, action, fault=kind, amount=float(after))
     else:
         event = ScenarioEvent(at, action)
     _no_extra(t, where)

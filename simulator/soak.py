@@ -6,7 +6,9 @@ between them (the officer stops and gives the reason with the marker button, the
 resumes), the recorder switched off between visits, docked at midday and at the end of the
 shift — and faults at random moments: GNSS lost or talking nonsense, the camera stalling or
 delivering garbage, the microphone failing, the wall clock jumping either way, the battery
-dropping, the storage filling, and the power cut while recording.
+dropping, the storage filling, and the power cut while recording. The midday docking is cut
+short (the officer lifts the recorder out mid-transfer) and at the end of the shift the
+dock crashes after storing a file, before its receipt.
 
 ``build`` returns the scenario as the data of a scenario file (``simulator.scenario``
 parses it, so every check a written scenario gets applies); ``scenario`` parses it. The
@@ -93,7 +95,11 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
             events.extend(event)
             faults[kind] = faults.get(kind, 0) + 1
         if _docks_in(visit, dock_after):
-            events.append({"at": _r(t), "action": "dock"})
+            # The midday docking is cut short by the officer; at the end of the shift the
+            # dock crashes before a receipt and comes back: the rest must still arrive.
+            fault, after_mb = (("undock_mid_transfer", 5.0) if visit != visits - 1
+                               else ("dock_crash", 3.0))
+            events.append({"at": _r(t), "action": "dock", "fault": fault, "after_mb": after_mb})
             t += 600.0
             if visit != visits - 1:
                 events.append({"at": _r(t), "action": "undock"})

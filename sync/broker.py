@@ -339,6 +339,9 @@ class _EmbeddedState:
     error: BaseException | None = None
 
 
+SHUTDOWN_GRACE_S = 3.0  # the embedded broker's own shutdown, before its tasks are cancelled
+
+
 class EmbeddedBroker:
     """The zero-install demo broker: amqtt on its own asyncio loop in a background thread.
 
@@ -428,7 +431,13 @@ class EmbeddedBroker:
         try:
             await self._state.stop_event.wait()
         finally:
-            await broker.shutdown()
+            try:
+                # amqtt can wait for ever on a client cut off mid-message; give it a few
+                # seconds, then asyncio.run cancels what is left and closes the loop.
+                await asyncio.wait_for(broker.shutdown(), SHUTDOWN_GRACE_S)
+            except asyncio.TimeoutError:
+                log.warning("amqtt did not shut down within %g s; cancelling its tasks",
+                            SHUTDOWN_GRACE_S)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the broker down and join its thread."""

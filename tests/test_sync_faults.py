@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -233,3 +235,78 @@ def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_
     assert sync.result.refused_receipts == [
         (changed.name, "the file on the device changed since it was offered")]
     assert sync.result.deleted == [kept.name]
+
+
+def test_docking_faults_from_a_scenario_file(tmp_path):
+    """The same faults, scripted in a scenario (``dock`` with ``fault`` and ``after_mb``) and
+    run by ``bodycam simulate`` over the embedded broker: lifted out mid-transfer, then a
+    dock that crashes before a receipt — and after a second activity and a third docking
+    everything is in the archive once, verified, and nothing is left on the device."""
+    from firmware_py.cli import main
+
+    path = tmp_path / "docking.toml"
+    path.write_text("""
+[scenario]
+name = "docking-faults"
+duration = "2:10"
+[config.video]
+width = 320
+height = 180
+fps = 15
+[config.recording]
+segment_seconds = 10
+[[event]]
+at = 5
+action = "press"
+button = "record"
+[[event]]
+at = 50
+action = "long_press"
+button = "record"
+[[event]]
+at = "1:00"
+action = "dock"
+fault = "undock_mid_transfer"
+after_mb = 0.5
+[[event]]
+at = "1:05"
+action = "undock"
+[[event]]
+at = "1:10"
+action = "dock"
+fault = "dock_crash"
+after_mb = 0.2
+[[event]]
+at = "1:15"
+action = "undock"
+[[event]]
+at = "1:20"
+action = "press"
+button = "record"
+[[event]]
+at = "1:50"
+action = "long_press"
+button = "record"
+[[event]]
+at = "2:00"
+action = "dock"
+""")
+    out = tmp_path / "out"
+    assert main(["simulate", str(path), "--out", str(out), "--json"]) == 0
+    summary = json.loads((out / "simulation.json").read_text())
+    synced = [e["fields"] for e in summary["timeline"] if e["kind"] == "synced"]
+    assert [s.get("fault") for s in synced] == ["undock_mid_transfer", "dock_crash", None]
+    undocked, crashed, last = synced
+    assert undocked["happened"] and undocked["receipted"] < undocked["offered"]
+    assert crashed["happened"] and crashed["unsent_receipt"]
+    assert last["failed"] == 0 and last["receipted"] == last["offered"]
+    left = [p for p in (out / "device" / "evidence").rglob("*") if p.is_file()
+            and not p.name.startswith(".")]
+    assert left == []
+    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify",
+                           str(out / "archive"), "--trust", str(out / "dock"), "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    with sqlite3.connect(out / "archive" / "index.sqlite") as db:
+        names = db.execute("SELECT activity, name FROM files WHERE state='archived'").fetchall()
+    assert len(names) == len(set(names)), "nothing stored twice"
