@@ -46,7 +46,8 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 StorageUpdate, TakePhoto, Tick)
 from firmware_py.interruptions import Interruption
 from firmware_py.events import ActivityContinued, PowerRestored
-from firmware_py.restart import cut_recording_files, find_open_activity, power_cut
+from firmware_py.restart import (cut_recording_files, find_open_activity, power_cut,
+                                 read_heartbeat, write_heartbeat)
 from firmware_py.keys import DeviceIdentity, device_identity
 from firmware_py.seal import Sealer, finish_interrupted, plain_file, recover, unsealed
 from firmware_py.segment import h264_problem
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 POWER_PERIOD_S = 1.0
 CLOCK_STATE = ".clock.json"  # the last clock correction, beside .device-state.json
+HEARTBEAT_PERIOD_S = 10.0  # how precisely a power cut while idle is placed
 STORAGE_PERIOD_S = 5.0
 TICK_PERIOD_S = 1.0
 CLOCK_JUMP_S = 1.0  # a wall-clock step against the monotonic clock at least this big is logged
@@ -174,6 +176,7 @@ class Agent:
         self.identity = identity or device_identity(self.root, config.device.device.id)
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
         self._saved_correction = 0.0  # the clock correction last written to CLOCK_STATE
+        self._next_beat = 0.0  # monotonic time of the next heartbeat
         self._resumed_clock: dict[str, Any] | None = None  # what _resume_clock carried over
         self.sealer = Sealer(self.identity, self.store)
         audit.sign_with(self.identity.signing_key.sign, self.identity.key_id)
@@ -282,7 +285,7 @@ class Agent:
         what the cut left open, so the cut recording's files are known by their seals."""
         now = self.hw.clock.now()
         left = find_open_activity(self.store.root)
-        cut = power_cut(self.audit.previous_run_end, left, now)
+        cut = power_cut(self.audit.previous_run_end, left, now, read_heartbeat(self.store.root))
         if left is not None:
             self.activity = ActivityRecord.reopen(left, self.hw.clock)
             facts = {"activity": left.activity.id, "recordings": len(left.recordings),
@@ -329,6 +332,9 @@ class Agent:
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
+            if now >= self._next_beat:
+                self._next_beat = now + HEARTBEAT_PERIOD_S
+                write_heartbeat(self.store.root, self.hw.clock.now().utc)
             if now >= self._next_storage:
                 self._next_storage = now + STORAGE_PERIOD_S
                 reading = self._poll("storage", self.hw.storage.read, None)

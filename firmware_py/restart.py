@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,12 +186,16 @@ class PowerCut:
 
 
 def power_cut(previous_end: dict[str, Any] | None, activity: ActivityLog | None,
-              now: Timestamp) -> PowerCut | None:
+              now: Timestamp, heartbeat_utc: float | None = None) -> PowerCut | None:
     """The power cut that ended the previous run, or None when it shut down in order
-    (``previous_end``: its last audit entry other than a checkpoint; None on a first boot)."""
+    (``previous_end``: its last audit entry other than a checkpoint; None on a first boot).
+    ``heartbeat_utc`` is the last beat the previous run wrote (``HEARTBEAT``): while idle it
+    is the latest sign of life there is."""
     if previous_end is None or previous_end.get("kind") == "shutdown":
         return None
     signs = [(float(previous_end["time"]["utc"]), "audit_log")]
+    if heartbeat_utc is not None:
+        signs.append((heartbeat_utc, "heartbeat"))
     if activity is not None:
         if activity.last_time is not None:
             signs.append((float(activity.last_time["utc"]), "activity_log"))
@@ -231,3 +237,26 @@ def cut_recording_files(activity: ActivityLog) -> list[str]:
             if f.get("role") == "media" and f["name"] not in listed:
                 files.append((manifest["sequence"], f["name"]))
     return [name for _, name in sorted(files)]
+
+
+HEARTBEAT = ".alive"  # in the evidence directory: the UTC of the latest beat, as text
+HEARTBEAT_WIDTH = 20  # bytes, rewritten in place: no rename, no new block
+
+
+def write_heartbeat(evidence: Path, utc: float) -> None:
+    """Overwrite the beat in place and fsync it: one small block a beat, so a power cut
+    while idle is known to within one period, not from the last audit entry."""
+    fd = os.open(Path(evidence) / HEARTBEAT, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, f"{utc:<{HEARTBEAT_WIDTH}.3f}".encode()[:HEARTBEAT_WIDTH], 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_heartbeat(evidence: Path) -> float | None:
+    try:
+        value = float((Path(evidence) / HEARTBEAT).read_bytes()[:HEARTBEAT_WIDTH])
+    except (OSError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

@@ -325,3 +325,19 @@ def test_the_clock_correction_survives_the_cut(tmp_path):
     record = next((tmp_path / "device" / "evidence").rglob("interruption-01.json"))
     stopped = json.loads(record.read_text())["stopped"]["utc"]
     assert stopped == pytest.approx(START_UTC + 30, abs=1.0)
+
+
+def test_a_cut_while_idle_is_placed_by_the_heartbeat(tmp_path):
+    """Nothing else is written while the recorder waits: the heartbeat (``.alive``, every
+    10 s) places a cut that comes a minute after the last event to within one period,
+    where the audit log alone would say a minute more."""
+    run_scenario(scenario([{"at": 2, "action": "press", "button": "photo"},
+                           {"at": 70, "action": "power_cut", "off": "5s"}], duration="80s"),
+                 tmp_path)
+    entries = audit.read(tmp_path / "device" / "audit.jsonl")
+    (cut,) = kinds(entries, "power_cut")
+    assert cut["last_alive_from"] == "heartbeat" and cut["recording"] is False
+    assert 5.0 <= cut["off_s"] <= 5.0 + 10.5
+    last_entry_before = max(e["time"]["utc"] for e in entries if e["kind"] != "power_cut"
+                            and e["time"]["utc"] < START_UTC + 70)
+    assert cut["last_alive_utc"] - last_entry_before > 40  # the heartbeat saw more
