@@ -589,6 +589,26 @@ def cmd_dock_overdue(args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if found["activities"] or found["devices"] else EXIT_OK
 
 
+def _progress_printer(every_s: float = 1.0):
+    """A custodian's view of the dock: per device at most a line a second while files come
+    in (the dock reports after every chunk), and always the line that completes a device."""
+    last: dict[str, float] = {}
+    finished: dict[str, float] = {}  # device → the session (its start) already reported done
+
+    def show(progress) -> None:
+        now = time.monotonic()
+        done = progress.files > 0 and progress.session_receipts >= progress.files
+        if done and finished.get(progress.device) == progress.started:
+            return
+        if done or now - last.get(progress.device, -every_s) >= every_s:
+            last[progress.device] = now
+            if done:
+                finished[progress.device] = progress.started
+            print(progress.line(), flush=True)
+
+    return show
+
+
 def cmd_dock_serve(args: argparse.Namespace) -> int:
     from sync.broker import EmbeddedBroker, MosquittoBroker
     from sync.dock import DockService
@@ -614,8 +634,7 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
-                          dock_id=config.dock.id,
-                          on_progress=lambda progress: print(progress.line(), flush=True))
+                          dock_id=config.dock.id, on_progress=_progress_printer())
     service.start()
     print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
           f"archive {config.dock.archive}", flush=True)

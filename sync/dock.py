@@ -36,21 +36,39 @@ BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is ne
 
 @dataclass
 class DeviceProgress:
+    """What one device has brought: counters over the dock's life, and the present
+    session's share of them (from its hello) for the progress line."""
+
     device: str
-    files: int = 0
+    files: int = 0  # offered in the present session
     received_bytes: int = 0
-    total_bytes: int = 0
+    total_bytes: int = 0  # offered in the present session
     receipts: int = 0
     rejected: int = 0
     started: float = field(default_factory=time.monotonic)
+    session_bytes_from: int = 0  # received_bytes at the present session's hello
+    session_receipts_from: int = 0
+
+    def new_session(self, files: int, total_bytes: int) -> None:
+        self.files, self.total_bytes = files, total_bytes
+        self.session_bytes_from, self.session_receipts_from = self.received_bytes, self.receipts
+        self.started = time.monotonic()
+
+    @property
+    def session_bytes(self) -> int:
+        return self.received_bytes - self.session_bytes_from
+
+    @property
+    def session_receipts(self) -> int:
+        return self.receipts - self.session_receipts_from
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.received_bytes / elapsed
-        left = (self.total_bytes - self.received_bytes) / rate if rate > 0 else float("inf")
-        eta = "—" if left == float("inf") else f"{left:.0f} s"
-        return (f"{self.device}: {self.receipts}/{self.files} files, "
-                f"{self.received_bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB, "
+        rate = self.session_bytes / elapsed
+        left = (self.total_bytes - self.session_bytes) / rate if rate > 0 else float("inf")
+        eta = "—" if left == float("inf") else f"{max(left, 0):.0f} s"
+        return (f"{self.device}: {self.session_receipts}/{self.files} files, "
+                f"{self.session_bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB, "
                 f"{rate / 1e6:.1f} MB/s, {eta} left")
 
 
@@ -233,8 +251,7 @@ class DockService:
             case p.DeviceHello(hello):
                 self.archive.docked(device, time.time(),
                                     [(f.file_id, f.name, f.activity) for f in hello.files])
-                progress.files = len(hello.files)
-                progress.total_bytes = sum(f.size for f in hello.files)
+                progress.new_session(len(hello.files), sum(f.size for f in hello.files))
             case p.OpenFile(init):
                 try:
                     self.archive.begin(device, init.file_id, init.name, init.activity,

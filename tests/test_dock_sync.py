@@ -239,3 +239,46 @@ def test_overdue_evidence_and_silent_devices_are_flagged(tmp_path):
     assert late["devices"] == []
     assert archive.overdue(24, t0 + 4 * day, 72)["devices"][0]["device"] == "BC-0001"
     archive.close()
+
+
+def test_dock_serve_command_with_mosquitto_takes_a_shift_and_shows_progress(tmp_path):
+    """``bodycam dock serve`` as a custodian runs it: Mosquitto with the shipped mutual TLS
+    and ACL started by the dock, a shift's evidence received, verified and receipted, and
+    the progress per device on the terminal — a line a second at most, and the line that
+    says the device is done."""
+    from sync.broker import free_port
+
+    shift(tmp_path)
+    port = free_port("127.0.0.1")
+    config = tmp_path / "dock.toml"
+    config.write_text(f"""
+[dock]
+id = "dock-test"
+dir = "{tmp_path / 'dock'}"
+archive = "{tmp_path / 'archive'}"
+[broker]
+mode = "mosquitto"
+host = "127.0.0.1"
+port = {port}
+""")
+    serve = subprocess.Popen([sys.executable, "-m", "firmware_py.cli", "dock", "--config",
+                              str(config), "serve", "--seconds", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening through mosquitto" in serve.stdout.readline()
+        files = device_sync_files(tmp_path / "device", "BC-0001")
+        waiting = offers(tmp_path / "device" / "evidence")
+        session = DeviceSync(tmp_path / "device", "BC-0001", "127.0.0.1", port,
+                             tls=(files.ca, files.cert, files.key), chunk_size=32 * 1024)
+        result = session.run(timeout=60)
+        assert result.done and not result.failed
+    finally:
+        serve.terminate()
+        out, err = serve.communicate(timeout=30)
+    assert serve.returncode == 0, err[-2000:]
+    lines = [line for line in out.splitlines() if line.startswith("BC-0001:")]
+    offered = len(waiting) + 1  # and the audit log's lines since the last docking
+    assert lines[-1].startswith(f"BC-0001: {offered}/{offered} files")
+    assert len(lines) <= 5, "a line a second, not one per chunk"
+    assert not [p for p in (tmp_path / "device" / "evidence").rglob("*")
+                if p.is_file() and not p.name.startswith(".")]
