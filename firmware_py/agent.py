@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -60,7 +59,7 @@ from firmware_py.selfcheck import (CheckReason, ClockReading, SelfCheckReadings,
                                    SelfCheckReport, evaluate, recording_hours_free)
 from firmware_py.signals import ALERTS, SIGNALS, Alert, Signal
 from firmware_py.stamp import Stamper, stamp_lines
-from firmware_py.store import EvidenceStore
+from firmware_py.store import EvidenceStore, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +257,9 @@ class Agent:
         if correction is None or correction == self._saved_correction:
             return
         now = self.hw.clock.now()
-        tmp = self.store.root / (CLOCK_STATE + ".tmp")
-        tmp.write_text(json.dumps({"correction_s": correction, "source": str(now.source),
-                                   "at": now.isoformat()}))
-        os.replace(tmp, self.store.root / CLOCK_STATE)
+        write_atomic(self.store.root / CLOCK_STATE,
+                     json.dumps({"correction_s": correction, "source": str(now.source),
+                                 "at": now.isoformat()}).encode())
         self._saved_correction = correction
 
     def _recover(self) -> None:

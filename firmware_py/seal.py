@@ -23,7 +23,7 @@ from typing import Any
 from device.clock import Timestamp
 from firmware_py.evidence_file import (SUFFIX, EvidenceFileError, StoredFile, canonical, parse)
 from firmware_py.keys import DeviceIdentity
-from firmware_py.store import EvidenceStore
+from firmware_py.store import EvidenceStore, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Sealer:
         self.store.advance_chain(sequence + 1, digest)
         for temp, final in zip(staged, (manifest_path, signature_path)):
             _publish(temp, final)
-        _fsync_dir(manifest_path.parent)
+        fsync_dir(manifest_path.parent)
         return Seal(manifest, manifest_path, signature_path, digest)
 
 
@@ -135,12 +135,6 @@ def _publish(temp: Path, path: Path) -> None:
     os.unlink(temp)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def finish_interrupted(evidence: Path, head: str) -> list[Path]:

@@ -66,13 +66,26 @@ def make_read_only(path: Path) -> None:
     os.chmod(path, READ_ONLY)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` so that a power cut leaves the old file or the new one,
+    never a part: written beside it, fsynced (with ``mode`` set, e.g. read-only), renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    if mode is not None:
+        os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class EvidenceStore:
@@ -99,7 +112,7 @@ class EvidenceStore:
             highest = max((_sequence_of(p) for p in self.root.rglob("*_*_*_*")), default=0)
             state = {"next_sequence": highest + 1, "rebuilt_because": str(exc),
                      **self._chain_from_manifests()}
-            _write_atomic(self._state_path, json.dumps(state).encode())
+            write_atomic(self._state_path, json.dumps(state).encode())
             return state
 
     def _chain_from_manifests(self) -> dict[str, Any]:
@@ -123,13 +136,13 @@ class EvidenceStore:
     def advance_chain(self, sequence: int, digest: str) -> None:
         self._state["chain_sequence"] = sequence
         self._state["chain_head"] = digest
-        _write_atomic(self._state_path, json.dumps(self._state).encode())
+        write_atomic(self._state_path, json.dumps(self._state).encode())
 
     def next_sequence(self) -> int:
         """Take the next file number of the device's life (persisted first)."""
         sequence = self._state["next_sequence"]
         self._state["next_sequence"] = sequence + 1
-        _write_atomic(self._state_path, json.dumps(self._state).encode())
+        write_atomic(self._state_path, json.dumps(self._state).encode())
         return sequence
 
     def open_activity(self, utc: float) -> Activity:

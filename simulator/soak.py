@@ -59,7 +59,8 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
     slot = SHIFT_S / visits
     t = 0.0
     for visit in range(visits):
-        begin = visit * slot if visit else 0.0
+        begin = visit * slot
+        docks = visit in dock_after
         if visit:
             # The recorder was switched off after the last visit; it is on again now.
             t = begin + 20.0
@@ -71,7 +72,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
             start = t
             events.append(_press(start, "record"))
             end = start + length
-            if rng.random() < 0.35 and not _docks_in(visit, dock_after):
+            if rng.random() < 0.35 and not docks:
                 # The power goes in the middle of this recording; the device boots again
                 # and resumes by itself (power back within two minutes), and the officer
                 # stops later than planned.
@@ -94,7 +95,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
         for kind, event in _faults(rng, spans, begin, t, events):
             events.extend(event)
             faults[kind] = faults.get(kind, 0) + 1
-        if _docks_in(visit, dock_after):
+        if docks:
             # The midday docking is cut short by the officer; at the end of the shift the
             # dock crashes before a receipt and comes back: the rest must still arrive.
             fault, after_mb = (("undock_mid_transfer", 5.0) if visit != visits - 1
@@ -158,10 +159,6 @@ def _faults(rng: random.Random, spans: list[tuple[float, float]], begin: float, 
             continue
         chosen.append((kind, [fault, *recover]))
     return chosen
-
-
-def _docks_in(visit: int, dock_after: tuple[int, ...]) -> bool:
-    return visit in dock_after
 
 
 def _press(at: float, button: str) -> dict[str, Any]:

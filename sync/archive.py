@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware_py.evidence_file import EvidenceFileError, canonical, parse
 from firmware_py.keys import EnrolledDevice, load_registry
 from firmware_py.seal import MANIFEST, SIGNATURE
+from firmware_py.store import fsync_dir
 from firmware_py.verify import check_manifest, file_records
 
 SCHEMA = """
@@ -201,7 +202,7 @@ class Archive:
         target = self.root / device / activity / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         body = receipt_body(self.dock_id, device, file_id, name, activity, size, sha256,
                             str(target.relative_to(self.root)), verified)
         signature_bytes = sign_receipt(self._key, body)
@@ -304,9 +305,3 @@ def _safe_name(name: str) -> None:
         raise ArchiveError(f"{name!r} is not an acceptable file name")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -3,8 +3,9 @@
 On docking the device offers every file that is finished — each sealed item (signature and
 manifest first, then its files) and the records beside them — runs the protocol's
 ``Uploader`` over MQTT, and for each receipt checks the dock's signature, that the receipt
-describes the file it offered, and the file's hash on disk once more; only then is the
-file deleted, and the deletion written into the audit log (R13.2). Anything still being
+describes the file it offered, and that the file on disk is still the one it sent (the hash
+of the bytes as read for sending, from the same unchanged inode, or the file hashed again);
+only then is the file deleted, and the deletion written into the audit log (R13.2). Anything still being
 written — an open segment, the log of an open activity — is not offered.
 """
 
@@ -25,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from device.clock import Clock, TimeSource
 from firmware_py.audit import AuditLog
 from firmware_py.seal import MANIFEST, SIGNATURE
+from firmware_py.store import READ_ONLY, write_atomic
 from sync import protocol as p
 from sync.broker import client as mqtt_client
 from sync.enrollment import dock_public
@@ -126,16 +128,8 @@ def snapshot_audit(device_root: Path, evidence: Path) -> Path | None:
     folder = Path(evidence) / AUDIT_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"audit-{first:06d}-{last:06d}.jsonl"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, path)
-    state_tmp = state_path.with_name(state_path.name + ".tmp")
-    state_tmp.write_text(json.dumps({"bytes": taken + len(data), "through_seq": last}))
-    os.replace(state_tmp, state_path)
+    write_atomic(path, data, mode=READ_ONLY)
+    write_atomic(state_path, json.dumps({"bytes": taken + len(data), "through_seq": last}).encode())
     return path
 
 

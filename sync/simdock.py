@@ -98,8 +98,9 @@ class SimulatedDock:
         dock = self._dock
         if fault == "dock_crash":
             assert isinstance(dock, CrashingDock)
-            while runner.is_alive() and not dock.crashed.wait(0.01):
-                pass
+            while runner.is_alive():
+                if dock.crashed.wait(0.01):
+                    break
             if not dock.crashed.is_set():
                 return {"fault": fault, "happened": False}
             dock.stop()

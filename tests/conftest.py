@@ -1,4 +1,5 @@
-"""Shared fixtures: configuration as shipped, and helpers to build readings."""
+"""Shared fixtures: configuration as shipped, a dock's Mosquitto, and helpers to read
+what a simulated device wrote."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from firmware_py.config import Config, load
 @pytest.fixture
 def config() -> Config:
     return load()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A private Mosquitto with the shipped mutual TLS and ACL, its certificates from the
+    dock CA under ``tmp_path / "dock"`` (where the tests enrol their devices)."""
+    from sync.broker import MosquittoBroker
+    from sync.enrollment import dock_ca
+
+    with MosquittoBroker(dock_ca(tmp_path / "dock"), tmp_path / "broker") as running:
+        yield running
 
 
 def export_plain(out: Path) -> Path:

@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
+from device.clock import DeviceClock
 from firmware_py import audit
 from simulator import scenario as sc
 from simulator.runner import Simulation
-from sync.broker import MosquittoBroker
 from sync.device_sync import DeviceSync, offers
 from sync.dock import DockService
-from sync.enrollment import device_sync_files, dock_ca, dock_client, enroll_device
+from sync.enrollment import device_sync_files, dock_client, enroll_device
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 3},
@@ -50,20 +50,13 @@ def shift_and_dock(tmp_path, broker):
     return dock_dir, device_root, dock
 
 
-@pytest.fixture
-def broker(tmp_path):
-    ca = dock_ca(tmp_path / "dock")
-    with MosquittoBroker(ca, tmp_path / "broker") as running:
-        yield running
-
-
 def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     dock_dir, device_root, dock = shift_and_dock(tmp_path, broker)
     waiting = offers(device_root / "evidence")
     kinds = {o.kind for o, _ in waiting}
     assert {"media", "metadata", "photo", "manifest", "signature", "record"} <= kinds
     files = device_sync_files(device_root, "BC-0001")
-    log = audit.AuditLog(device_root / "audit.jsonl", _clock())
+    log = audit.AuditLog(device_root / "audit.jsonl", DeviceClock())
     receipted: list[str] = []
     for _ in range(3):  # a file that failed is sent at the next docking, as on a real dock
         session = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
@@ -125,11 +118,6 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     assert row.segments >= 4
     assert "BC-0001,OFF-0417," in ledger.csv_text(archive)
     archive.close()
-
-
-def _clock():
-    from device.clock import DeviceClock
-    return DeviceClock()
 
 
 def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):

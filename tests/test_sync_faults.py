@@ -15,25 +15,17 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
-import pytest
-
+from device.clock import DeviceClock
 from firmware_py import audit
-from sync.broker import MosquittoBroker
 from sync.device_sync import DeviceSync, offers, snapshot_audit
 from sync.dock import DockService
-from sync.enrollment import device_sync_files, dock_ca, dock_client
+from sync.enrollment import device_sync_files, dock_client
 from sync.simdock import CrashingDock
 from tests.test_dock_sync import shift
 
 CHUNK, WINDOW = 32 * 1024, 4
-
-
-@pytest.fixture
-def broker(tmp_path):
-    ca = dock_ca(tmp_path / "dock")
-    with MosquittoBroker(ca, tmp_path / "broker") as running:
-        yield running
 
 
 def dock_service(tmp_path, broker, cls=DockService, **kwargs):
@@ -46,15 +38,40 @@ def dock_service(tmp_path, broker, cls=DockService, **kwargs):
 
 def session(tmp_path, broker):
     files = device_sync_files(tmp_path / "device", "BC-0001")
-    log = audit.AuditLog(tmp_path / "device" / "audit.jsonl", _clock())
+    log = audit.AuditLog(tmp_path / "device" / "audit.jsonl", DeviceClock())
     return DeviceSync(tmp_path / "device", "BC-0001", broker.host, broker.port,
                       tls=(files.ca, files.cert, files.key), audit=log,
                       chunk_size=CHUNK, window=WINDOW), log
 
 
-def _clock():
-    from device.clock import DeviceClock
-    return DeviceClock()
+@dataclass
+class Transfer:
+    """A recorded shift being sent: what waits on the device, and the session running."""
+
+    waiting: list
+    before: dict[str, str]  # name → SHA-256 of every file offered
+    total: int  # bytes offered
+    dock: DockService
+    sync: DeviceSync
+    log: audit.AuditLog
+    runner: threading.Thread
+
+    def a_third_across(self) -> None:
+        wait_for(lambda: self.dock.progress.get("BC-0001") is not None
+                 and self.dock.progress["BC-0001"].received_bytes >= self.total // 3,
+                 what="a third across")
+
+
+def start_transfer(tmp_path, broker, timeout, dock_cls=DockService, **dock_kwargs) -> Transfer:
+    """Record a shift, start the dock and the device's docking session (in a thread)."""
+    shift(tmp_path)
+    waiting = waiting_files(tmp_path)
+    dock = dock_service(tmp_path, broker, dock_cls, **dock_kwargs)
+    sync, log = session(tmp_path, broker)
+    runner = threading.Thread(target=sync.run, kwargs={"timeout": timeout})
+    runner.start()
+    return Transfer(waiting, {o.name: o.sha256 for o, _ in waiting},
+                    sum(o.size for o, _ in waiting), dock, sync, log, runner)
 
 
 def wait_for(condition, seconds=30.0, what="condition"):
@@ -100,14 +117,9 @@ def assert_all_archived_once(tmp_path, before):
 
 def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_twice(
         tmp_path, broker):
-    shift(tmp_path)
-    waiting = waiting_files(tmp_path)
-    before = {o.name: o.sha256 for o, _ in waiting}
-    total = sum(o.size for o, _ in waiting)
-    crashing = dock_service(tmp_path, broker, CrashingDock, after=3)
-    sync, log = session(tmp_path, broker)
-    runner = threading.Thread(target=sync.run, kwargs={"timeout": 90})
-    runner.start()
+    t = start_transfer(tmp_path, broker, 90, CrashingDock, after=3)
+    waiting, before, total, crashing, sync, log, runner = (
+        t.waiting, t.before, t.total, t.dock, t.sync, t.log, t.runner)
     wait_for(crashing.crashed.is_set, what="the dock crash")
     crashed_file = crashing.unsent_receipt
     # The receipt was signed and committed before the crash, never sent: the device still
@@ -143,16 +155,10 @@ def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_
 
 
 def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, broker):
-    shift(tmp_path)
-    waiting = waiting_files(tmp_path)
-    before = {o.name: o.sha256 for o, _ in waiting}
-    total = sum(o.size for o, _ in waiting)
-    dock = dock_service(tmp_path, broker)
-    first, log = session(tmp_path, broker)
-    runner = threading.Thread(target=first.run, kwargs={"timeout": 90})
-    runner.start()
-    wait_for(lambda: dock.progress.get("BC-0001") is not None
-             and dock.progress["BC-0001"].received_bytes >= total // 3, what="a third across")
+    t = start_transfer(tmp_path, broker, 90)
+    waiting, before, total, dock, first, log, runner = (
+        t.waiting, t.before, t.total, t.dock, t.sync, t.log, t.runner)
+    t.a_third_across()
     first.undock()  # the officer lifts the recorder out of the dock
     runner.join(timeout=30)
     assert first.result.undocked and not first.result.done
@@ -177,16 +183,9 @@ def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, brok
 
 
 def test_broker_away_mid_upload_then_back(tmp_path, broker):
-    shift(tmp_path)
-    waiting = waiting_files(tmp_path)
-    before = {o.name: o.sha256 for o, _ in waiting}
-    total = sum(o.size for o, _ in waiting)
-    dock = dock_service(tmp_path, broker)
-    sync, log = session(tmp_path, broker)
-    runner = threading.Thread(target=sync.run, kwargs={"timeout": 120})
-    runner.start()
-    wait_for(lambda: dock.progress.get("BC-0001") is not None
-             and dock.progress["BC-0001"].received_bytes >= total // 3, what="a third across")
+    t = start_transfer(tmp_path, broker, 120)
+    before, total, dock, sync, log, runner = t.before, t.total, t.dock, t.sync, t.log, t.runner
+    t.a_third_across()
     broker.stop()  # the dock's broker goes away for a while
     time.sleep(2.0)
     assert runner.is_alive(), "the device waits for the broker rather than giving up"
