@@ -144,6 +144,17 @@ class PowerSection:
 
 
 @dataclass(frozen=True)
+class DockSection:
+    host: str = setting("", "Address of the dock's MQTT broker, tried whenever the recorder is on "
+                        "external power (R13.1); empty: this recorder has no dock configured "
+                        "and keeps everything until one is.")
+    port: int = setting(8883, "Its port (mutual TLS with the certificate from enrolment).",
+                        min=1, max=65535)
+    retry_s: float = setting(30.0, "While on external power and the dock cannot be reached, "
+                             "how often to try again.", min=1.0, max=3600.0)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     device: DeviceSection = field(default_factory=DeviceSection)
     video: VideoSection = field(default_factory=VideoSection)
@@ -155,6 +166,7 @@ class DeviceConfig:
     indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
     gnss: GnssSection = field(default_factory=GnssSection)
     power: PowerSection = field(default_factory=PowerSection)
+    dock: DockSection = field(default_factory=DockSection)
 
     @property
     def recording_bitrate(self) -> int:

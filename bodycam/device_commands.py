@@ -1,0 +1,192 @@
+"""The recorder's commands: ``selfcheck``, ``run``, ``log`` and ``enroll``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print_json)
+from simulator.harness.runner import print_entry
+from bodycam.wiring import PiRecorder, first_selfcheck, open_recorder
+from firmware_py.config import ConfigError
+from firmware_py.evidence import audit
+from firmware_py.evidence.keys import enroll, load_registry
+from firmware_py.paths import AUDIT_LOG
+from simulator.harness import scenario as scenarios
+
+SIM_SELFCHECK_WITHIN_S = 60.0  # virtual seconds
+PI_SELFCHECK_MARGIN_S = 5.0  # beyond the probe window, wall seconds
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("selfcheck", help="run the pre-use self-check (Art. 7) and report",
+                       description="Run the pre-use self-check: battery, storage, clock, "
+                       "camera, microphone, GNSS. Exit 0 when every check passes (warnings "
+                       "pass), 1 when any fails. A failed check never blocks recording.")
+    add_config_args(p)
+    p.add_argument("--hardware", choices=("sim", "pi"),
+                   help="override the configured hardware backends")
+    p.add_argument("--scenario", default="patrol", metavar="SCENARIO",
+                   help="with sim hardware: scenario whose conditions (battery, storage, "
+                   "clock, GNSS) the device starts in (default: patrol)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="with sim hardware: where the simulated device keeps its files "
+                   "(default: a temporary directory)")
+    p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                   help="with pi hardware: the device's directory (default: the current one)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("run", help="run the agent on the configured hardware",
+                       description="Run the recorder agent until interrupted. With "
+                       "hardware = \"sim\" the simulated recorder runs in real time. When the "
+                       "recorder is docked (on external power with the dock of [dock] "
+                       "reachable) it syncs its evidence to the dock.")
+    add_config_args(p)
+    p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                   help="working directory of the device (evidence and audit log under it)")
+    p.add_argument("--seconds", type=float, metavar="S",
+                   help="stop after this many seconds (default: until interrupted)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("log", help="print the device's audit log and check its chain",
+                       description="Print the audit log (R18.2). Every entry carries the "
+                       "hash of the one before; --verify only checks the chain. Exit 0 when "
+                       "the chain is intact, 1 when an entry was altered, removed or reordered.")
+    p.add_argument("path", nargs="?", default=Path("."), type=Path, metavar="PATH",
+                   help="audit.jsonl, or a directory holding it (a device root, or a "
+                   "simulate --out directory); default: the current directory")
+    p.add_argument("--verify", action="store_true", help="check the chain, print one line")
+    p.add_argument("--trust", type=Path, metavar="DIR",
+                   help="enrolled devices (a dock directory): also check the signed checkpoints")
+    p.add_argument("--json", action="store_true", help="print entries (or the result) as JSON")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("enroll", help="enrol a device with the agency (keys, id, unit)",
+                       description="Enrol a device (R18.3): create its Ed25519 signing key on "
+                       "the device (if it has none), register the public key with the agency "
+                       "in the dock directory (creating the agency's X25519 key pair there if "
+                       "it has none), and give the device the agency's public key, its id and "
+                       "its unit.")
+    p.add_argument("--device-root", type=Path, required=True, metavar="DIR",
+                   help="the device's directory (keys/ and enrollment.json go here)")
+    p.add_argument("--dock", type=Path, required=True, metavar="DIR",
+                   help="the dock directory (agency keys and the devices/ registry)")
+    p.add_argument("--device-id", metavar="ID", help="default: from --config")
+    p.add_argument("--unit", metavar="UNIT", help="default: from --config")
+    add_config_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_enroll)
+
+
+# --- selfcheck ---------------------------------------------------------------------------
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    config = load(args)
+    if args.hardware is not None and args.hardware != config.device.device.hardware:
+        config = load(args, {"device": {"hardware": args.hardware}}, "--hardware")
+    if config.device.device.hardware == "sim":
+        scenario = scenarios.load(args.scenario)
+        overrides = {**scenario.config,
+                     "device": {**scenario.config.get("device", {}), "hardware": "sim"}}
+        config = load(args, overrides, f"{scenario.source} [config]")
+        out = args.out or Path(tempfile.mkdtemp(prefix="bodycam-selfcheck-"))
+        recorder = open_recorder(config, out, scenario=scenario)
+        within = SIM_SELFCHECK_WITHIN_S
+    else:
+        # The self-check alone: no docking, whatever the power says.
+        recorder = PiRecorder(config, args.root, dock=False)
+        within = config.policy.selfcheck.probe_seconds + PI_SELFCHECK_MARGIN_S
+    try:
+        report = first_selfcheck(recorder, within)
+    finally:
+        recorder.finish()
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(report.summary())
+    return EXIT_OK if report.passed else EXIT_PROBLEM
+
+
+# --- run ---------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load(args)
+    root: Path = args.root
+    root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.seconds is not None:
+        timer = threading.Timer(args.seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+    recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
+    try:
+        recorder.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder.finish()
+    return EXIT_OK
+
+
+# --- log ---------------------------------------------------------------------------------
+
+def _audit_path(path: Path) -> Path:
+    for candidate in (path, path / AUDIT_LOG, path / "device" / AUDIT_LOG):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(str(path), "", f"no audit log here (looked for {AUDIT_LOG} and "
+                      f"device/{AUDIT_LOG})")
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    path = _audit_path(args.path)
+    entries, problem = audit.scan(path)
+    checkpoints = sum(e.get("kind") == "checkpoint" for e in entries)
+    signed = None
+    if args.trust is not None and problem is None:
+        signed, problem = audit.verify_checkpoints(entries, load_registry(args.trust))
+    if args.verify:
+        result = {"path": str(path), "entries": len(entries), "intact": problem is None,
+                  "problem": problem, "checkpoints": checkpoints, "checkpoints_verified": signed}
+        if args.json:
+            print(json.dumps(result, indent=2))
+        elif problem is None:
+            signatures = (f"{signed} signed checkpoints verified" if signed is not None
+                          else f"{checkpoints} signed checkpoints (give --trust to check them)")
+            print(f"audit log intact: {len(entries)} entries, chain from genesis to the last "
+                  f"entry unbroken, {signatures} ({path})")
+        else:
+            print(f"AUDIT LOG BROKEN: {problem}")
+        return EXIT_OK if problem is None else EXIT_PROBLEM
+    if args.json:
+        print(json.dumps({"path": str(path), "intact": problem is None, "problem": problem,
+                          "entries": entries}, indent=1, ensure_ascii=False))
+    else:
+        for e in entries:
+            facts = " ".join(f"{k}={json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+                             for k, v in e["fields"].items() if k != "checks")
+            print(f"{e['seq']:>6}  {e['time'].get('local', '')[:23]}  {e['kind']:<22} {facts}")
+        print("chain intact" if problem is None else f"AUDIT LOG BROKEN: {problem}")
+    return EXIT_OK if problem is None else EXIT_PROBLEM
+
+
+# --- enroll ------------------------------------------------------------------------------
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    config = load(args)
+    result = enroll(args.device_root, args.dock, args.device_id or config.device.device.id,
+                    args.unit or config.device.device.unit)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"enrolled {result['device']} ({result['unit']}): device key "
+              f"{result['device_key_id']}, agency key {result['agency_key_id']}")
+    return EXIT_OK

@@ -1,0 +1,193 @@
+"""``bodycam dock …``: the docking station's service and the custodians' commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from bodycam.options import EXIT_OK, EXIT_PROBLEM
+from sync import config as dock_config
+from sync import ledger
+from sync.archive import Archive
+from sync.broker import EmbeddedBroker, MosquittoBroker
+from sync.dock import DeviceProgress, DockService
+from sync.enrollment import dock_ca, dock_client, dock_key, enroll_device
+
+
+def register(sub: Any) -> None:
+    dock = sub.add_parser("dock", help="the docking station: sync service, enrolment, ledger",
+                          description="Run the dock service (default), or manage devices.")
+    dock.add_argument("--config", type=Path, metavar="FILE",
+                      help="dock configuration (default: config/dock.toml)")
+    dock.set_defaults(func=cmd_dock_serve, seconds=None, json=False)
+    dock_sub = dock.add_subparsers(dest="dock_command", metavar="ACTION")
+    d = dock_sub.add_parser("serve", help="run the sync service until interrupted")
+    d.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    d.set_defaults(func=cmd_dock_serve)
+    d = dock_sub.add_parser("enroll", help="enrol a device: keys, client certificate, receipts key")
+    d.add_argument("--device-root", type=Path, required=True, metavar="DIR")
+    d.add_argument("--device-id", required=True, metavar="ID")
+    d.add_argument("--unit", required=True, metavar="UNIT")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_enroll)
+    d = dock_sub.add_parser("assign", help="check a device out to an officer (R4.1)")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("officer", metavar="OFFICER")
+    d.set_defaults(func=cmd_dock_assign)
+    d = dock_sub.add_parser("release", help="check a device back in (R4.1)")
+    d.add_argument("device", metavar="DEVICE")
+    d.set_defaults(func=cmd_dock_release)
+    d = dock_sub.add_parser("ledger", help="who had which device, when, what was recorded (R4.2)")
+    d.add_argument("--csv", action="store_true", help="CSV for export (R4.3)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_ledger)
+    d = dock_sub.add_parser("overdue", help="evidence not stored in time, devices not docked (R13.4)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dock_overdue)
+
+
+def _dock_setup(args: argparse.Namespace):
+    config = dock_config.load(args.config)
+    dock_dir = Path(config.dock.dir)
+    dock_dir.mkdir(parents=True, exist_ok=True)
+    archive = Archive(Path(config.dock.archive), dock_dir, dock_key(dock_dir), config.dock.id)
+    return config, dock_dir, archive
+
+
+def cmd_dock_enroll(args: argparse.Namespace) -> int:
+    config, dock_dir, archive = _dock_setup(args)
+    archive.close()
+    result = enroll_device(args.device_root, dock_dir, args.device_id, args.unit)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(f"enrolled {result['device']} ({result['unit']}) at {dock_dir}: device key "
+              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}")
+    return EXIT_OK
+
+
+def cmd_dock_assign(args: argparse.Namespace) -> int:
+    _, _, archive = _dock_setup(args)
+    try:
+        ledger.assign(archive, args.device, args.officer)
+    except ledger.LedgerError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} checked out to {args.officer}")
+    return EXIT_OK
+
+
+def cmd_dock_release(args: argparse.Namespace) -> int:
+    _, _, archive = _dock_setup(args)
+    try:
+        officer = ledger.release(archive, args.device)
+    except ledger.LedgerError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} checked in from {officer}")
+    return EXIT_OK
+
+
+def cmd_dock_ledger(args: argparse.Namespace) -> int:
+    _, _, archive = _dock_setup(args)
+    try:
+        if args.csv:
+            sys.stdout.write(ledger.csv_text(archive))
+        elif args.json:
+            print(json.dumps([asdict(r) for r in ledger.rows(archive)], indent=1))
+        else:
+            for r in ledger.rows(archive):
+                print(f"{r.device:<10} {r.officer:<10} out {r.assigned_at}  in {r.released_at or '—':<25} "
+                      f"{r.activities} activities, {r.segments} segments, {r.photos} photos, "
+                      f"{r.interruptions} interruptions")
+    finally:
+        archive.close()
+    return EXIT_OK
+
+
+def cmd_dock_overdue(args: argparse.Namespace) -> int:
+    config, _, archive = _dock_setup(args)
+    try:
+        found = archive.overdue(config.deadline.upload_hours, time.time(),
+                                config.deadline.dock_every_hours)
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(found, indent=1))
+    else:
+        for a in found["activities"]:
+            missing = sum(f["stored_at"] is None for f in a["files"])
+            print(f"OVERDUE  {a['device']} activity {a['activity']}: {len(a['files'])} files not "
+                  f"stored within {config.deadline.upload_hours:g} h of return ({missing} still missing)")
+        for d in found["devices"]:
+            print(f"NOT DOCKED  {d['device']} for more than {config.deadline.dock_every_hours:g} h")
+        if not found["activities"] and not found["devices"]:
+            print("nothing overdue")
+    return EXIT_PROBLEM if found["activities"] or found["devices"] else EXIT_OK
+
+
+def progress_printer(every_s: float = 1.0) -> Callable[[DeviceProgress], None]:
+    """A custodian's view of the dock: per device at most a line a second while files come
+    in (the dock reports after every chunk), and always the line that completes a device."""
+    last: dict[str, float] = {}
+    finished: dict[str, float] = {}  # device → the session (its start) already reported done
+
+    def show(progress: DeviceProgress) -> None:
+        now = time.monotonic()
+        done = progress.files > 0 and progress.session_receipts >= progress.files
+        if done and finished.get(progress.device) == progress.started:
+            return
+        if done or now - last.get(progress.device, -every_s) >= every_s:
+            last[progress.device] = now
+            if done:
+                finished[progress.device] = progress.started
+            print(progress.line(), flush=True)
+
+    return show
+
+
+def cmd_dock_serve(args: argparse.Namespace) -> int:
+    config, dock_dir, archive = _dock_setup(args)
+    archive.close()
+    broker: EmbeddedBroker | MosquittoBroker | None = None
+    tls = None
+    if config.broker.mode == "embedded":
+        broker = EmbeddedBroker(config.broker.host, config.broker.port)
+        broker.start()
+        host, port = config.broker.host, broker.port
+    else:
+        cert = dock_client(dock_dir)
+        if config.broker.mode == "mosquitto":
+            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker", port=config.broker.port)
+            broker.start()
+            host, port, ca = broker.host, broker.port, broker.ca_file
+        else:
+            host, port, ca = config.broker.host, config.broker.port, dock_ca(dock_dir).cert_path
+        tls = (ca, cert.cert, cert.key)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
+                          dock_id=config.dock.id, on_progress=progress_printer())
+    service.start()
+    print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
+          f"archive {config.dock.archive}", flush=True)
+    try:
+        stop.wait(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        if broker is not None:
+            broker.stop()
+    return EXIT_OK

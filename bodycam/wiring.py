@@ -1,0 +1,200 @@
+"""Builds the recorder, once for every kind of hardware.
+
+``build_device`` is the one place an agent is put together: the device root's layout, the
+audit log (signed with the device's key), the agent's parts and its docking hook — a
+``DockLink`` that starts the device's sync when the recorder is docked. The simulator's
+harness is handed this function (it may not import this package), so a simulated docking
+runs the same code as one on a Raspberry Pi.
+
+``open_recorder`` is the one selection point between ``sim`` and ``pi`` hardware.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Protocol
+
+from bodycam.docking import DockAddress, DockLink, SyncPaths
+from device.backends.pi import PiSettings, build_pi_hardware
+from device.hardware import Hardware, HardwareError
+from firmware_py.agent import Agent, assemble
+from firmware_py.config import Config
+from firmware_py.evidence.audit import AuditLog
+from firmware_py.paths import DeviceLayout
+from simulator.harness.runner import Simulation, TimelineEntry
+from simulator.harness.scenario import Scenario
+from sync.credentials import device_sync_files
+
+FindDock = Callable[[], DockAddress | None]
+
+
+@dataclass
+class Device:
+    """An assembled recorder: its agent and what the agent was given."""
+
+    agent: Agent
+    audit: AuditLog
+    layout: DeviceLayout
+    link: DockLink | None
+
+    def close(self) -> None:
+        """Shut the agent down, end any sync session, close the audit log."""
+        try:
+            self.agent.close()
+        finally:
+            if self.link is not None:
+                self.link.close()
+            self.audit.close()
+
+
+def build_device(config: Config, hardware: Hardware, root: Path,
+                 find_dock: FindDock | None) -> Device:
+    """The agent on ``hardware`` with its files under ``root``. With ``find_dock`` the
+    agent syncs whenever it is docked; without (a simulation with no dock) it keeps
+    everything."""
+    layout = DeviceLayout.from_config(root, config.device)
+    audit = AuditLog(layout.audit_log, hardware.clock)
+    link = None
+    if find_dock is not None:
+        link = DockLink(SyncPaths(layout.root, layout.evidence, layout.audit_log),
+                        config.device.device.id, audit, hardware.clock, hardware.power,
+                        find_dock, correct_above_s=config.policy.selfcheck.clock_correct_above_s,
+                        retry_s=config.device.dock.retry_s)
+    try:
+        agent = assemble(config, hardware, audit, layout, docking=link)
+    except BaseException:
+        audit.close()
+        raise
+    return Device(agent, audit, layout, link)
+
+
+def configured_dock(config: Config, layout: DeviceLayout) -> FindDock:
+    """The dock of ``[dock]`` in device.toml, with the TLS files from enrolment."""
+    dock, device = config.device.dock, config.device.device
+
+    def find() -> DockAddress | None:
+        if not dock.host:
+            return None
+        files = device_sync_files(layout.root, device.id)  # names what enrolment left out
+        return DockAddress(dock.host, dock.port, (files.ca, files.cert, files.key))
+
+    return find
+
+
+class Recorder(Protocol):
+    """A recorder to drive: real hardware in real time, or the simulator."""
+
+    @property
+    def agent(self) -> Agent: ...
+
+    def start(self) -> None: ...
+
+    def advance(self, seconds: float) -> bool:
+        """Run the agent for ``seconds``; False once the recorder is off."""
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, then run paced by the wall clock until ``stop`` is set."""
+
+    def finish(self) -> None: ...
+
+
+class PiRecorder:
+    """The agent on a Raspberry Pi's parts, its loop paced by the wall clock."""
+
+    PERIOD_S = 0.01
+
+    def __init__(self, config: Config, root: Path, *, dock: bool = True) -> None:
+        layout = DeviceLayout.from_config(root, config.device)
+        layout.evidence.mkdir(parents=True, exist_ok=True)
+        self.hardware = build_pi_hardware(PiSettings.from_config(config.device), layout.evidence)
+        try:
+            self.device = build_device(config, self.hardware, layout.root,
+                                       configured_dock(config, layout) if dock else None)
+        except BaseException:
+            self.hardware.close()
+            raise
+
+    @property
+    def agent(self) -> Agent:
+        return self.device.agent
+
+    def start(self) -> None:
+        self.device.agent.start()
+
+    def advance(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.device.agent.step()
+            time.sleep(self.PERIOD_S)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        self.device.agent.run(stop, self.PERIOD_S)  # starts the agent
+
+    def finish(self) -> None:
+        try:
+            self.device.close()
+        finally:
+            self.hardware.close()
+
+
+class SimRecorder:
+    """The simulated recorder; ``advance`` moves virtual time."""
+
+    def __init__(self, scenario: Scenario, out: Path, config: Config,
+                 on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
+        self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device)
+
+    @property
+    def agent(self) -> Agent:
+        return self.simulation.agent
+
+    def start(self) -> None:
+        self.simulation.start()
+
+    def advance(self, seconds: float) -> bool:
+        return self.simulation.advance_to(self.simulation.world.clock.now + seconds)
+
+    def run(self, stop: threading.Event) -> None:
+        """Virtual time kept to the wall clock, one frame interval at a time, for trying
+        the agent by hand."""
+        frame_s = 1.0 / self.simulation.config.device.video.fps
+        started = time.monotonic()
+        self.start()
+        while not stop.is_set():
+            if not self.simulation.advance_to(time.monotonic() - started):
+                break
+            stop.wait(frame_s)
+
+    def finish(self) -> None:
+        self.simulation.finish()
+
+
+def open_recorder(config: Config, root: Path, *, scenario: Scenario | None = None,
+                  on_entry: Callable[[TimelineEntry], None] | None = None,
+                  dock: bool = True) -> Recorder:
+    """The recorder of ``device.hardware``: the one place sim and pi part ways. A simulated
+    recorder starts in ``scenario``'s conditions (by default: now, for 48 hours)."""
+    if config.device.device.hardware == "pi":
+        return PiRecorder(config, root, dock=dock)
+    if scenario is None:
+        scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(),
+                            48 * 3600)
+    return SimRecorder(scenario, root, config, on_entry)
+
+
+def first_selfcheck(recorder: Recorder, within_s: float, step_s: float = 0.1):
+    """Start the recorder and run it until its boot self-check is done."""
+    recorder.start()
+    waited = 0.0
+    while not recorder.agent.reports and waited < within_s:
+        if not recorder.advance(step_s):
+            break
+        waited += step_s
+    if not recorder.agent.reports:
+        raise HardwareError(f"self-check did not finish within {within_s:g} s")
+    return recorder.agent.reports[0]
