@@ -260,13 +260,13 @@ def _selfcheck_sim(args: argparse.Namespace, config: Config):
 
 
 def _selfcheck_pi(config: Config):
+    from device.backends.pi import build_pi_hardware
     from firmware_py.agent import Agent
     from firmware_py.audit import AuditLog
-    from firmware_py.pi import build_pi_hardware
 
     evidence = Path(config.device.device.evidence_dir)
     evidence.mkdir(parents=True, exist_ok=True)
-    hardware = build_pi_hardware(config.device, evidence)
+    hardware = build_pi_hardware(pi_settings(config), evidence)
     audit = AuditLog(evidence.parent / "audit.jsonl", hardware.clock)
     agent = Agent(config, hardware, audit)
     try:
@@ -282,6 +282,26 @@ def _selfcheck_pi(config: Config):
         agent.close()
         audit.close()
         hardware.close()
+
+
+def pi_settings(config: Config):
+    """The ``PiSettings`` the real backends need, from the device configuration."""
+    from device.backends.pi import PiSettings
+    from device.indicators import Output
+    from device.inputs import Button
+
+    device = config.device
+    b, i = device.buttons, device.indicators
+    return PiSettings(
+        utc_offset_s=device.device.utc_offset_s,
+        button_pins={Button.RECORD: b.record_pin, Button.PHOTO: b.photo_pin,
+                     Button.MARKER: b.marker_pin},
+        long_press_s=b.long_press_s,
+        indicator_pins={Output.LED_GREEN: i.led_green_pin, Output.LED_RED: i.led_red_pin,
+                        Output.LED_BLUE: i.led_blue_pin, Output.BUZZER: i.buzzer_pin,
+                        Output.VIBRATION: i.vibration_pin},
+        gnss_port=device.gnss.port, gnss_baudrate=device.gnss.baudrate,
+        power_supply_root=device.power.sysfs_root, battery=device.power.battery)
 
 
 # --- simulate ----------------------------------------------------------------------------
@@ -663,11 +683,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seconds is not None:
         threading.Timer(args.seconds, stop.set).start()
     if config.device.device.hardware == "pi":
-        from firmware_py.pi import build_pi_hardware
+        from device.backends.pi import build_pi_hardware
         evidence = Path(config.device.device.evidence_dir)
         evidence = evidence if evidence.is_absolute() else root / evidence
         evidence.mkdir(parents=True, exist_ok=True)
-        hardware = build_pi_hardware(config.device, evidence)
+        hardware = build_pi_hardware(pi_settings(config), evidence)
         audit = AuditLog(root / "audit.jsonl", hardware.clock)
         agent = Agent(config, hardware, audit)
         try:
