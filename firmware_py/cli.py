@@ -212,7 +212,7 @@ def _key_error() -> type[Exception]:
 
 
 def _scenario_error() -> type[Exception]:
-    from simulator.scenario import ScenarioError
+    from simulator.harness.scenario import ScenarioError
     return ScenarioError
 
 
@@ -240,8 +240,8 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 def _selfcheck_sim(args: argparse.Namespace, config: Config):
     import tempfile
 
-    from simulator import scenario as scenarios
-    from simulator.runner import Simulation
+    from simulator.harness import scenario as scenarios
+    from simulator.harness.runner import Simulation
 
     scenario = scenarios.load(args.scenario)
     config = _load(args, scenario.config, f"{scenario.source} [config]")
@@ -307,8 +307,9 @@ def pi_settings(config: Config):
 # --- simulate ----------------------------------------------------------------------------
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator import scenario as scenarios
-    from simulator.runner import print_entry, run_scenario
+    from simulator.harness import scenario as scenarios
+    from simulator.harness.run import run_scenario
+    from simulator.harness.runner import print_entry
 
     scenario = scenarios.load(args.scenario)
     config = _load(args, scenario.config, f"{scenario.source} [config]")
@@ -325,7 +326,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     dock = SimulatedDock(out / "archive")
     try:
         # run_scenario: a scenario with power cuts runs the device in a process of its own,
-        # killed at each cut (simulator.powercut).
+        # killed at each cut (simulator.harness.powercut).
         result = run_scenario(scenario, out, config, on_entry, on_dock=dock)
     finally:
         dock.close()
@@ -348,8 +349,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_soak(args: argparse.Namespace) -> int:
     from firmware_py.keys import load_agency_private, load_registry
     from firmware_py.verify import summary_lines, verify
-    from simulator import soak
-    from simulator.runner import print_entry, run_scenario
+    from simulator.harness import soak
+    from simulator.harness.run import run_scenario
+    from simulator.harness.runner import print_entry
     from sync.simdock import SimulatedDock
 
     if args.visits < 2 or args.recordings < 1:
@@ -706,8 +708,8 @@ def _run_sim_realtime(config: Config, root: Path, stop: threading.Event) -> int:
     """The simulated recorder paced to the wall clock, for trying the agent by hand."""
     from datetime import datetime, timezone
 
-    from simulator.runner import Simulation, print_entry
-    from simulator.scenario import Scenario
+    from simulator.harness.runner import Simulation, print_entry
+    from simulator.harness.scenario import Scenario
 
     scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(), 48 * 3600)
     sim = Simulation(scenario, root, config, print_entry(sys.stdout))

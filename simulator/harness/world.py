@@ -31,7 +31,7 @@ from simulator.buttons import SimButtons
 from simulator.camera import SimCamera
 from simulator.clock import DriftingWallClock, VirtualClock
 from simulator.gnss import Route, SimGnssReceiver
-from simulator.scenario import Scenario
+from simulator.harness.scenario import Scenario
 from simulator.storage import QuotaStorage
 
 log = logging.getLogger(__name__)
