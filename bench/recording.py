@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 
 def rss_mb() -> float:

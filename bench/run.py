@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from firmware_py.config import load as load_config
-from simulator import scenario as scenarios
+from simulator.harness import scenario as scenarios
 from simulator.camera import SimCamera
-from simulator.hardware import video_config
-from simulator.runner import run_scenario
+from simulator.harness.world import video_config
+from simulator.harness.run import run_scenario
 
 
 class _Null:

@@ -1,6 +1,6 @@
 """Simulated battery that keeps a fake sysfs ``power_supply`` tree up to date.
 
-The device reads it with the real ``device.sysfs_power.SysfsPower``, so the simulator
+The device reads it with the real ``device.backends.sysfs_power.SysfsPower``, so the simulator
 exercises the same parsing as a device with a fuel gauge. The tree is::
 
     root/BAT0/{type, status, present, capacity, voltage_now, energy_now, energy_full,

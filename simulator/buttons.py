@@ -1,6 +1,6 @@
 """Simulated buttons and indicator pins: gpiozero's ``MockFactory`` with the device's pin map.
 
-The simulator runs the real ``device.gpio`` backends on these mock pins: a scenario
+The simulator runs the real ``device.backends.gpio`` backends on these mock pins: a scenario
 presses a button by driving its pin low (buttons are active low with the pull-up on),
 and the timeline reads the LEDs, buzzer and vibration motor back from their pins. The
 mock pins call gpiozero's callbacks synchronously, so a press is seen at the virtual time

@@ -1,8 +1,8 @@
 """Simulated GNSS receiver: NMEA sentences along a route, written into a pseudo-terminal.
 
-The agent's real serial backend (``device.nmea.SerialGnss``) opens ``port_path`` exactly as
-it would ``/dev/ttyAMA0``, so the simulation exercises the same byte-level code path as the
-recorder. Time of the sentences is true UTC (what satellites say), not the device's
+The agent's real serial backend (``device.backends.nmea.SerialGnss``) opens ``port_path``
+exactly as it would ``/dev/ttyAMA0``, so the simulation exercises the same byte-level code
+path as the recorder. Time of the sentences is true UTC (what satellites say), not the device's
 drifting clock, so the agent can check and correct its clock against it.
 
 Output per epoch mimics a u-blox receiver's default set and order: RMC, VTG, GGA, GSA, with

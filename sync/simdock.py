@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 class SimulatedDock:
     """The dock of a simulated shift. A docking whose scenario event names a ``fault``
-    (``simulator.scenario.DOCK_FAULTS``) goes wrong once ``after_mb`` have reached the dock:
-    the device is lifted out (the session ends, the rest goes at the next docking), the dock
+    (``simulator.harness.scenario.DOCK_FAULTS``) goes wrong once ``after_mb`` have reached the
+    dock: the device is lifted out (the session ends, the rest goes at the next docking), the dock
     crashes after storing a file and before its receipt (and comes back on the same
     archive). (A broker that goes away is tested against Mosquitto, which can be stopped
     under its clients and started again: tests/test_sync_faults.py.)"""

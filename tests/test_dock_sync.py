@@ -15,8 +15,8 @@ import pytest
 
 from device.clock import DeviceClock
 from firmware_py import audit
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 from sync.device_sync import DeviceSync, offers
 from sync.dock import DockService
 from sync.enrollment import device_sync_files, dock_client, enroll_device

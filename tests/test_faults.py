@@ -29,8 +29,8 @@ from firmware_py import audit, metadata
 from firmware_py.config import Config, load
 from firmware_py.segment import PTS_CLOCK_HZ, PTS_ORIGIN
 from firmware_py.stamp import Stamper, stamp_lines
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 from simulator.scene import Scene
 
 FPS = 15

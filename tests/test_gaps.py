@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 2}}

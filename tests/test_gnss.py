@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from device.gnss import Gnss, GnssFix
 from device.hardware import HardwareError
-from device.nmea import (MAX_LINE_BYTES, SUPPORTED_TALKERS, SUPPORTED_TYPES, NmeaAssembler,
+from device.backends.nmea import (MAX_LINE_BYTES, SUPPORTED_TALKERS, SUPPORTED_TYPES, NmeaAssembler,
                          SerialGnss)
 from simulator.clock import DriftingWallClock, VirtualClock
 from simulator.gnss import (Route, SimEpoch, SimGnssReceiver, distance_m, format_latitude,

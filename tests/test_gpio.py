@@ -9,7 +9,7 @@ import threading
 import gpiozero
 import pytest
 
-from device.gpio import GpioIndicators, GpioInputs
+from device.backends.gpio import GpioIndicators, GpioInputs
 from device.hardware import HardwareError
 from device.indicators import Blink, Output
 from device.inputs import Button, ButtonEvent, Gesture
@@ -310,7 +310,7 @@ def test_steady_programs_and_pin_written_only_on_change(sim, indicators, monkeyp
 
 
 def test_unwired_outputs_are_accepted_and_logged_once(sim, caplog):
-    caplog.set_level(logging.INFO, logger="device.gpio")
+    caplog.set_level(logging.INFO, logger="device.backends.gpio")
     indicators = GpioIndicators({GREEN: 5, Output.VIBRATION: -1}, pin_factory=sim.factory)
     try:
         assert indicators.wired == {GREEN}

@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device.gnss import GnssFix, NmeaStats
-from device.nmea import MAX_LINE_BYTES, MAX_SENTENCE_LEN, NmeaAssembler, SerialGnss
+from device.backends.nmea import MAX_LINE_BYTES, MAX_SENTENCE_LEN, NmeaAssembler, SerialGnss
 from hostile import examples
 from simulator.gnss import format_latitude, format_longitude, nmea_sentence
 

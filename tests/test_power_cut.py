@@ -21,8 +21,9 @@ from conftest import export_plain
 from firmware_py import audit
 from firmware_py.cli import main
 from firmware_py.config import load as load_config
-from simulator import scenario as sc
-from simulator.runner import Simulation, run_scenario
+from simulator.harness import scenario as sc
+from simulator.harness.run import run_scenario
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 60, "pre_event_seconds": 2}}

@@ -9,8 +9,8 @@ import pytest
 
 from device.hardware import HardwareError
 from device.power import ChargeStatus
-from device.statvfs_storage import StatvfsStorage
-from device.sysfs_power import SysfsPower
+from device.backends.statvfs_storage import StatvfsStorage
+from device.backends.sysfs_power import SysfsPower
 from simulator.battery import SimBattery, cell_voltage
 from simulator.storage import QuotaStorage
 

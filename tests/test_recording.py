@@ -20,9 +20,9 @@ import pytest
 
 from conftest import export_plain
 from firmware_py import audit, metadata
-from simulator import scenario as sc
+from simulator.harness import scenario as sc
 from simulator.gnss import Route
-from simulator.runner import Simulation
+from simulator.harness.runner import Simulation
 from simulator.scene import Scene
 
 FPS = 15

@@ -19,8 +19,8 @@ import pytest
 from firmware_py import audit
 from firmware_py.evidence_file import CHUNK_HEAD
 from firmware_py.seal import unsealed
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 60, "pre_event_seconds": 2}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device.inputs import Button
-from simulator import scenario as sc
+from simulator.harness import scenario as sc
 
 
 @pytest.mark.parametrize("name", ["patrol", "cold-start", "faults", "obstruction"])

@@ -20,8 +20,8 @@ from firmware_py import audit
 from firmware_py.evidence_file import (EncryptingFile, EvidenceFileError, canonical,
                                        decrypt_chunks, key_id, parse)
 from firmware_py.keys import KeyFileError, device_identity, enroll, load_agency_private, raw
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 4}}

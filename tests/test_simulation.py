@@ -15,8 +15,8 @@ from device.indicators import Output
 from firmware_py import audit
 from firmware_py.cli import main
 from firmware_py.core import State
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
 

@@ -1,4 +1,4 @@
-"""The soak shift (simulator/soak.py): eight hours of an officer's day in virtual time — ten
+"""The soak shift (simulator/harness/soak.py): eight hours of an officer's day in virtual time — ten
 visits, forty recordings with interruptions, the recorder switched off between visits,
 random faults and power cuts, docked at midday (lifted out mid-transfer) and at the end
 (the dock crashing before a receipt) — run through ``bodycam
@@ -17,7 +17,7 @@ import pytest
 
 from firmware_py import audit
 from firmware_py.cli import main
-from simulator import soak
+from simulator.harness import soak
 
 SEED = 2026
 # What the agent writes into its audit log for each kind of injected fault.

@@ -19,8 +19,8 @@ import pytest
 from conftest import export_plain
 from firmware_py import audit, metadata
 from firmware_py.speech import PhraseRenderer
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
 

@@ -10,7 +10,7 @@ dropping, the storage filling, and the power cut while recording. The midday doc
 short (the officer lifts the recorder out mid-transfer) and at the end of the shift the
 dock crashes after storing a file, before its receipt.
 
-``build`` returns the scenario as the data of a scenario file (``simulator.scenario``
+``build`` returns the scenario as the data of a scenario file (``simulator.harness.scenario``
 parses it, so every check a written scenario gets applies); ``scenario`` parses it. The
 same seed always gives the same shift. ``bodycam soak`` runs it with docking and verifies
 the archive at the end.
@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.scenario import Scenario, parse
+from simulator.harness.scenario import Scenario, parse
 
 SHIFT_S = 8 * 3600
 START = "2026-11-30T08:30:00+08:00"

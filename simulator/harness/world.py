@@ -17,13 +17,13 @@ from pathlib import Path
 
 from device.camera import VideoConfig
 from device.clock import DeviceClock
-from device.gpio import GpioIndicators, GpioInputs
+from device.backends.gpio import GpioIndicators, GpioInputs
 from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
 from device.microphone import AudioConfig
-from device.nmea import SerialGnss
-from device.sysfs_power import SysfsPower
+from device.backends.nmea import SerialGnss
+from device.backends.sysfs_power import SysfsPower
 from firmware_py.config import DeviceConfig
 from simulator.audio import AcousticSpace, SimMicrophone, SimSpeaker
 from simulator.battery import SimBattery
@@ -31,7 +31,7 @@ from simulator.buttons import SimButtons
 from simulator.camera import SimCamera
 from simulator.clock import DriftingWallClock, VirtualClock
 from simulator.gnss import Route, SimGnssReceiver
-from simulator.scenario import Scenario
+from simulator.harness.scenario import Scenario
 from simulator.storage import QuotaStorage
 
 log = logging.getLogger(__name__)

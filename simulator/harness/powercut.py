@@ -13,7 +13,7 @@ new ``Simulation(..., restart=PowerOff(cut, cut + off))`` on the same directory:
   (``firmware_py.restart``);
 - the world's: the sysfs battery tree (its charge and dock; no draw while off, a dock
   charges it meanwhile), the storage directory and the world's state file
-  (``simulator.hardware.WORLD_STATE``: card ballast, RTC jumps, broken parts);
+  (``simulator.harness.world.WORLD_STATE``: card ballast, RTC jumps, broken parts);
 - the clock: virtual time runs on through the cut, and the RTC with it.
 
 A ``switch_off`` event ends a stretch run in this process with a clean shutdown (the agent
@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from firmware_py.config import Config, load as load_config
-from simulator.hardware import PowerOff
-from simulator.runner import Simulation, SimulationResult, TimelineEntry
-from simulator.scenario import Scenario, ScenarioEvent
+from simulator.harness.world import PowerOff
+from simulator.harness.runner import Simulation, SimulationResult, TimelineEntry
+from simulator.harness.scenario import Scenario, ScenarioEvent
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ gnss_lost (with ``duration``), gnss_garbage, storage_full, storage_fill (``mb``)
 battery_drain (``percent``), clock_jump (``seconds``).
 
 No other event may fall inside a power cut (from the cut until the power is back), and the
-power must be back before the scenario ends. ``simulator.runner.run_scenario`` (and
-``bodycam simulate``) runs a scenario with power cuts; see ``simulator.powercut``.
+power must be back before the scenario ends. ``simulator.harness.run.run_scenario`` (and
+``bodycam simulate``) runs a scenario with power cuts; see ``simulator.harness.powercut``.
 """
 
 from __future__ import annotations

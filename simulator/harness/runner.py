@@ -6,8 +6,9 @@ the pty, a camera frame encoded, audio captured, the battery drained) and then r
 pass of the agent's loop. Everything the agent logs becomes a line of the timeline.
 
 A scenario with ``power_cut`` events cannot run in one process: the device really dies at
-each cut. ``run_scenario`` hands it to ``simulator.powercut``, which runs each stretch up
-to a cut in a child process killed there and the rest on the same files, restarted with
+each cut. ``run_scenario`` (``simulator.harness.run``) hands it to
+``simulator.harness.powercut``, which runs each stretch up to a cut in a child process
+killed there and the rest on the same files, restarted with
 ``Simulation(..., restart=PowerOff(...))``.
 """
 
@@ -26,8 +27,8 @@ from firmware_py.config import Config, load as load_config
 from firmware_py.core import State
 from firmware_py.keys import ENROLLMENT, enroll
 from firmware_py.selfcheck import SelfCheckReport
-from simulator.hardware import PowerOff, SimWorld, build_world
-from simulator.scenario import Scenario, ScenarioEvent
+from simulator.harness.scenario import Scenario, ScenarioEvent
+from simulator.harness.world import PowerOff, SimWorld, build_world
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class Simulation:
 
     ``restart`` continues a scenario after a power cut on the files the dead run left, from
     the moment the power is back; ``on_power_cut`` is what a ``power_cut`` event does (the
-    harness in ``simulator.powercut`` kills the process). Without it a power cut is refused:
-    use ``run_scenario``.
+    harness in ``simulator.harness.powercut`` kills the process). Without it a power cut is
+    refused: use ``run_scenario`` (``simulator.harness.run``).
     """
 
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
@@ -176,8 +177,9 @@ class Simulation:
                 self.switched_off = True
             case "power_cut":
                 if self._on_power_cut is None:
-                    raise RuntimeError("a power_cut needs the device in a process of its own: "
-                                       "run the scenario with simulator.runner.run_scenario")
+                    raise RuntimeError(
+                        "a power_cut needs the device in a process of its own: "
+                        "run the scenario with simulator.harness.run.run_scenario")
                 self._on_power_cut(self, event)
         w.save_state()  # faults, ballast and clock jumps outlive a power cut
 
@@ -268,16 +270,6 @@ class Simulation:
         finally:
             result = self.finish()
         return result
-
-
-def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,
-                 on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_dock: Callable[[Simulation], dict[str, Any]] | None = None) -> SimulationResult:
-    """Run ``scenario`` to its end; with power cuts, through ``simulator.powercut``."""
-    if any(e.action in ("power_cut", "switch_off") for e in scenario.events):
-        from simulator.powercut import run_with_power_cuts
-        return run_with_power_cuts(scenario, out, config, on_entry, on_dock)
-    return Simulation(scenario, out, config, on_entry, on_dock).run()
 
 
 def print_entry(stream: TextIO) -> Callable[[TimelineEntry], None]:
