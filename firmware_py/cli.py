@@ -492,9 +492,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --- dock --------------------------------------------------------------------------------
 
 def _dock_setup(args: argparse.Namespace):
-    from sync import config as dock_config
-    from sync.archive import Archive
-    from sync.enrollment import dock_key
+    from dock import config as dock_config
+    from dock.archive import Archive
+    from dock.enrollment import dock_key
 
     config = dock_config.load(args.config)
     dock_dir = Path(config.dock.dir)
@@ -504,7 +504,7 @@ def _dock_setup(args: argparse.Namespace):
 
 
 def cmd_dock_enroll(args: argparse.Namespace) -> int:
-    from sync.enrollment import enroll_device
+    from dock.enrollment import enroll_device
 
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
@@ -518,7 +518,7 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_dock_assign(args: argparse.Namespace) -> int:
-    from sync import ledger
+    from dock import ledger
 
     _, _, archive = _dock_setup(args)
     try:
@@ -533,7 +533,7 @@ def cmd_dock_assign(args: argparse.Namespace) -> int:
 
 
 def cmd_dock_release(args: argparse.Namespace) -> int:
-    from sync import ledger
+    from dock import ledger
 
     _, _, archive = _dock_setup(args)
     try:
@@ -550,7 +550,7 @@ def cmd_dock_release(args: argparse.Namespace) -> int:
 def cmd_dock_ledger(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from sync import ledger
+    from dock import ledger
 
     _, _, archive = _dock_setup(args)
     try:
@@ -610,9 +610,9 @@ def _progress_printer(every_s: float = 1.0):
 
 
 def cmd_dock_serve(args: argparse.Namespace) -> int:
-    from sync.broker import EmbeddedBroker, MosquittoBroker
-    from sync.dock import DockService
-    from sync.enrollment import dock_ca, dock_client
+    from dock.broker import EmbeddedBroker, MosquittoBroker
+    from dock.service import DockService
+    from dock.enrollment import dock_ca, dock_client
 
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
