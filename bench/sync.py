@@ -73,14 +73,15 @@ from firmware_py.evidence_file import EncryptingFile
 from firmware_py.keys import device_identity
 from firmware_py.seal import Sealer
 from firmware_py.store import EvidenceStore
+from dock.archive import Archive
+from dock.broker import MosquittoBroker
+from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
+from dock.pki import CertFiles
+from dock.service import DockService
 from sync import protocol as p
-from sync.archive import Archive
-from sync.broker import MosquittoBroker
-from sync.broker import client as mqtt_client
+from sync.credentials import device_sync_files
 from sync.device_sync import DeviceSync
-from sync.dock import DockService
-from sync.enrollment import device_sync_files, dock_ca, dock_client, dock_key, enroll_device
-from sync.pki import CertFiles
+from sync.mqtt import client as mqtt_client
 
 MIB = 1 << 20
 KIB = 1 << 10

@@ -12,9 +12,9 @@ from bodycam import simulation
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, add_config_args, load
 from firmware_py.keys import load_agency_private, load_registry
 from firmware_py.verify import summary_lines, verify
-from simulator import scenario as scenarios
-from simulator import soak
-from simulator.runner import print_entry
+from simulator.harness import scenario as scenarios
+from simulator.harness import soak
+from simulator.harness.runner import print_entry
 
 
 def register(sub: Any) -> None:
@@ -61,7 +61,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"{config.device.video.height}@{config.device.video.fps}, "
               f"{scenario.duration_s:g} s simulated, files under {out}")
     # A scenario with power cuts runs the device in a process of its own, killed at each
-    # cut (simulator.powercut).
+    # cut (simulator.harness.powercut).
     result, _ = simulation.run_docked(scenario, out, config, on_entry)
     summary = result.to_json()
     (out / "simulation.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))

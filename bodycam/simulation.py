@@ -14,8 +14,8 @@ from typing import Any, Callable
 from bodycam.wiring import build_device
 from firmware_py.config import Config
 from simulator.harness.dock import SimulatedDock
-from simulator.harness.runner import (Simulation, SimulationResult, TimelineEntry,
-                                      print_entry, run_scenario as run_harness)
+from simulator.harness.run import run_scenario as run_harness
+from simulator.harness.runner import Simulation, SimulationResult, TimelineEntry, print_entry
 from simulator.harness.scenario import Scenario
 
 __all__ = ["simulation", "run_scenario", "run_docked", "print_entry"]

@@ -21,8 +21,10 @@ from typing import Callable, Protocol
 from bodycam.docking import DockAddress, DockLink, SyncPaths
 from device.backends.pi import PiSettings, build_pi_hardware
 from device.hardware import Hardware, HardwareError
+from device.indicators import Output
+from device.inputs import Button
 from firmware_py.agent import Agent, assemble
-from firmware_py.config import Config
+from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.paths import DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
@@ -85,6 +87,21 @@ def configured_dock(config: Config, layout: DeviceLayout) -> FindDock:
     return find
 
 
+def pi_settings(device: DeviceConfig) -> PiSettings:
+    """What the real backends need, from the device configuration."""
+    b, i = device.buttons, device.indicators
+    return PiSettings(
+        utc_offset_s=device.device.utc_offset_s,
+        button_pins={Button.RECORD: b.record_pin, Button.PHOTO: b.photo_pin,
+                     Button.MARKER: b.marker_pin},
+        long_press_s=b.long_press_s,
+        indicator_pins={Output.LED_GREEN: i.led_green_pin, Output.LED_RED: i.led_red_pin,
+                        Output.LED_BLUE: i.led_blue_pin, Output.BUZZER: i.buzzer_pin,
+                        Output.VIBRATION: i.vibration_pin},
+        gnss_port=device.gnss.port, gnss_baudrate=device.gnss.baudrate,
+        power_supply_root=device.power.sysfs_root, battery=device.power.battery)
+
+
 class Recorder(Protocol):
     """A recorder to drive: real hardware in real time, or the simulator."""
 
@@ -110,7 +127,7 @@ class PiRecorder:
     def __init__(self, config: Config, root: Path, *, dock: bool = True) -> None:
         layout = DeviceLayout.from_config(root, config.device)
         layout.evidence.mkdir(parents=True, exist_ok=True)
-        self.hardware = build_pi_hardware(PiSettings.from_config(config.device), layout.evidence)
+        self.hardware = build_pi_hardware(pi_settings(config.device), layout.evidence)
         try:
             self.device = build_device(config, self.hardware, layout.root,
                                        configured_dock(config, layout) if dock else None)

@@ -28,8 +28,8 @@ from firmware_py.audit import AuditLog
 from firmware_py.seal import MANIFEST, SIGNATURE
 from firmware_py.store import READ_ONLY, write_atomic
 from sync import protocol as p
-from sync.broker import client as mqtt_client
-from sync.enrollment import dock_public
+from sync.credentials import dock_public
+from sync.mqtt import client as mqtt_client
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dock.broker import EmbeddedBroker
+from dock.enrollment import enroll_device
+from dock.service import DeviceProgress, DockService
 from sync import protocol as p
-from sync.dock import DeviceProgress
-from sync.broker import EmbeddedBroker
 from sync.device_sync import DeviceSync
-from sync.dock import DockService
-from sync.enrollment import enroll_device
 
 log = logging.getLogger(__name__)
 

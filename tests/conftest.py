@@ -19,8 +19,8 @@ def config() -> Config:
 def broker(tmp_path):
     """A private Mosquitto with the shipped mutual TLS and ACL, its certificates from the
     dock CA under ``tmp_path / "dock"`` (where the tests enrol their devices)."""
-    from sync.broker import MosquittoBroker
-    from sync.enrollment import dock_ca
+    from dock.broker import MosquittoBroker
+    from dock.enrollment import dock_ca
 
     with MosquittoBroker(dock_ca(tmp_path / "dock"), tmp_path / "broker") as running:
         yield running

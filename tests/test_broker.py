@@ -29,8 +29,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import MQTTErrorCode
 
-from sync.broker import ACL, TEMPLATE, EmbeddedBroker, MosquittoBroker, client, render_config
-from sync.pki import CA, CertFiles, create_ca, issue_client, issue_server, load_ca
+from dock.broker import ACL, TEMPLATE, EmbeddedBroker, MosquittoBroker, render_config
+from dock.pki import CA, CertFiles, create_ca, issue_client, issue_server, load_ca
+from sync.mqtt import client
 
 TIMEOUT = 10.0  # upper bound for any single wait; the happy path takes milliseconds
 

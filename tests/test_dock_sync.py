@@ -17,9 +17,10 @@ from device.clock import DeviceClock
 from firmware_py import audit
 from simulator.harness import scenario as sc
 from simulator.harness.runner import Simulation
+from dock.enrollment import dock_client, enroll_device
+from dock.service import DockService
+from sync.credentials import device_sync_files
 from sync.device_sync import DeviceSync, offers
-from sync.dock import DockService
-from sync.enrollment import device_sync_files, dock_client, enroll_device
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 3},
@@ -104,9 +105,9 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     assert result.clock_offset_s is not None and abs(result.clock_offset_s) < 1.0
     # The ledger (R4.1-R4.3): the check-out window covers the shift (which ran at the
     # scenario's default start, 2026-11-29 00:30 UTC); what was recorded comes from the seals.
-    from sync import ledger
-    from sync.archive import Archive
-    from sync.enrollment import dock_key
+    from dock import ledger
+    from dock.archive import Archive
+    from dock.enrollment import dock_key
     archive = Archive(tmp_path / "archive", dock_dir, dock_key(dock_dir), "dock")
     start = datetime(2026, 11, 29, 0, 30, tzinfo=timezone.utc).timestamp()
     ledger.assign(archive, "BC-0001", "OFF-0417", at=start - 60)
@@ -210,8 +211,8 @@ def test_dock_config_errors_are_one_line(tmp_path, capsys):
 
 
 def test_overdue_evidence_and_silent_devices_are_flagged(tmp_path):
-    from sync.archive import Archive
-    from sync.enrollment import dock_key
+    from dock.archive import Archive
+    from dock.enrollment import dock_key
 
     archive = Archive(tmp_path / "archive", tmp_path / "dock", dock_key(tmp_path / "dock"), "dock")
     day = 24 * 3600
@@ -234,7 +235,7 @@ def test_dock_serve_command_with_mosquitto_takes_a_shift_and_shows_progress(tmp_
     and ACL started by the dock, a shift's evidence received, verified and receipted, and
     the progress per device on the terminal — a line a second at most, and the line that
     says the device is done."""
-    from sync.broker import free_port
+    from dock.broker import free_port
 
     shift(tmp_path)
     port = free_port("127.0.0.1")

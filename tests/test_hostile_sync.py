@@ -40,7 +40,7 @@ from firmware_py.keys import pem_public
 from hostile import examples
 from sync import protocol as p
 from sync.device_sync import DeviceSync
-from sync.enrollment import DOCK_PUB
+from sync.credentials import DOCK_PUB
 from test_sync_protocol import CHUNK, DEVICE, DOCK_KEY, DeviceEdge, DockEdge, sample_files
 
 NOW = 1_000.0

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from device.clock import DeviceClock
 from firmware_py import audit
+from dock.enrollment import dock_client
+from dock.service import DockService
+from sync.credentials import device_sync_files
 from sync.device_sync import DeviceSync, offers, snapshot_audit
-from sync.dock import DockService
-from sync.enrollment import device_sync_files, dock_client
 from sync.simdock import CrashingDock
 from tests.test_dock_sync import shift
 
@@ -210,8 +211,8 @@ def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_
     appended) is kept, even on a receipt the dock really signed for what it was sent;
     an untouched file read the same way is deleted on its receipt."""
     from sync import protocol as p
-    from sync.archive import sign_receipt
-    from sync.enrollment import dock_key
+    from dock.archive import sign_receipt
+    from dock.enrollment import dock_key
 
     shift(tmp_path)
     sync, log = session(tmp_path, broker)  # never connected: driven by hand below

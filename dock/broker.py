@@ -1,4 +1,4 @@
-"""MQTT brokers for dock sync, and a paho client factory that speaks to them.
+"""MQTT brokers for dock sync.
 
 Two brokers, for two situations:
 
@@ -11,7 +11,7 @@ Two brokers, for two situations:
   clients may publish and subscribe anywhere) and speaks MQTT 3.1.1 only; never use it
   for real evidence.
 
-:func:`client` builds a paho-mqtt 2.x client (callback API version 2) pointed at either.
+Clients reach either through :func:`sync.mqtt.client`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,7 @@ from string import Template
 from types import TracebackType
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-from .pki import CA, CertFiles, issue_client, issue_server
+from dock.pki import CA, CertFiles, issue_client, issue_server
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +45,6 @@ ACL = CONFIG_DIR / "acl"
 
 #: Chunks are at most 1 MiB; the limit leaves ample room so a chunk is never dropped.
 MESSAGE_SIZE_LIMIT = 8 * 1024 * 1024
-
-MQTTv311 = MQTTProtocolVersion.MQTTv311
-MQTTv5 = MQTTProtocolVersion.MQTTv5
 
 #: CN of the certificate the broker wrapper uses to check that the TLS listener is up.
 #: The ACL grants it nothing beyond what any device gets under its own (unused) prefix.
@@ -466,43 +460,3 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<EmbeddedBroker {self.host}:{self.port} {state}>"
-
-
-def client(host: str, port: int, client_id: str, *, ca: Path | str | None = None,
-           cert: Path | str | None = None, key: Path | str | None = None,
-           protocol: MQTTProtocolVersion = MQTTv311, keepalive: int = 30,
-           clean_session: bool | None = None) -> mqtt.Client:
-    """Make a paho-mqtt 2.x client (callback API version 2) aimed at ``host:port``.
-
-    With ``ca`` the connection uses TLS and verifies the broker against that CA certificate
-    (hostname included); ``cert``/``key`` add the client certificate whose CN is the
-    device id. The client is returned unconnected with its destination recorded
-    (``connect_async``): set callbacks, then ``loop_start()`` connects and keeps
-    reconnecting in the background, or ``reconnect()`` connects synchronously.
-    """
-    if (cert is None) != (key is None):
-        raise ValueError("cert and key go together")
-    if cert is not None and ca is None:
-        raise ValueError("a client certificate needs the CA to verify the broker with")
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                    clean_session=clean_session)
-    c.enable_logger(logging.getLogger(f"{__name__}.paho.{client_id}"))
-    if ca is not None:
-        c.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
-                  keyfile=str(key) if key else None, cert_reqs=ssl.CERT_REQUIRED)
-    # A dock sync session should resume quickly after a broker restart or a re-dock; the
-    # default 120 s ceiling would leave a docked device idle for minutes.
-    c.reconnect_delay_set(min_delay=1, max_delay=10)
-    c.on_socket_open = _no_delay
-    c.connect_async(host, port, keepalive)
-    return c
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Send small messages at once. The protocol answers every chunk with a small ack:
-    with Nagle's algorithm on, an ack waits for the TCP acknowledgement of the one before,
-    which the receiver delays by up to 40 ms — and the window stalls that long."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # not a TCP socket (a test double, a Unix socket)
-        pass

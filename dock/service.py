@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dock.archive import Archive, ArchiveError
+from dock.enrollment import dock_key
 from sync import protocol as p
-from sync.archive import Archive, ArchiveError
-from sync.broker import client as mqtt_client
-from sync.enrollment import dock_key
+from sync.mqtt import client as mqtt_client
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from sync.archive import Archive
+from dock.archive import Archive
 
 
 class LedgerError(ValueError):

@@ -12,27 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from dock import pki
 from firmware_py import keys
-from sync import pki
+from sync.credentials import DEVICE_TLS, DOCK_PUB
 
 DOCK_KEY = Path("keys/dock_ed25519.pem")
-DOCK_PUB = Path("keys/dock_ed25519.pub.pem")
 CA_DIR = Path("ca")
 DOCK_CLIENT = "dock"  # the dock's own client certificate CN (the ACL's readwrite user)
-DEVICE_TLS = Path("keys/mqtt")
-
-
-@dataclass(frozen=True)
-class DeviceSyncFiles:
-    ca: Path
-    cert: Path
-    key: Path
-    dock_public: Path
 
 
 def dock_key(dock_dir: Path) -> Ed25519PrivateKey:
@@ -75,18 +65,3 @@ def enroll_device(device_root: Path, dock_dir: Path, device_id: str, unit: str) 
     shutil.copyfile(Path(dock_dir) / DOCK_PUB, Path(device_root) / DOCK_PUB)
     os.chmod(folder, 0o700)
     return result | {"mqtt_certificate": str(folder / f"{device_id}.crt")}
-
-
-def device_sync_files(device_root: Path, device_id: str) -> DeviceSyncFiles:
-    root = Path(device_root)
-    files = DeviceSyncFiles(root / DEVICE_TLS / "ca.crt", root / DEVICE_TLS / f"{device_id}.crt",
-                            root / DEVICE_TLS / f"{device_id}.key", root / DOCK_PUB)
-    for path in (files.ca, files.cert, files.key, files.dock_public):
-        if not path.exists():
-            raise keys.KeyFileError(f"{path}: missing — enrol the device at the dock "
-                                    "(bodycam dock enroll)")
-    return files
-
-
-def dock_public(device_root: Path) -> Ed25519PublicKey:
-    return keys.load_public(Path(device_root) / DOCK_PUB, Ed25519PublicKey)  # type: ignore[return-value]
