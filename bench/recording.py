@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 
 def rss_mb() -> float:
@@ -42,7 +42,7 @@ def bench(press_at: float = 40.0, record_s: float = 60.0) -> dict:
     scenario = sc.parse(data, "bench")
     with tempfile.TemporaryDirectory() as tmp:
         baseline = rss_mb()
-        sim = Simulation(scenario, Path(tmp))
+        sim = simulation(scenario, Path(tmp))
         recorder = sim.agent.pipeline
         timing: dict[str, float] = {}
         original = recorder.start_recording

@@ -25,7 +25,7 @@ from firmware_py.config import load as load_config
 from simulator.harness import scenario as scenarios
 from simulator.camera import SimCamera
 from simulator.harness.world import video_config
-from simulator.harness.run import run_scenario
+from bodycam.simulation import run_scenario
 
 
 class _Null:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bodycam.options import EXIT_OK, EXIT_PROBLEM
-from sync import config as dock_config
-from sync import ledger
-from sync.archive import Archive
-from sync.broker import EmbeddedBroker, MosquittoBroker
-from sync.dock import DeviceProgress, DockService
-from sync.enrollment import dock_ca, dock_client, dock_key, enroll_device
+from dock import config as dock_config
+from dock import ledger
+from dock.archive import Archive
+from dock.broker import EmbeddedBroker, MosquittoBroker
+from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
+from dock.service import DeviceProgress, DockService
 
 
 def register(sub: Any) -> None:

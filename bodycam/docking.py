@@ -25,20 +25,12 @@ from typing import Any, Callable
 from device.clock import Clock
 from device.power import Power
 from firmware_py.audit import AuditLog
+from sync.credentials import DockAddress
 from sync.device_sync import DeviceSync, SessionResult
 
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True)
-class DockAddress:
-    """Where the dock's broker listens, and the device's TLS files (CA, cert, key) for it."""
-
-    host: str
-    port: int
-    tls: tuple[Path, Path, Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +116,12 @@ class DockLink:
     def _dock(self) -> None:
         told = False
         while not self._undocked.is_set():
-            address = self._find_dock()
-            why = "no dock configured" if address is None else reachable(address)
+            try:
+                address = self._find_dock()
+            except Exception as exc:  # e.g. the TLS files of enrolment are missing
+                address, why = None, str(exc)
+            else:
+                why = "no dock configured" if address is None else reachable(address)
             if why is None and address is not None:
                 self._session(address)
                 return
@@ -143,9 +139,7 @@ class DockLink:
         try:
             session = DeviceSync(self._paths.root, self._device, address.host, address.port,
                                  tls=address.tls, audit=self._audit, battery_percent=battery,
-                                 clock=self._clock, evidence=self._paths.evidence,
-                                 audit_log=self._paths.audit_log,
-                                 correct_above_s=self._correct_above_s)
+                                 clock=self._clock)
         except Exception as exc:
             log.exception("%s: sync session could not start", self._device)
             self._audit.append("sync_failed", {"error": f"{type(exc).__name__}: {exc}"})

@@ -18,20 +18,35 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
-from bodycam.docking import DockAddress, DockLink, SyncPaths
+from bodycam.docking import DockLink, SyncPaths
 from device.backends.pi import PiSettings, build_pi_hardware
 from device.hardware import Hardware, HardwareError
 from device.indicators import Output
 from device.inputs import Button
-from firmware_py.agent import Agent, assemble
+from firmware_py.agent import Agent
 from firmware_py.config import Config, DeviceConfig
-from firmware_py.evidence.audit import AuditLog
-from firmware_py.paths import DeviceLayout
+from firmware_py.audit import AuditLog
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
-from sync.credentials import device_sync_files
+from sync.credentials import DockAddress, device_sync_files
 
 FindDock = Callable[[], DockAddress | None]
+
+
+@dataclass(frozen=True)
+class DeviceLayout:  # TEMPORARY until firmware_py.paths
+    root: Path
+    evidence: Path
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    @classmethod
+    def from_config(cls, root, device):
+        root = Path(root)
+        evidence = Path(device.device.evidence_dir)
+        return cls(root, evidence if evidence.is_absolute() else root / evidence)
 
 
 @dataclass
@@ -67,7 +82,7 @@ def build_device(config: Config, hardware: Hardware, root: Path,
                         find_dock, correct_above_s=config.policy.selfcheck.clock_correct_above_s,
                         retry_s=config.device.dock.retry_s)
     try:
-        agent = assemble(config, hardware, audit, layout, docking=link)
+        agent = Agent(config, hardware, audit, docking=link)
     except BaseException:
         audit.close()
         raise

@@ -364,6 +364,10 @@ class EmbeddedBroker:
         """Start the broker thread and wait until the listener accepts connections."""
         if self.running:
             raise RuntimeError("broker already running")
+        # A device checks that its dock is reachable with a bare TCP connection before it
+        # starts a session; amqtt logs each such probe as an ERROR. Its own failures still
+        # surface through ``start`` and the clients.
+        logging.getLogger("amqtt.broker").setLevel(logging.CRITICAL)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             if self.port == 0:
                 self.port = free_port(self.host)

@@ -41,3 +41,13 @@ def device_sync_files(device_root: Path, device_id: str) -> DeviceSyncFiles:
 
 def dock_public(device_root: Path) -> Ed25519PublicKey:
     return keys.load_public(Path(device_root) / DOCK_PUB, Ed25519PublicKey)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DockAddress:
+    """Where a device finds its dock's broker, and the TLS files (CA, certificate, key) it
+    presents there; ``tls`` is None for the embedded demo broker."""
+
+    host: str
+    port: int
+    tls: tuple[Path, Path, Path] | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from firmware_py import config as cfg
-from firmware_py.cli import main
+from bodycam.cli import main
 
 
 def write(tmp_path: Path, text: str, name: str = "device.toml") -> Path:
@@ -123,7 +123,7 @@ def test_cli_prints_one_line_and_exits_2_before_starting(tmp_path, capsys):
 
 def test_cli_entry_point_exit_code(tmp_path):
     path = write(tmp_path, "[audio]\nsample_rate = 12345")
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "selfcheck", "--config",
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "selfcheck", "--config",
                            str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "audio.sample_rate: 12345 is not allowed" in proc.stderr

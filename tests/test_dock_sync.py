@@ -16,7 +16,7 @@ import pytest
 from device.clock import DeviceClock
 from firmware_py import audit
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 from dock.enrollment import dock_client, enroll_device
 from dock.service import DockService
 from sync.credentials import device_sync_files
@@ -36,7 +36,7 @@ def shift(out):
               {"at": 22, "action": "press", "button": "marker"},
               {"at": 30, "action": "press", "button": "record"},
               {"at": 42, "action": "long_press", "button": "record"}]
-    Simulation(sc.parse({"scenario": {"name": "dock", "duration": "50s"}, "config": FAST,
+    simulation(sc.parse({"scenario": {"name": "dock", "duration": "50s"}, "config": FAST,
                          "event": events}, "dock.toml"), out).run()
 
 
@@ -78,7 +78,7 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     assert [p.name for p in left if not p.name.startswith(".")] == []
     # The archive holds it all, and it verifies on its own.
     archived = tmp_path / "archive" / "BC-0001"
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify", str(archived),
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(archived),
                            "--trust", str(dock_dir), "--key", str(dock_dir), "--json"],
                           capture_output=True, text=True)
     report = json.loads(proc.stdout)
@@ -165,7 +165,7 @@ def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
 
 
 def test_simulate_docks_through_the_embedded_broker(tmp_path, capsys):
-    from firmware_py.cli import main
+    from bodycam.cli import main
 
     scenario = tmp_path / "s.toml"
     scenario.write_text("""
@@ -194,7 +194,7 @@ action = "dock"
     assert synced["offered"] == synced["receipted"] == synced["deleted"] > 5
     left = [p.name for p in (tmp_path / "out" / "device" / "evidence").rglob("*") if p.is_file()]
     assert [name for name in left if not name.startswith(".")] == [], left
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify",
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify",
                            str(tmp_path / "out" / "archive" / "BC-0001"), "--trust",
                            str(tmp_path / "out" / "dock"), "--key", str(tmp_path / "out" / "dock")],
                           capture_output=True, text=True)
@@ -202,7 +202,7 @@ action = "dock"
 
 
 def test_dock_config_errors_are_one_line(tmp_path, capsys):
-    from firmware_py.cli import main
+    from bodycam.cli import main
 
     bad = tmp_path / "dock.toml"
     bad.write_text('[broker]\nmode = "carrier-pigeon"\n')
@@ -250,7 +250,7 @@ mode = "mosquitto"
 host = "127.0.0.1"
 port = {port}
 """)
-    serve = subprocess.Popen([sys.executable, "-m", "firmware_py.cli", "dock", "--config",
+    serve = subprocess.Popen([sys.executable, "-m", "bodycam", "dock", "--config",
                               str(config), "serve", "--seconds", "60"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bodycam.wiring import Device, DeviceLayout
 from firmware_py.agent import Agent
+from firmware_py.audit import AuditLog
 from firmware_py.core import State
-from simulator import scenario as sc
-from simulator.runner import Simulation
+from simulator.harness import scenario as sc
+from simulator.harness.runner import Simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
 
@@ -30,9 +32,14 @@ def simulation(tmp_path, docking: RecordingDocking) -> Simulation:
                   "config": FAST,
                   "event": [{"at": 10, "action": "dock"}, {"at": 20, "action": "undock"},
                             {"at": 30, "action": "dock"}]}, "test.toml")
-    sim = Simulation(s, tmp_path)
-    sim.agent = Agent(sim.config, sim.world.hardware, sim.audit, docking=docking)
-    return sim
+
+    def build(config, hardware, root, find_dock):
+        # The composition root's recorder, with the test's hook in place of the dock link.
+        layout = DeviceLayout.from_config(root, config.device)
+        audit = AuditLog(layout.audit_log, hardware.clock)
+        return Device(Agent(config, hardware, audit, docking=docking), audit, layout, None)
+
+    return Simulation(s, tmp_path, build_device=build)
 
 
 def test_agent_calls_the_docking_hook(tmp_path):

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 GENESIS = "0" * 64
 # DER SubjectPublicKeyInfo of an Ed25519 key is this 12-byte prefix and the 32 raw bytes.
@@ -100,7 +100,7 @@ def shift(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "event": [{"at": 20, "action": "press", "button": "record"},
                   {"at": 35, "action": "press", "button": "record"}],
     }, "format.toml")
-    Simulation(scenario, out).run()
+    simulation(scenario, out).run()
     return out
 
 

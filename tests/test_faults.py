@@ -30,7 +30,7 @@ from firmware_py.config import Config, load
 from firmware_py.segment import PTS_CLOCK_HZ, PTS_ORIGIN
 from firmware_py.stamp import Stamper, stamp_lines
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 from simulator.scene import Scene
 
 FPS = 15
@@ -114,7 +114,7 @@ def run_shift(tmp_path: Path, events: list[dict[str, Any]], duration: float,
     config = load(overrides=scenario.config)
     if policy:
         config = policy_with(config, **policy)
-    result = Simulation(scenario, tmp_path, config).run()
+    result = simulation(scenario, tmp_path, config).run()
     entries = audit.read(tmp_path / "device" / "audit.jsonl")
     plain = export_plain(tmp_path)  # verifies every seal first: refuses anything unsealed
     segments = [read_segment(p) for p in sorted(plain.glob("*/*.ts"))]

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 2}}
@@ -32,13 +32,13 @@ EVENTS = [{"at": 3, "action": "press", "button": "record"},
 @pytest.fixture(scope="module")
 def shift(tmp_path_factory):
     out = tmp_path_factory.mktemp("gaps")
-    Simulation(sc.parse({"scenario": {"name": "gaps", "duration": "65s"}, "config": FAST,
+    simulation(sc.parse({"scenario": {"name": "gaps", "duration": "65s"}, "config": FAST,
                          "event": EVENTS}, "gaps.toml"), out).run()
     return out
 
 
 def verify(out, evidence):
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify", str(evidence),
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(evidence),
                            "--trust", str(out / "dock"), "--json"],
                           capture_output=True, text=True)
     return proc.returncode, json.loads(proc.stdout)

@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_py import config as cfg
-from firmware_py.cli import main
+from bodycam.cli import main
 from hostile import examples
 
 SCALARS = (int, float, str, bool)

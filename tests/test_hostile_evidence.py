@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_py.cli import main
+from bodycam.cli import main
 from firmware_py.evidence_file import (MAGIC, EncryptingFile, EvidenceFileError, StoredFile,
                                        decrypt_chunks, parse)
 from firmware_py.keys import (device_identity, device_key, enroll, load_agency_private,

@@ -19,11 +19,11 @@ import pytest
 
 from conftest import export_plain
 from firmware_py import audit
-from firmware_py.cli import main
+from bodycam.cli import main
 from firmware_py.config import load as load_config
 from simulator.harness import scenario as sc
-from simulator.harness.run import run_scenario
-from simulator.harness.runner import Simulation
+from bodycam.simulation import run_scenario
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 60, "pre_event_seconds": 2}}
@@ -53,7 +53,7 @@ def segment_frames(plain, media_name):
 
 
 def verify_cli(out):
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify",
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify",
                            str(out / "device" / "evidence"), "--trust", str(out / "dock"),
                            "--key", str(out / "dock"), "--json"], capture_output=True, text=True)
     return proc.returncode, json.loads(proc.stdout)
@@ -247,7 +247,7 @@ def test_power_cut_needs_its_own_process():
 
 
 def test_in_process_simulation_refuses_a_power_cut(tmp_path):
-    sim = Simulation(scenario([{"at": 0.5, "action": "power_cut"}], duration="15s"), tmp_path)
+    sim = simulation(scenario([{"at": 0.5, "action": "power_cut"}], duration="15s"), tmp_path)
     sim.start()
     try:
         with pytest.raises(RuntimeError, match="run_scenario"):

@@ -22,7 +22,7 @@ from conftest import export_plain
 from firmware_py import audit, metadata
 from simulator.harness import scenario as sc
 from simulator.gnss import Route
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 from simulator.scene import Scene
 
 FPS = 15
@@ -47,7 +47,7 @@ def shift(tmp_path_factory):
                   {"at": 55, "action": "press", "button": "record"}],
     }
     scenario = sc.parse(data, "recording.toml")
-    Simulation(scenario, out).run()
+    simulation(scenario, out).run()
     entries = audit.read(out / "device" / "audit.jsonl")
     segments = sorted(export_plain(out).glob("*/*.ts"))
     return scenario, out, entries, segments
@@ -190,7 +190,7 @@ def test_pre_event_audio_when_configured(tmp_path):
                        "recording": {"pre_event_seconds": 8, "pre_event_audio": True}},
             "event": [{"at": 12, "action": "press", "button": "record"},
                       {"at": 18, "action": "press", "button": "record"}]}
-    Simulation(sc.parse(data, "audio.toml"), tmp_path).run()
+    simulation(sc.parse(data, "audio.toml"), tmp_path).run()
     segments = sorted(export_plain(tmp_path).glob("*/*.ts"))
     assert len(segments) == 1  # no separate video-only file
     video = ffprobe_packets(segments[0], "v:0")

@@ -20,7 +20,7 @@ from firmware_py import audit
 from firmware_py.evidence_file import CHUNK_HEAD
 from firmware_py.seal import unsealed
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 60, "pre_event_seconds": 2}}
@@ -33,7 +33,7 @@ def scenario(start, events, duration="60s"):
 
 
 def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
-    first = Simulation(scenario(START, [{"at": 5, "action": "press", "button": "record"}]), tmp_path)
+    first = simulation(scenario(START, [{"at": 5, "action": "press", "button": "record"}]), tmp_path)
     first.start()
     first.advance_to(31.3)
     cut_utc = first.world.hardware.clock.now().utc
@@ -47,7 +47,7 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
         fh.write(CHUNK_HEAD.pack(4000, 0) + b"\x5a" * 1500)
 
     later = START + timedelta(seconds=40)
-    second = Simulation(scenario(later, [{"at": 5, "action": "press", "button": "record"},
+    second = simulation(scenario(later, [{"at": 5, "action": "press", "button": "record"},
                                          {"at": 15, "action": "press", "button": "record"}],
                                  duration="20s"), tmp_path)
     second.run()
@@ -58,7 +58,7 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     assert abs(recovered[0]["last_good_chunk_utc_ms"] / 1000 - cut_utc) <= 1.0
     assert (media.with_name(media.name + ".torn")).stat().st_size == CHUNK_HEAD.size + 1500
 
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify", str(evidence),
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(evidence),
                            "--trust", str(tmp_path / "dock"), "--key", str(tmp_path / "dock"),
                            "--json"], capture_output=True, text=True)
     report = json.loads(proc.stdout)
@@ -68,7 +68,7 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     assert [i["sequence"] for i in report["items"]] == list(range(1, len(report["items"]) + 1))
 
     out = tmp_path / "export"
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "export", str(evidence),
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "export", str(evidence),
                            "--trust", str(tmp_path / "dock"), "--key", str(tmp_path / "dock"),
                            "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

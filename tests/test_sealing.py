@@ -21,7 +21,7 @@ from firmware_py.evidence_file import (EncryptingFile, EvidenceFileError, canoni
                                        decrypt_chunks, key_id, parse)
 from firmware_py.keys import KeyFileError, device_identity, enroll, load_agency_private, raw
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15},
         "recording": {"segment_seconds": 10, "pre_event_seconds": 4}}
@@ -36,12 +36,12 @@ def sealed(tmp_path_factory):
                    {"at": start + 14, "action": "long_press", "button": "record"}]
     events.append({"at": 36, "action": "press", "button": "photo"})
     data = {"scenario": {"name": "sealed", "duration": "80s"}, "config": FAST, "event": events}
-    Simulation(sc.parse(data, "sealed.toml"), out).run()
+    simulation(sc.parse(data, "sealed.toml"), out).run()
     return out
 
 
 def bodycam(*args):
-    return subprocess.run([sys.executable, "-m", "firmware_py.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "bodycam", *map(str, args)],
                           capture_output=True, text=True)
 
 

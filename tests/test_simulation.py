@@ -13,10 +13,10 @@ import pytest
 
 from device.indicators import Output
 from firmware_py import audit
-from firmware_py.cli import main
+from bodycam.cli import main
 from firmware_py.core import State
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
 
@@ -42,7 +42,7 @@ def test_shift_records_photographs_marks_and_docks(tmp_path):
         {"at": 60, "action": "press", "button": "record"},
         {"at": 90, "action": "dock"},
     ], clock={"initial_error_s": 3.5}, gnss={"time_to_first_fix": 6})
-    sim = Simulation(s, tmp_path)
+    sim = simulation(s, tmp_path)
     leds = sim.world.buttons
     sim.start()
     sim.advance_to(5)
@@ -88,7 +88,7 @@ def test_shift_records_photographs_marks_and_docks(tmp_path):
 def test_undocking_runs_the_self_check_again(tmp_path):
     s = scenario([{"at": 10, "action": "undock"}], duration="20s",
                  scenario={"name": "t", "duration": "20s", "docked_at_start": True})
-    sim = Simulation(s, tmp_path)
+    sim = simulation(s, tmp_path)
     sim.start()
     sim.advance_to(5)
     assert sim.agent.state is State.DOCKED
@@ -101,7 +101,7 @@ def test_undocking_runs_the_self_check_again(tmp_path):
 def test_cold_start_fails_checks_but_never_blocks_recording(tmp_path):
     s = sc.load("cold-start")
     s = sc.parse({**_raw("cold-start"), "config": FAST}, s.source)
-    result = Simulation(s, tmp_path).run()
+    result = simulation(s, tmp_path).run()
     boot = result.reports[0]
     failed = {c.name for c in boot.failed}
     assert {"battery", "storage"} <= failed
@@ -116,7 +116,7 @@ def test_cold_start_fails_checks_but_never_blocks_recording(tmp_path):
 def test_faults_are_logged_and_the_agent_keeps_going(tmp_path):
     s = sc.parse({**_raw("faults"), "config": {**FAST, "recording": {"segment_seconds": 30}}},
                  "faults.toml")
-    result = Simulation(s, tmp_path).run()
+    result = simulation(s, tmp_path).run()
     entries = audit.read(tmp_path / "device" / "audit.jsonl")
     assert kinds(entries, "gnss_lost") and kinds(entries, "gnss_fix")
     assert kinds(entries, "battery_low")[0]["fields"]["percent"] < 15
@@ -185,7 +185,7 @@ def test_bad_scenario_is_exit_2(tmp_path, capsys):
 def test_gnss_loss_and_recovery_are_logged(tmp_path):
     s = scenario([{"at": 10, "action": "fault", "kind": "gnss_lost", "duration": "10m"},
                   {"at": 40, "action": "recover", "part": "gnss"}], duration="50s")
-    Simulation(s, tmp_path).run()
+    simulation(s, tmp_path).run()
     entries = audit.read(tmp_path / "device" / "audit.jsonl")
     lost = kinds(entries, "gnss_lost")
     fixes = kinds(entries, "gnss_fix")

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from firmware_py import audit
-from firmware_py.cli import main
+from bodycam.cli import main
 from simulator.harness import soak
 
 SEED = 2026

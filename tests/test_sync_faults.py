@@ -23,7 +23,7 @@ from dock.enrollment import dock_client
 from dock.service import DockService
 from sync.credentials import device_sync_files
 from sync.device_sync import DeviceSync, offers, snapshot_audit
-from sync.simdock import CrashingDock
+from simulator.harness.dock import CrashingDock
 from tests.test_dock_sync import shift
 
 CHUNK, WINDOW = 32 * 1024, 4
@@ -242,7 +242,7 @@ def test_docking_faults_from_a_scenario_file(tmp_path):
     run by ``bodycam simulate`` over the embedded broker: lifted out mid-transfer, then a
     dock that crashes before a receipt — and after a second activity and a third docking
     everything is in the archive once, verified, and nothing is left on the device."""
-    from firmware_py.cli import main
+    from bodycam.cli import main
 
     path = tmp_path / "docking.toml"
     path.write_text("""
@@ -303,7 +303,7 @@ action = "dock"
     left = [p for p in (out / "device" / "evidence").rglob("*") if p.is_file()
             and not p.name.startswith(".")]
     assert left == []
-    proc = subprocess.run([sys.executable, "-m", "firmware_py.cli", "verify",
+    proc = subprocess.run([sys.executable, "-m", "bodycam", "verify",
                            str(out / "archive"), "--trust", str(out / "dock"), "--json"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]

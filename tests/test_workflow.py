@@ -20,7 +20,7 @@ from conftest import export_plain
 from firmware_py import audit, metadata
 from firmware_py.speech import PhraseRenderer
 from simulator.harness import scenario as sc
-from simulator.harness.runner import Simulation
+from bodycam.simulation import simulation
 
 FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
 
@@ -32,7 +32,7 @@ def day(tmp_path_factory):
     data = __import__("tomllib").loads((sc.SCENARIO_DIR / "obstruction.toml").read_text())
     data["config"] = {**data.get("config", {}), **FAST}
     scenario = sc.parse(data, raw.source)
-    sim = Simulation(scenario, out)
+    sim = simulation(scenario, out)
     result = sim.run()
     activities = [p for p in export_plain(out).iterdir() if p.is_dir()]
     return sim, result, out, activities
@@ -140,7 +140,7 @@ def test_announcement_is_in_the_recorded_audio(day):
 
 
 def bodycam(*args):
-    return subprocess.run([sys.executable, "-m", "firmware_py.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bodycam", *args], capture_output=True,
                           text=True)
 
 
@@ -184,7 +184,7 @@ def test_log_prints_entries(day):
 def test_unassigned_use_is_flagged(tmp_path):
     data = {"scenario": {"name": "unassigned", "duration": "20s"}, "config": FAST,
             "event": [{"at": 5, "action": "press", "button": "record"}]}
-    Simulation(sc.parse(data, "u.toml"), tmp_path).run()
+    simulation(sc.parse(data, "u.toml"), tmp_path).run()
     entries = audit.read(tmp_path / "device" / "audit.jsonl")
     assert kinds(entries, "boot")[0]["unassigned"] is True
     opened = kinds(entries, "activity_opened")[0]

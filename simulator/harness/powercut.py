@@ -42,13 +42,12 @@ from typing import Any, Callable
 
 from firmware_py.config import Config, load as load_config
 from simulator.harness.world import PowerOff
-from simulator.harness.runner import Simulation, SimulationResult, TimelineEntry
+from simulator.harness.runner import BuildDevice, Simulation, SimulationResult, TimelineEntry
 from simulator.harness.scenario import Scenario, ScenarioEvent
 
 log = logging.getLogger(__name__)
 
 OnEntry = Callable[[TimelineEntry], None]
-OnDock = Callable[[Simulation], dict[str, Any]]
 
 
 class PowerCutError(RuntimeError):
@@ -67,8 +66,8 @@ class Stretch:
 
 
 def run_with_power_cuts(scenario: Scenario, out: Path, config: Config | None = None,
-                        on_entry: OnEntry | None = None,
-                        on_dock: OnDock | None = None) -> SimulationResult:
+                        on_entry: OnEntry | None = None, *, build_device: BuildDevice,
+                        dock: Any = None) -> SimulationResult:
     """Run ``scenario``, killing the device at each ``power_cut`` and booting it again."""
     started = time.perf_counter()
     config = config or load_config(overrides=scenario.config,
@@ -86,18 +85,19 @@ def run_with_power_cuts(scenario: Scenario, out: Path, config: Config | None = N
         begins = restart.lost_at if restart else -1.0
         if cut.action == "switch_off":
             ended = switched_off_at(Stretch(scenario, Path(out), config, restart, cut),
-                                    collect, on_dock)
+                                    collect, build_device, dock)
         else:
             docks = any(e.action == "dock" and begins < e.at < cut.at for e in scenario.events)
             ended = run_stretch(Stretch(scenario, Path(out), config, restart, cut), collect,
-                                on_dock if docks else None)
+                                build_device, dock if docks else None)
         if ended is not None:  # the battery died before the cut came: the shift is over
             return _merge(ended, timeline, cuts, started)
         restart = PowerOff(cut.at, cut.at + cut.seconds)
         cuts.append({"at": round(cut.at, 3), "off_s": cut.seconds, "kind": cut.action,
                      "back_at": round(restart.back_at, 3),
                      "window": list(cut.window) if cut.window else None})
-    result = Simulation(scenario, out, config, collect, on_dock, restart=restart).run()
+    result = Simulation(scenario, out, config, collect, build_device=build_device, dock=dock,
+                        restart=restart).run()
     return _merge(result, timeline, cuts, started)
 
 
@@ -110,35 +110,34 @@ def _merge(result: SimulationResult, timeline: list[TimelineEntry], cuts: list[d
     return result
 
 
-def switched_off_at(stretch: Stretch, on_entry: OnEntry,
-                    on_dock: OnDock | None = None) -> SimulationResult | None:
+def switched_off_at(stretch: Stretch, on_entry: OnEntry, build_device: BuildDevice,
+                    dock: Any = None) -> SimulationResult | None:
     """Run one stretch in this process until the officer switches the device off, and shut
     it down cleanly there. Returns None, or the result when the battery died first."""
-    sim = Simulation(stretch.scenario, stretch.out, stretch.config, on_entry, on_dock,
-                     restart=stretch.restart)
+    sim = Simulation(stretch.scenario, stretch.out, stretch.config, on_entry,
+                     build_device=build_device, dock=dock, restart=stretch.restart)
     sim.start()
     sim.advance_to(stretch.cut.at + 1.0)  # the switch_off event ends the stretch
     result = sim.finish()
     return result if result.powered_off else None
 
 
-def run_stretch(stretch: Stretch, on_entry: OnEntry,
-                on_dock: OnDock | None = None) -> SimulationResult | None:
+def run_stretch(stretch: Stretch, on_entry: OnEntry, build_device: BuildDevice,
+                dock: Any = None) -> SimulationResult | None:
     """Run one stretch in a child process until its power cut kills it.
 
     Returns None after the cut (the child died of SIGKILL, as planned), or the child's
     result when the stretch ended before its cut (the battery ran flat first). Raises
     ``PowerCutError`` when the child failed or exited any other way.
     """
-    if on_dock is not None:
-        try:
-            pickle.dumps(on_dock)
-        except Exception as exc:
-            raise PowerCutError(f"docking before a power cut runs in the device's process, "
-                                f"so the dock callback must be picklable: {exc}") from None
+    try:
+        pickle.dumps((build_device, dock))
+    except Exception as exc:
+        raise PowerCutError(f"the device runs in a process of its own until its power cut, "
+                            f"so its builder and dock must be picklable: {exc}") from None
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_device_process, args=(send, stretch, on_dock),
+    process = context.Process(target=_device_process, args=(send, stretch, build_device, dock),
                               name=f"simulated-device-until-{stretch.cut.at:g}s", daemon=True)
     process.start()
     send.close()  # the child holds the only write end: its death is our end of file
@@ -168,7 +167,8 @@ def run_stretch(stretch: Stretch, on_entry: OnEntry,
     return ended
 
 
-def _device_process(send: Connection, stretch: Stretch, on_dock: OnDock | None) -> None:
+def _device_process(send: Connection, stretch: Stretch, build_device: BuildDevice,
+                    dock: Any) -> None:
     """The child: the device runs until the power cut, which is SIGKILL to itself."""
 
     def entry(e: TimelineEntry) -> None:
@@ -179,8 +179,9 @@ def _device_process(send: Connection, stretch: Stretch, on_dock: OnDock | None) 
         os.kill(os.getpid(), signal.SIGKILL)
 
     try:
-        sim = Simulation(stretch.scenario, stretch.out, stretch.config, entry, on_dock,
-                         restart=stretch.restart, on_power_cut=cut)
+        sim = Simulation(stretch.scenario, stretch.out, stretch.config, entry,
+                         build_device=build_device, dock=dock, restart=stretch.restart,
+                         on_power_cut=cut)
         sim.start()
         sim.advance_to(stretch.cut.at + 1.0)  # the cut kills us on the way
         result = sim.finish()  # only when the battery died first

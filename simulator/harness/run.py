@@ -12,14 +12,18 @@ from typing import Any, Callable
 
 from firmware_py.config import Config
 from simulator.harness.powercut import run_with_power_cuts
-from simulator.harness.runner import Simulation, SimulationResult, TimelineEntry
+from simulator.harness.runner import BuildDevice, Simulation, SimulationResult, TimelineEntry
 from simulator.harness.scenario import Scenario
 
 
 def run_scenario(scenario: Scenario, out: Path, config: Config | None = None,
-                 on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_dock: Callable[[Simulation], dict[str, Any]] | None = None) -> SimulationResult:
-    """Run ``scenario`` to its end; with power cuts, through ``simulator.harness.powercut``."""
+                 on_entry: Callable[[TimelineEntry], None] | None = None, *,
+                 build_device: BuildDevice, dock: Any = None) -> SimulationResult:
+    """Run ``scenario`` to its end; with power cuts, through ``simulator.harness.powercut``.
+    ``build_device`` assembles the recorder (the composition root's); ``dock`` is the
+    simulated dock its dockings sync to (``simulator.harness.dock.SimulatedDock``)."""
     if any(e.action in ("power_cut", "switch_off") for e in scenario.events):
-        return run_with_power_cuts(scenario, out, config, on_entry, on_dock)
-    return Simulation(scenario, out, config, on_entry, on_dock).run()
+        return run_with_power_cuts(scenario, out, config, on_entry, build_device=build_device,
+                                   dock=dock)
+    return Simulation(scenario, out, config, on_entry, build_device=build_device,
+                      dock=dock).run()

@@ -19,10 +19,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
-from firmware_py.agent import Agent
-from firmware_py.audit import AuditLog
 from firmware_py.config import Config, load as load_config
 from firmware_py.core import State
 from firmware_py.keys import ENROLLMENT, enroll
@@ -31,6 +29,23 @@ from simulator.harness.scenario import Scenario, ScenarioEvent
 from simulator.harness.world import PowerOff, SimWorld, build_world
 
 log = logging.getLogger(__name__)
+
+SYNC_LIMIT_S = 600.0  # wall seconds a docking's sync may hold virtual time
+
+
+class SimDevice(Protocol):
+    """The recorder the composition root builds (``bodycam.wiring.Device``): its agent, its
+    audit log, its docking hook (``link``, None without a dock) and ``close``."""
+
+    agent: Any
+    audit: Any
+    link: Any
+
+    def close(self) -> None: ...
+
+
+# (config, hardware, device root, find_dock or None) -> the assembled recorder
+BuildDevice = Callable[[Config, Any, Path, Callable[[], Any] | None], SimDevice]
 
 
 @dataclass(frozen=True)
@@ -104,8 +119,8 @@ class Simulation:
     """
 
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
-                 on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_dock: Callable[["Simulation"], dict[str, Any]] | None = None,
+                 on_entry: Callable[[TimelineEntry], None] | None = None, *,
+                 build_device: BuildDevice, dock: Any = None,
                  restart: PowerOff | None = None,
                  on_power_cut: Callable[["Simulation", ScenarioEvent], None] | None = None) -> None:
         self.scenario = scenario
@@ -122,20 +137,42 @@ class Simulation:
             # The simulated device is enrolled with a simulated agency beside it, as a real
             # one would be at its dock before its first shift.
             enroll(self.out / "device", self.dock_dir, device.id, device.unit)
-        self.audit = AuditLog(self.out / "device" / "audit.jsonl", self.world.hardware.clock)
-        self.agent = Agent(self.config, self.world.hardware, self.audit)
+        # The recorder is built by the composition root, as on real hardware; with a dock
+        # (``simulator.harness.dock.SimulatedDock``) its docking hook syncs there.
+        self._dock = dock
+        self.device = build_device(self.config, self.world.hardware, self.out / "device",
+                                   self._find_dock if dock is not None else None)
+        self.audit = self.device.audit
+        self.agent = self.device.agent
         self.agent.log_listeners.append(self._agent_logged)
+        if self.device.link is not None:
+            link = self.device.link
+            link.on_session.append(
+                lambda session: dock.session_started(session, lambda: link.session is session))
         self.result = SimulationResult(scenario, self.out)
         self._on_entry = on_entry
-        # What happens when the device is dropped in the dock besides charging: the CLI
-        # wires in dock sync (the simulator itself knows nothing of MQTT).
-        self._on_dock = on_dock
         # After a power cut the scenario goes on with what came after the cut (nothing falls
         # inside a cut: the scenario parser sees to that).
         self._events = [e for e in scenario.events if restart is None or e.at > restart.lost_at]
         self.switched_off = False  # a switch_off event came: the officer turned it off
         self.docking: ScenarioEvent | None = None  # the latest dock event
         self._started = time.perf_counter()
+
+    def _find_dock(self) -> Any:
+        """The recorder's docking hook looks for its dock: there is one while the device
+        sits in the cradle (on the link's thread, while virtual time waits)."""
+        if self._dock is None or not self.world.battery.docked:
+            return None
+        return self._dock.reach(self)
+
+    def _hold_for_sync(self) -> None:
+        """A cradle holds the device while its sync session runs: virtual time waits."""
+        link = self.device.link
+        before = len(link.results)
+        if not link.wait(SYNC_LIMIT_S):
+            raise RuntimeError(f"a docking's sync did not end within {SYNC_LIMIT_S:g} s")
+        result = link.results[before] if len(link.results) > before else None
+        self._entry("dock", "synced", self._dock.session_ended(result))
 
     def _entry(self, source: str, kind: str, fields: dict[str, Any]) -> None:
         entry = TimelineEntry(self.world.clock.now, self.world.hardware.clock.now().isoformat(),
@@ -161,9 +198,7 @@ class Simulation:
                 w.hold(event.button, event.seconds)
             case "dock":
                 w.battery.dock()
-                self.docking = event  # the dock hook reads the docking's fault from here
-                if self._on_dock is not None:
-                    self._entry("dock", "synced", self._on_dock(self))
+                self.docking = event  # the simulated dock reads the docking's fault here
             case "undock":
                 w.battery.undock()
             case "recover":
@@ -239,6 +274,8 @@ class Simulation:
                 self.result.powered_off = True
                 break
             self.agent.step()
+            if self.device.link is not None and self.device.link.busy:
+                self._hold_for_sync()
         return not self.result.powered_off
 
     def finish(self) -> SimulationResult:
@@ -246,7 +283,7 @@ class Simulation:
         w = self.world
         try:
             if not self.result.powered_off:
-                self.agent.close()
+                self.device.close()
         finally:
             self.result.wall_seconds = time.perf_counter() - self._started
             self.result.simulated_seconds = w.clock.now
@@ -259,7 +296,8 @@ class Simulation:
             self.result.gnss_stats = {"sentences": stats.sentences, "fixes": stats.fixes,
                                       "malformed": stats.malformed,
                                       "bad_checksum": stats.bad_checksum}
-            self.audit.close()
+            if self.result.powered_off:
+                self.audit.close()  # the agent died with the battery: nothing else to close
             w.close()
         return self.result
 

@@ -1,14 +1,18 @@
-"""The dock a simulated device is dropped into: embedded broker, dock service, archive.
+"""The dock a simulated recorder is dropped into: embedded broker, dock service, archive.
 
-``bodycam simulate`` passes a ``SimulatedDock`` to the simulation; at each docking it runs
-a real sync session — paho on both sides, the wire protocol, seal checks, signed receipts,
-deletion on the device — over the embedded broker, so the demo needs nothing installed.
-The session runs in wall time while virtual time waits, as a docking cradle would hold the
-device until the transfer is done.
+Given to a ``Simulation``, it is the dock the recorder's ``DockLink`` finds while the
+simulated battery sits in the cradle: the device is enrolled with it, an embedded broker
+and a real ``DockService`` are started on first use, and each sync session — paho on both
+sides, the wire protocol, seal checks, signed receipts, deletion on the device — is the
+device's own, started by its docking hook exactly as on a Pi. The simulation holds virtual
+time while a session runs, as a cradle holds the device until the transfer is done.
 
-Faults at the dock are injected here too: ``CrashingDock`` is a dock service that dies
-between archiving a file and sending its receipt, as a dock process killed at the worst
-moment would.
+Faults at the dock are injected here: a docking whose scenario event names a ``fault``
+(``scenario.DOCK_FAULTS``) goes wrong once ``after_mb`` have reached the dock — the device
+is lifted out (its session ends; the rest goes at the next docking), or the dock crashes
+after storing a file and before its receipt (``CrashingDock``) and comes back on the same
+archive. (A broker that goes away is tested against Mosquitto, which can be stopped under
+its clients and started again: tests/test_sync_faults.py.)
 """
 
 from __future__ import annotations
@@ -17,40 +21,41 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dock.broker import EmbeddedBroker
 from dock.enrollment import enroll_device
 from dock.service import DeviceProgress, DockService
 from sync import protocol as p
-from sync.device_sync import DeviceSync
+from sync.device_sync import DeviceSync, SessionResult
+from sync.credentials import DockAddress
 
 log = logging.getLogger(__name__)
 
 
 class SimulatedDock:
-    """The dock of a simulated shift. A docking whose scenario event names a ``fault``
-    (``simulator.harness.scenario.DOCK_FAULTS``) goes wrong once ``after_mb`` have reached the
-    dock: the device is lifted out (the session ends, the rest goes at the next docking), the dock
-    crashes after storing a file and before its receipt (and comes back on the same
-    archive). (A broker that goes away is tested against Mosquitto, which can be stopped
-    under its clients and started again: tests/test_sync_faults.py.)"""
+    """The dock of a simulated shift; ``sessions`` has one summary per sync session."""
 
     def __init__(self, archive: Path) -> None:
         self.archive = Path(archive)
         self._broker: EmbeddedBroker | None = None
         self._dock: DockService | None = None
         self._sim: Any = None  # the simulation docked last: its world keeps the true time
+        self._fault: tuple[str, int] = ("", 0)  # this docking's fault and after how many bytes
+        self._happened: dict[str, Any] = {}
+        self._injector: threading.Thread | None = None
         self.sessions: list[dict[str, Any]] = []
 
-    def __call__(self, sim: Any) -> dict[str, Any]:
+    def reach(self, sim: Any) -> DockAddress:
+        """The recorder in ``sim`` asks for its dock (it is on the cradle): enrol it, start
+        what is not running, and arm this docking's fault."""
         self._sim = sim
         device = sim.config.device.device
         enroll_device(sim.out / "device", sim.dock_dir, device.id, device.unit)
         if self._broker is None:
             self._broker = EmbeddedBroker()
             self._broker.start()
-        event = getattr(sim, "docking", None)
+        event = sim.docking
         fault = event.fault if event is not None else ""
         after = int((event.amount if event is not None else 0.0) * 1e6)
         if fault == "dock_crash" and self._dock is not None:
@@ -59,24 +64,37 @@ class SimulatedDock:
         if self._dock is None:
             self._dock = self._start_dock(CrashingDock if fault == "dock_crash" else DockService,
                                           after_bytes=after)
-        assert self._broker is not None
-        battery = int(sim.world.battery.percent)
-        session = DeviceSync(sim.out / "device", device.id, self._broker.host, self._broker.port,
-                             audit=sim.audit, battery_percent=battery,
-                             clock=sim.world.hardware.clock)
-        happened: dict[str, Any] = {}
-        runner = threading.Thread(target=session.run, kwargs={"timeout": 600},
-                                  name=f"dock-session-{device.id}")
-        runner.start()
-        if fault:
-            happened = self._inject(fault, after, device.id, session, runner)
-        runner.join()
-        result = session.result
-        facts = {"offered": result.offered, "receipted": len(result.receipted),
-                 "deleted": len(result.deleted), "failed": len(result.failed),
-                 "bytes": result.bytes_sent, "archive": str(self.archive),
-                 "clock_offset_s": None if result.clock_offset_s is None
-                 else round(result.clock_offset_s, 3), **happened}
+        self._fault = (fault, after)
+        self._happened = {}
+        return DockAddress(self._broker.host, self._broker.port, None)
+
+    def session_started(self, session: DeviceSync, running: Callable[[], bool]) -> None:
+        """A session of the recorder's is about to run: watch it for this docking's fault."""
+        fault, after = self._fault
+        if not fault:
+            return
+        device = self._sim.config.device.device.id
+        self._injector = threading.Thread(target=self._inject, name=f"dock-fault-{device}",
+                                          args=(fault, after, device, session, running),
+                                          daemon=True)
+        self._injector.start()
+
+    def session_ended(self, result: SessionResult | None) -> dict[str, Any]:
+        """The summary of the session that just ended, as the timeline shows it."""
+        if self._injector is not None:
+            self._injector.join()
+            self._injector = None
+        facts: dict[str, Any] = {"archive": str(self.archive)}
+        if result is None:
+            facts["error"] = "the session did not run (see the audit log's sync_failed)"
+        else:
+            facts = {"offered": result.offered, "receipted": len(result.receipted),
+                     "deleted": len(result.deleted), "failed": len(result.failed),
+                     "bytes": result.bytes_sent, "archive": str(self.archive),
+                     "clock_offset_s": None if result.clock_offset_s is None
+                     else round(result.clock_offset_s, 3)}
+        facts.update(self._happened)
+        self._fault = ("", 0)
         self.sessions.append(facts)
         return facts
 
@@ -91,28 +109,32 @@ class SimulatedDock:
         return dock
 
     def _inject(self, fault: str, after: int, device: str, session: DeviceSync,
-                runner: threading.Thread) -> dict[str, Any]:
+                running: Callable[[], bool]) -> None:
         """Wait until ``after`` bytes of this device have reached the dock, then do it."""
         assert self._dock is not None and self._broker is not None
         dock = self._dock
         if fault == "dock_crash":
             assert isinstance(dock, CrashingDock)
-            while runner.is_alive():
+            while running():
                 if dock.crashed.wait(0.01):
                     break
             if not dock.crashed.is_set():
-                return {"fault": fault, "happened": False}
+                self._happened = {"fault": fault, "happened": False}
+                return
             dock.stop()
             self._dock = self._start_dock(DockService)  # back on the same archive
-            return {"fault": fault, "happened": True, "unsent_receipt": dock.unsent_receipt}
+            self._happened = {"fault": fault, "happened": True,
+                              "unsent_receipt": dock.unsent_receipt}
+            return
         base = _received(dock, device)  # what earlier dockings brought
-        while runner.is_alive() and _received(dock, device) - base < after:
+        while running() and _received(dock, device) - base < after:
             time.sleep(0.005)
-        if not runner.is_alive():
-            return {"fault": fault, "happened": False}
+        if not running():
+            self._happened = {"fault": fault, "happened": False}
+            return
         at = _received(dock, device) - base
-        session.undock()  # undock_mid_transfer
-        return {"fault": fault, "happened": True, "at_bytes": at}
+        session.undock()  # undock_mid_transfer: the officer lifts the device out
+        self._happened = {"fault": fault, "happened": True, "at_bytes": at}
 
     def close(self) -> None:
         if self._dock is not None:
@@ -124,8 +146,6 @@ class SimulatedDock:
 def _received(dock: DockService, device: str) -> int:
     progress = dock.progress.get(device)
     return progress.received_bytes if progress is not None else 0
-
-
 class CrashingDock(DockService):
     """A dock service that dies right after archiving its ``after``-th file: the receipt is
     signed and in the index, and never sent. Dying is what a SIGKILL leaves behind: no
