@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -59,6 +60,9 @@ class AuditLog:
         self._sign: Callable[[bytes], bytes] | None = None
         self._key_id = ""
         self._since_checkpoint = 0
+        # The agent's loop and the dock link's thread both write here on a docked recorder;
+        # one line and its place in the chain are written as one step.
+        self._lock = threading.RLock()
 
     def sign_with(self, sign: Callable[[bytes], bytes], key_id: str) -> None:
         """Sign checkpoints from now on (once the device's identity is loaded)."""
@@ -66,14 +70,15 @@ class AuditLog:
 
     def checkpoint(self) -> AuditEntry | None:
         """Sign the head of the chain; nothing to do without a key or new entries."""
-        if self._sign is None or self._since_checkpoint == 0:
-            return None
-        head = self._prev
-        signature = base64.b64encode(self._sign(bytes.fromhex(head))).decode()
-        entry = self._write("checkpoint", {"head": head, "covers": self._seq,
-                                           "key": self._key_id, "signature": signature})
-        self._since_checkpoint = 0
-        return entry
+        with self._lock:
+            if self._sign is None or self._since_checkpoint == 0:
+                return None
+            head = self._prev
+            signature = base64.b64encode(self._sign(bytes.fromhex(head))).decode()
+            entry = self._write("checkpoint", {"head": head, "covers": self._seq,
+                                               "key": self._key_id, "signature": signature})
+            self._since_checkpoint = 0
+            return entry
 
     def _resume(self) -> tuple[int, str]:
         """Continue the chain of a log left by an earlier run (after a restart or power cut)."""
@@ -97,11 +102,12 @@ class AuditLog:
         return seq, prev
 
     def append(self, kind: str, fields: dict[str, Any] | None = None) -> AuditEntry:
-        entry = self._write(kind, fields)
-        self._since_checkpoint += 1
-        if self._since_checkpoint >= CHECKPOINT_EVERY:
-            self.checkpoint()
-        return entry
+        with self._lock:
+            entry = self._write(kind, fields)
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= CHECKPOINT_EVERY:
+                self.checkpoint()
+            return entry
 
     def _write(self, kind: str, fields: dict[str, Any] | None) -> AuditEntry:
         entry = AuditEntry(self._seq, kind, self._clock.now().to_json(), dict(fields or {}),
@@ -121,9 +127,10 @@ class AuditLog:
         return self._prev
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self.checkpoint()
-            self._fh.close()
+        with self._lock:
+            if not self._fh.closed:
+                self.checkpoint()
+                self._fh.close()
 
 
 def _iter_lines(data: bytes, path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
