@@ -13,7 +13,7 @@ from typing import Any
 
 from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print_json)
 from simulator.harness.runner import print_entry
-from bodycam.wiring import PiRecorder, first_selfcheck, open_recorder
+from bodycam.wiring import first_selfcheck, open_recorder
 from firmware_py.config import ConfigError
 from firmware_py import audit
 from firmware_py.keys import enroll, load_registry
@@ -91,18 +91,21 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     config = load(args)
     if args.hardware is not None and args.hardware != config.device.device.hardware:
         config = load(args, {"device": {"hardware": args.hardware}}, "--hardware")
+    scenario = None
     if config.device.device.hardware == "sim":
+        # The simulated recorder starts in the scenario's conditions (battery, storage,
+        # clock, GNSS), its configuration overrides included.
         scenario = scenarios.load(args.scenario)
         overrides = {**scenario.config,
                      "device": {**scenario.config.get("device", {}), "hardware": "sim"}}
         config = load(args, overrides, f"{scenario.source} [config]")
-        out = args.out or Path(tempfile.mkdtemp(prefix="bodycam-selfcheck-"))
-        recorder = open_recorder(config, out, scenario=scenario)
+        root = args.out or Path(tempfile.mkdtemp(prefix="bodycam-selfcheck-"))
         within = SIM_SELFCHECK_WITHIN_S
     else:
-        # The self-check alone: no docking, whatever the power says.
-        recorder = PiRecorder(config, args.root, dock=False)
+        root = args.root
         within = config.policy.selfcheck.probe_seconds + PI_SELFCHECK_MARGIN_S
+    # The self-check alone: no docking, whatever the power says.
+    recorder = open_recorder(config, root, scenario=scenario, dock=False)
     try:
         report = first_selfcheck(recorder, within)
     finally:

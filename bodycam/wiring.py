@@ -179,6 +179,7 @@ class SimRecorder:
 
     def __init__(self, scenario: Scenario, out: Path, config: Config,
                  on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
+        # No simulated dock: a recorder run by hand or checked alone keeps its evidence.
         self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device)
 
     @property
