@@ -41,8 +41,9 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 InterruptionOpened, InterruptionUpdated, Log,
                                 MicrophoneFailed, MicrophoneRecovered, OpenActivity,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal, Speak,
-                                StartCamera, StartRecording, StopCamera, StopRecording,
-                                StorageUpdate, TakePhoto, Tick)
+                                StartCamera, StartRecording, StartSync, StopCamera,
+                                StopRecording, StopSync, StorageUpdate, TakePhoto, Tick)
+from firmware_py.docking import Docking
 from firmware_py.interruptions import Interruption
 from firmware_py.events import ActivityContinued, PowerRestored
 from firmware_py.restart import (cut_recording_files, find_open_activity, power_cut,
@@ -167,8 +168,10 @@ class _Sinks:
 class Agent:
     def __init__(self, config: Config, hardware: Hardware, audit: AuditLog,
                  pipeline: RecordingPipeline | None = None,
-                 identity: DeviceIdentity | None = None) -> None:
+                 identity: DeviceIdentity | None = None, *,
+                 docking: Docking | None = None) -> None:
         self.config = config
+        self.docking = docking  # told when the device is docked and undocked (dock sync)
         self.hw = hardware
         self.audit = audit
         self.root = hardware.storage.path.parent
@@ -468,6 +471,12 @@ class Agent:
                 self._close_interruption(interruption)
             case TakePhoto():
                 self._take_photo()
+            case StartSync():
+                if self.docking is not None:
+                    self._tell_docking("docked", self.docking.docked)
+            case StopSync():
+                if self.docking is not None:
+                    self._tell_docking("undocked", self.docking.undocked)
             case AddMarker(incident):
                 facts = self.pipeline.add_marker(incident, self.activity.activity if self.activity else None)
                 facts["activity"] = self.activity.id if self.activity else None
@@ -478,6 +487,14 @@ class Agent:
                 self._log("incident_marker" if incident else "marker", facts)
             case _:
                 raise AssertionError(f"unhandled action {action!r}")
+
+    def _tell_docking(self, call: str, hook: Callable[[], None]) -> None:
+        """Tell the docking hook; a sync that fails is logged and the agent goes on."""
+        try:
+            hook()
+        except Exception as exc:  # the dock link must never stop the device
+            log.exception("docking hook %s failed", call)
+            self._log("sync_error", {"call": call, "error": f"{type(exc).__name__}: {exc}"})
 
     def _start_capture(self) -> None:
         if self._camera_on:

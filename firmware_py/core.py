@@ -12,6 +12,10 @@ States and the events that move between them:
                                                   automatic interruption until frames return)
     READY/CHECKING --on external power--> DOCKED --off external power--> CHECKING (R7.1)
 
+On external power, in any state, the core asks the edge to sync with the dock (StartSync:
+the sync takes only sealed files, so a recording going on is no obstacle); off it, to end
+the sync session (StopSync).
+
 Activities (R5.2): the first recording or photo opens one; only the explicit end-activity
 gesture (a long press of record) closes it. Every stop in between is an interruption
 (R12.1) whose reason the officer gives with marker presses after the voice prompt, or the
@@ -42,8 +46,9 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 InterruptionClosed, InterruptionOpened, InterruptionUpdated,
                                 Log, MicrophoneFailed, MicrophoneRecovered, OpenActivity,
                                 PowerUpdate, RaiseAlert, SelfCheckDone,
-                                ShowSignal, Speak, StartCamera, StartRecording, StopCamera,
-                                StopRecording, StorageUpdate, TakePhoto, Tick)
+                                ShowSignal, Speak, StartCamera, StartRecording, StartSync,
+                                StopCamera, StopRecording, StopSync, StorageUpdate, TakePhoto,
+                                Tick)
 from firmware_py.interruptions import DEVICE, PENDING, Interruption
 from firmware_py.selfcheck import CheckReason, recording_hours_left
 from firmware_py.signals import Alert, Signal
@@ -511,6 +516,7 @@ class AgentCore:
             self.docked = True
             actions.append(Log("docked", {"battery_percent": reading.capacity_percent,
                                           "activity_open": self.activity_open}))
+            actions.append(StartSync())  # in any state: the sync takes only sealed files
             if self.state in (State.READY, State.CHECKING, State.POWER_SAVE):
                 if self.state is not State.POWER_SAVE:
                     actions.append(StopCamera())
@@ -518,6 +524,7 @@ class AgentCore:
         elif not reading.external_power and self.docked:
             self.docked = False
             actions.append(Log("undocked", {"battery_percent": reading.capacity_percent}))
+            actions.append(StopSync())
             if self.state is State.DOCKED:
                 actions += [StartCamera()] + self._enter(State.CHECKING)
                 actions += self._start_check(CheckReason.LEFT_DOCK)

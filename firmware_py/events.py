@@ -229,6 +229,20 @@ class RaiseAlert:
 
 
 @dataclass(frozen=True)
+class StartSync:
+    """The device came on external power (docked): sync finished files with the dock.
+
+    Emitted in any state, a recording going on included: the sync takes only files
+    already sealed.
+    """
+
+
+@dataclass(frozen=True)
+class StopSync:
+    """The device left external power: end any sync session with the dock now."""
+
+
+@dataclass(frozen=True)
 class Log:
     """A line for the audit log (R18.2): ``kind`` names the event, ``fields`` its facts."""
 
@@ -238,4 +252,5 @@ class Log:
 
 Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | OpenActivity | EndActivity
           | StartRecording | StopRecording | TakePhoto | AddMarker | Speak | InterruptionOpened
-          | InterruptionUpdated | InterruptionClosed | ShowSignal | RaiseAlert | Log)
+          | InterruptionUpdated | InterruptionClosed | ShowSignal | RaiseAlert | StartSync
+          | StopSync | Log)

@@ -17,7 +17,7 @@ from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick, MicrophoneFailed,
-                                MicrophoneRecovered)
+                                MicrophoneRecovered, StartSync, StopSync)
 from firmware_py.selfcheck import CheckReason, SelfCheckReport, Check, Status
 from firmware_py.signals import Alert, Signal
 
@@ -127,6 +127,51 @@ def test_docking_while_recording_keeps_recording(config):
     actions = core.handle(press())
     assert StopRecording in kinds(actions) and StopCamera in kinds(actions)
     assert core.state is State.DOCKED
+
+
+def on_power(percent: float, at: float) -> PowerUpdate:
+    return PowerUpdate(PowerReading(percent, ChargeStatus.CHARGING, True), at)
+
+
+def off_power(percent: float, at: float) -> PowerUpdate:
+    return PowerUpdate(PowerReading(percent, ChargeStatus.DISCHARGING, False), at)
+
+
+def test_docking_starts_the_sync_once_and_undocking_stops_it(config):
+    core = ready(config)
+    actions = core.handle(on_power(60, 10.0))
+    assert kinds(actions).count(StartSync) == 1 and StopSync not in kinds(actions)
+    for at in (11.0, 12.0, 13.0):  # still on the dock: no second start
+        assert StartSync not in kinds(core.handle(on_power(61, at)))
+    actions = core.handle(off_power(95, 20.0))
+    assert kinds(actions).count(StopSync) == 1 and StartSync not in kinds(actions)
+    assert StopSync not in kinds(core.handle(off_power(94, 21.0)))
+    assert kinds(core.handle(on_power(90, 30.0))).count(StartSync) == 1  # docked again
+
+
+@pytest.mark.parametrize("setup", ["checking", "recording", "power_save"])
+def test_docking_starts_the_sync_in_any_state(config, setup):
+    core = AgentCore(config)
+    core.handle(Booted(0.0))
+    if setup == "recording":
+        core.handle(press())
+    elif setup == "power_save":
+        core.handle(SelfCheckDone(report(True)))
+        core.handle(off_power(config.policy.stops.battery_cutoff_percent, 2.0))
+        assert core.state is State.POWER_SAVE
+    before = core.state
+    actions = core.handle(on_power(60, 10.0))
+    assert kinds(actions).count(StartSync) == 1
+    if before is State.RECORDING:  # the sync takes sealed files; the recording goes on
+        assert core.state is State.RECORDING and StopRecording not in kinds(actions)
+    assert kinds(core.handle(off_power(60, 20.0))).count(StopSync) == 1
+
+
+def test_no_sync_without_external_power(config):
+    core = ready(config)
+    for at, percent in enumerate((90, 50, 20, 14, 3), start=1):
+        actions = core.handle(off_power(percent, float(at)))
+        assert StartSync not in kinds(actions) and StopSync not in kinds(actions)
 
 
 def test_battery_low_warns_once_until_recharged(config):

@@ -1,0 +1,62 @@
+"""The docking hook: the agent tells the dock sync when the device is docked and undocked."""
+
+from __future__ import annotations
+
+from firmware_py.agent import Agent
+from firmware_py.core import State
+from simulator import scenario as sc
+from simulator.runner import Simulation
+
+FAST = {"video": {"width": 320, "height": 180, "fps": 15}}
+
+
+class RecordingDocking:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def docked(self) -> None:
+        self.calls.append("docked")
+        if self.fail:
+            raise ConnectionError("dock unreachable")
+
+    def undocked(self) -> None:
+        self.calls.append("undocked")
+
+
+def simulation(tmp_path, docking: RecordingDocking) -> Simulation:
+    s = sc.parse({"scenario": {"name": "dock", "duration": "40s",
+                               "start": "2026-11-29T09:00:00+08:00"},
+                  "config": FAST,
+                  "event": [{"at": 10, "action": "dock"}, {"at": 20, "action": "undock"},
+                            {"at": 30, "action": "dock"}]}, "test.toml")
+    sim = Simulation(s, tmp_path)
+    sim.agent = Agent(sim.config, sim.world.hardware, sim.audit, docking=docking)
+    return sim
+
+
+def test_agent_calls_the_docking_hook(tmp_path):
+    docking = RecordingDocking()
+    sim = simulation(tmp_path, docking)
+    sim.start()
+    sim.advance_to(8)
+    assert docking.calls == []
+    sim.advance_to(15)
+    assert docking.calls == ["docked"] and sim.agent.state is State.DOCKED
+    sim.advance_to(25)
+    assert docking.calls == ["docked", "undocked"]
+    sim.advance_to(40)
+    sim.finish()
+    assert docking.calls == ["docked", "undocked", "docked"]
+
+
+def test_a_failing_docking_hook_is_logged_and_the_agent_goes_on(tmp_path):
+    docking = RecordingDocking(fail=True)
+    sim = simulation(tmp_path, docking)
+    logged: list[str] = []
+    sim.agent.log_listeners.append(lambda kind, fields: logged.append(kind))
+    sim.start()
+    sim.advance_to(25)
+    sim.finish()
+    assert docking.calls == ["docked", "undocked"]
+    assert "sync_error" in logged and "undocked" in logged
