@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _key_error() -> type[Exception]:
-    from firmware_py.keys import KeyFileError
+    from firmware_py.evidence.keys import KeyFileError
     return KeyFileError
 
 
@@ -260,8 +260,8 @@ def _selfcheck_sim(args: argparse.Namespace, config: Config):
 
 
 def _selfcheck_pi(config: Config):
-    from firmware_py.agent import Agent
-    from firmware_py.audit import AuditLog
+    from firmware_py.agent.edge import Agent
+    from firmware_py.evidence.audit import AuditLog
     from firmware_py.pi import build_pi_hardware
 
     evidence = Path(config.device.device.evidence_dir)
@@ -326,8 +326,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    from firmware_py.keys import load_agency_private, load_registry
-    from firmware_py.verify import summary_lines, verify
+    from firmware_py.evidence.keys import load_agency_private, load_registry
+    from firmware_py.evidence.verify import summary_lines, verify
     from simulator import soak
     from simulator.runner import print_entry, run_scenario
     from sync.simdock import SimulatedDock
@@ -398,14 +398,14 @@ def _audit_path(path: Path) -> Path:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from firmware_py import audit
+    from firmware_py.evidence import audit
 
     path = _audit_path(args.path)
     entries, problem = audit.scan(path)
     checkpoints = sum(e.get("kind") == "checkpoint" for e in entries)
     signed = None
     if args.trust is not None and problem is None:
-        from firmware_py.keys import load_registry
+        from firmware_py.evidence.keys import load_registry
         signed, problem = audit.verify_checkpoints(entries, load_registry(args.trust))
     if args.verify:
         result = {"path": str(path), "entries": len(entries), "intact": problem is None,
@@ -435,7 +435,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 # --- enroll, verify, export --------------------------------------------------------------
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from firmware_py.keys import enroll
+    from firmware_py.evidence.keys import enroll
 
     config = _load(args)
     result = enroll(args.device_root, args.dock, args.device_id or config.device.device.id,
@@ -449,7 +449,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def _verify_inputs(args: argparse.Namespace):
-    from firmware_py.keys import load_agency_private, load_registry
+    from firmware_py.evidence.keys import load_agency_private, load_registry
 
     registry = load_registry(args.trust)
     key = load_agency_private(args.key) if args.key else None
@@ -457,7 +457,7 @@ def _verify_inputs(args: argparse.Namespace):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from firmware_py.verify import summary_lines, verify
+    from firmware_py.evidence.verify import summary_lines, verify
 
     registry, key = _verify_inputs(args)
     report = verify(args.paths, registry, key)
@@ -470,7 +470,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from firmware_py.export import ExportRefused, export
+    from firmware_py.evidence.export import ExportRefused, export
 
     registry, key = _verify_inputs(args)
     try:
@@ -652,8 +652,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
 # --- run ---------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from firmware_py.agent import Agent
-    from firmware_py.audit import AuditLog
+    from firmware_py.agent.edge import Agent
+    from firmware_py.evidence.audit import AuditLog
 
     config = _load(args)
     root: Path = args.root

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from firmware_py.agent import Agent
-from firmware_py.audit import AuditLog
+from firmware_py.agent.edge import Agent
+from firmware_py.evidence.audit import AuditLog
 from firmware_py.config import Config, load as load_config
-from firmware_py.core import State
-from firmware_py.keys import ENROLLMENT, enroll
-from firmware_py.selfcheck import SelfCheckReport
+from firmware_py.agent.core import State
+from firmware_py.evidence.keys import ENROLLMENT, enroll
+from firmware_py.agent.selfcheck import SelfCheckReport
 from simulator.hardware import PowerOff, SimWorld, build_world
 from simulator.scenario import Scenario, ScenarioEvent
 

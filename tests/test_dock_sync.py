@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from device.clock import DeviceClock
-from firmware_py import audit
+from firmware_py.evidence import audit
 from simulator import scenario as sc
 from simulator.runner import Simulation
 from sync.device_sync import DeviceSync, offers

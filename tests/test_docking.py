@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from firmware_py.agent import Agent
-from firmware_py.core import State
+from firmware_py.agent.edge import Agent
+from firmware_py.agent.core import State
 from simulator import scenario as sc
 from simulator.runner import Simulation
 

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from firmware_py import audit
+from firmware_py.evidence import audit
 from firmware_py.cli import main
 from simulator import soak
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from device.clock import DeviceClock
-from firmware_py import audit
+from firmware_py.evidence import audit
 from sync.device_sync import DeviceSync, offers, snapshot_audit
 from sync.dock import DockService
 from sync.enrollment import device_sync_files, dock_client

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from conftest import export_plain
-from firmware_py import audit, metadata
-from firmware_py.speech import PhraseRenderer
+from firmware_py.evidence import audit
+from firmware_py.recording import metadata
+from firmware_py.fieldwork.speech import PhraseRenderer
 from simulator import scenario as sc
 from simulator.runner import Simulation
 
