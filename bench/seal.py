@@ -9,7 +9,7 @@ seal:   the same N bytes written through ``EncryptingFile`` (a ``.bce`` file in 
         Ed25519 signature, chain head). ``durable=False`` leaves fsync out, so the figure is
         the software's; the durable figure (fsync at close) is printed beside it and is
         bounded by the disk.
-verify: ``firmware_py.verify.verify`` on that one sealed item, without the agency key
+verify: ``firmware_py.evidence.verify.verify`` on that one sealed item, without the agency key
         (stored-byte hash, chunk structure, signature, chain) and with it (every chunk
         decrypted, plaintext hash compared). The file is in the page cache by then, so the
         disk is left out here too.
@@ -44,11 +44,11 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from device.clock import Timestamp, TimeSource
-from firmware_py.evidence_file import EncryptingFile
-from firmware_py.keys import agency_key, device_identity, enroll, load_registry
-from firmware_py.seal import Sealer
-from firmware_py.store import EvidenceStore
-from firmware_py.verify import verify
+from firmware_py.evidence.evidence_file import EncryptingFile
+from firmware_py.evidence.keys import agency_key, device_identity, enroll, load_registry
+from firmware_py.evidence.seal import Sealer
+from firmware_py.evidence.store import EvidenceStore
+from firmware_py.evidence.verify import verify
 
 MIB = 1 << 20
 TARGET = 0.8

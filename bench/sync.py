@@ -69,10 +69,10 @@ from typing import Any, Callable
 sys.path[:] = [entry for entry in sys.path
                if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-from firmware_py.evidence_file import EncryptingFile
-from firmware_py.keys import device_identity
-from firmware_py.seal import Sealer
-from firmware_py.store import EvidenceStore
+from firmware_py.evidence.evidence_file import EncryptingFile
+from firmware_py.evidence.keys import device_identity
+from firmware_py.evidence.seal import Sealer
+from firmware_py.evidence.store import EvidenceStore
 from dock.archive import Archive
 from dock.broker import MosquittoBroker
 from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device

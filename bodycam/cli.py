@@ -16,7 +16,7 @@ from bodycam import device_commands, dock_commands, evidence_commands, sim_comma
 from bodycam.options import EXIT_PROBLEM, EXIT_USAGE
 from device.hardware import HardwareError
 from firmware_py.config import ConfigError
-from firmware_py.keys import KeyFileError
+from firmware_py.evidence.keys import KeyFileError
 from simulator.harness.scenario import ScenarioError
 
 log = logging.getLogger("bodycam")

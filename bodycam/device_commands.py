@@ -15,9 +15,9 @@ from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print
 from simulator.harness.runner import print_entry
 from bodycam.wiring import first_selfcheck, open_recorder
 from firmware_py.config import ConfigError
-from firmware_py import audit
-from firmware_py.keys import enroll, load_registry
-AUDIT_LOG = 'audit.jsonl'  # TEMPORARY
+from firmware_py.evidence import audit
+from firmware_py.evidence.keys import enroll, load_registry
+from firmware_py.paths import AUDIT_LOG
 from simulator.harness import scenario as scenarios
 
 SIM_SELFCHECK_WITHIN_S = 60.0  # virtual seconds

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from device.clock import Clock
 from device.power import Power
-from firmware_py.audit import AuditLog
+from firmware_py.evidence.audit import AuditLog
 from sync.credentials import DockAddress
 from sync.device_sync import DeviceSync, SessionResult
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bodycam.options import EXIT_OK, EXIT_PROBLEM
-from firmware_py.export import ExportRefused, export
-from firmware_py.keys import load_agency_private, load_registry
-from firmware_py.verify import summary_lines, verify
+from firmware_py.evidence.export import ExportRefused, export
+from firmware_py.evidence.keys import load_agency_private, load_registry
+from firmware_py.evidence.verify import summary_lines, verify
 
 TRUST_HELP = "enrolled devices: a dock directory or its devices/ folder"
 

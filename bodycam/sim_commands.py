@@ -10,8 +10,8 @@ from typing import Any
 
 from bodycam import simulation
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, add_config_args, load
-from firmware_py.keys import load_agency_private, load_registry
-from firmware_py.verify import summary_lines, verify
+from firmware_py.evidence.keys import load_agency_private, load_registry
+from firmware_py.evidence.verify import summary_lines, verify
 from simulator.harness import scenario as scenarios
 from simulator.harness import soak
 from simulator.harness.runner import print_entry

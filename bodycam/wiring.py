@@ -23,30 +23,15 @@ from device.backends.pi import PiSettings, build_pi_hardware
 from device.hardware import Hardware, HardwareError
 from device.indicators import Output
 from device.inputs import Button
-from firmware_py.agent import Agent
+from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
-from firmware_py.audit import AuditLog
+from firmware_py.evidence.audit import AuditLog
+from firmware_py.paths import DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
 
 FindDock = Callable[[], DockAddress | None]
-
-
-@dataclass(frozen=True)
-class DeviceLayout:  # TEMPORARY until firmware_py.paths
-    root: Path
-    evidence: Path
-
-    @property
-    def audit_log(self) -> Path:
-        return self.root / "audit.jsonl"
-
-    @classmethod
-    def from_config(cls, root, device):
-        root = Path(root)
-        evidence = Path(device.device.evidence_dir)
-        return cls(root, evidence if evidence.is_absolute() else root / evidence)
 
 
 @dataclass

@@ -70,6 +70,13 @@ class Clock(Protocol):
     @property
     def source(self) -> TimeSource: ...
 
+    @property
+    def correction_s(self) -> float:
+        """What the corrections so far add to the raw wall time."""
+
+    def resume_correction(self, correction_s: float) -> None:
+        """Carry over the correction an earlier run had found (kept across a restart)."""
+
 
 def local_utc_offset_s() -> int:
     """The host's present UTC offset in whole seconds."""

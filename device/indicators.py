@@ -1,7 +1,7 @@
 """Indicators protocol: LEDs, buzzer and vibration motor driven by blink programs.
 
 The device layer knows outputs and timing, not meaning: the agent decides which program
-means "recording" or "battery low" (``firmware_py.signals``). Blinking is advanced by
+means "recording" or "battery low" (``firmware_py.agent.signals``). Blinking is advanced by
 ``update(now)`` from the agent's loop rather than by a background thread, so a pattern
 runs identically in virtual time and leaves no thread behind.
 """

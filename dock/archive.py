@@ -23,11 +23,12 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware_py.evidence_file import EvidenceFileError, canonical, parse
-from firmware_py.keys import EnrolledDevice, load_registry
-from firmware_py.seal import MANIFEST, SIGNATURE
-from firmware_py.store import fsync_dir
-from firmware_py.verify import check_manifest, file_records
+from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.evidence_file import EvidenceFileError, parse
+from firmware_py.evidence.keys import EnrolledDevice, load_registry
+from firmware_py.evidence.seal import MANIFEST, SIGNATURE
+from firmware_py.evidence.store import fsync_dir
+from firmware_py.evidence.verify import check_manifest, file_records
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (

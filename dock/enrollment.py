@@ -1,6 +1,6 @@
 """Enrolment at the dock (R18.3): keys for sealing, and a client certificate for the broker.
 
-``enroll_device`` does what ``firmware_py.keys.enroll`` does — the device's signing key,
+``enroll_device`` does what ``firmware_py.evidence.keys.enroll`` does — the device's signing key,
 registered with the agency; the agency's public key, id and unit to the device — and
 adds what sync needs: a client certificate from the dock's CA whose common name is the
 device id (the broker takes it as the username, and the ACL confines the device to its own
@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock import pki
-from firmware_py import keys
+from firmware_py.evidence import keys
 from sync.credentials import DEVICE_TLS, DOCK_PUB
 
 DOCK_KEY = Path("keys/dock_ed25519.pem")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from firmware_py.config import reference_markdown
-from firmware_py.signals import table_markdown
+from firmware_py.agent.signals import table_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[^(]+?) \(scripts/update_readme.py\) -->\n)(.*?)(<!-- end generated -->)", re.S)

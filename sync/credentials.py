@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware_py import keys
+from firmware_py.evidence import keys
 
 DOCK_PUB = Path("keys/dock_ed25519.pub.pem")  # the dock's receipt key (same path at the dock)
 DEVICE_TLS = Path("keys/mqtt")

@@ -24,9 +24,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from device.clock import Clock, TimeSource
-from firmware_py.audit import AuditLog
-from firmware_py.seal import MANIFEST, SIGNATURE
-from firmware_py.store import READ_ONLY, write_atomic
+from firmware_py.evidence.audit import AuditLog
+from firmware_py.evidence.seal import MANIFEST, SIGNATURE
+from firmware_py.evidence.store import READ_ONLY, write_atomic
 from sync import protocol as p
 from sync.credentials import dock_public
 from sync.mqtt import client as mqtt_client

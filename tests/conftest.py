@@ -28,8 +28,8 @@ def broker(tmp_path):
 
 def export_plain(out: Path) -> Path:
     """Verify and decrypt a simulated device's evidence, as the agency would, for reading."""
-    from firmware_py.export import export
-    from firmware_py.keys import load_agency_private, load_registry
+    from firmware_py.evidence.export import export
+    from firmware_py.evidence.keys import load_agency_private, load_registry
 
     plain = out / "plain"
     if not plain.exists():

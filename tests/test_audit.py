@@ -7,7 +7,7 @@ import json
 import pytest
 
 from device.clock import DeviceClock
-from firmware_py import audit
+from firmware_py.evidence import audit
 
 
 def clock():

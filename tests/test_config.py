@@ -133,7 +133,7 @@ def test_readme_generated_tables_match_the_code():
     # scripts/update_readme.py rewrites them; this fails when someone forgot to run it.
     readme = (cfg.CONFIG_DIR.parent / "README.md").read_text()
     assert cfg.reference_markdown().rstrip() in readme
-    from firmware_py.signals import table_markdown
+    from firmware_py.agent.signals import table_markdown
     assert table_markdown() in readme
 
 

@@ -11,15 +11,15 @@ from device.gnss import GnssFix
 from device.inputs import Button, ButtonEvent, Gesture
 from device.power import ChargeStatus, PowerReading
 from device.storage import StorageReading
-from firmware_py.core import AgentCore, ProtocolError, State
-from firmware_py.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture, OpenActivity,
+from firmware_py.agent.core import AgentCore, ProtocolError, State
+from firmware_py.agent.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture, OpenActivity,
                                 ClockOffsetMeasured, CorrectClock, GnssUpdate, Log,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
                                 StartCamera, StartRecording, StopCamera, StopRecording,
                                 StorageUpdate, TakePhoto, Tick, MicrophoneFailed,
                                 MicrophoneRecovered, StartSync, StopSync)
-from firmware_py.selfcheck import CheckReason, SelfCheckReport, Check, Status
-from firmware_py.signals import Alert, Signal
+from firmware_py.agent.selfcheck import CheckReason, SelfCheckReport, Check, Status
+from firmware_py.agent.signals import Alert, Signal
 
 AT = Timestamp(1_800_000_000.0, 28800, 1.0, TimeSource.RTC)
 
@@ -224,7 +224,7 @@ def test_booted_twice_is_a_protocol_error(config):
 
 # --- activities and interruptions (Art. 12) ------------------------------------------------
 
-from firmware_py.events import (CameraResumed, CameraStalled, EndActivity, InterruptionClosed,
+from firmware_py.agent.events import (CameraResumed, CameraStalled, EndActivity, InterruptionClosed,
                                 InterruptionOpened, InterruptionUpdated, Speak)
 
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from device.clock import DeviceClock
-from firmware_py import audit
+from firmware_py.evidence import audit
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 from dock.enrollment import dock_client, enroll_device

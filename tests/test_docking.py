@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bodycam.wiring import Device, DeviceLayout
-from firmware_py.agent import Agent
-from firmware_py.audit import AuditLog
-from firmware_py.core import State
+from bodycam.wiring import Device
+from firmware_py.agent.edge import Agent
+from firmware_py.evidence.audit import AuditLog
+from firmware_py.agent.core import State
+from firmware_py.paths import DeviceLayout
 from simulator.harness import scenario as sc
 from simulator.harness.runner import Simulation
 

@@ -25,10 +25,11 @@ import pytest
 from conftest import export_plain
 from device.clock import TimeSource, Timestamp
 from device.gnss import GnssFix
-from firmware_py import audit, metadata
+from firmware_py.evidence import audit
+from firmware_py.recording import metadata
 from firmware_py.config import Config, load
-from firmware_py.segment import PTS_CLOCK_HZ, PTS_ORIGIN
-from firmware_py.stamp import Stamper, stamp_lines
+from firmware_py.recording.segment import PTS_CLOCK_HZ, PTS_ORIGIN
+from firmware_py.recording.stamp import Stamper, stamp_lines
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 from simulator.scene import Scene

@@ -1,4 +1,4 @@
-"""Gaps in an activity's footage and their explanation (Art. 8, 12; firmware_py/gaps.py),
+"""Gaps in an activity's footage and their explanation (Art. 8, 12; firmware_py/evidence/gaps.py),
 found by ``bodycam verify`` from sealed manifests alone.
 
 A shift where the officer stops for an obstruction longer than the pre-event buffer has one

@@ -31,13 +31,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bodycam.cli import main
-from firmware_py.evidence_file import (MAGIC, EncryptingFile, EvidenceFileError, StoredFile,
+from firmware_py.evidence.evidence_file import (MAGIC, EncryptingFile, EvidenceFileError, StoredFile,
                                        decrypt_chunks, parse)
-from firmware_py.keys import (device_identity, device_key, enroll, load_agency_private,
+from firmware_py.evidence.keys import (device_identity, device_key, enroll, load_agency_private,
                               load_registry)
-from firmware_py.seal import MANIFEST, Sealer, plain_file
-from firmware_py.store import EvidenceStore
-from firmware_py.verify import verify
+from firmware_py.evidence.seal import MANIFEST, Sealer, plain_file
+from firmware_py.evidence.store import EvidenceStore
+from firmware_py.evidence.verify import verify
 from hostile import examples
 
 DEVICE = "BC-0001"

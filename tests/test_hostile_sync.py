@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_py.keys import pem_public
+from firmware_py.evidence.keys import pem_public
 from hostile import examples
 from sync import protocol as p
 from sync.device_sync import DeviceSync

@@ -25,7 +25,7 @@ from bodycam.simulation import simulation
 from bodycam.wiring import PiRecorder
 from dock.enrollment import dock_client, enroll_device
 from dock.service import DockService
-from firmware_py import audit
+from firmware_py.evidence import audit
 from firmware_py.config import load
 from simulator.battery import SimBattery
 from simulator.harness import scenario as sc

@@ -18,7 +18,7 @@ import av
 import pytest
 
 from conftest import export_plain
-from firmware_py import audit
+from firmware_py.evidence import audit
 from bodycam.cli import main
 from firmware_py.config import load as load_config
 from simulator.harness import scenario as sc
@@ -259,8 +259,8 @@ def test_in_process_simulation_refuses_a_power_cut(tmp_path):
 # --- the core's decision after a power cut (pure: events in, actions out) ------------------
 
 def _restarted_core(open_interruption=None):
-    from firmware_py.core import AgentCore
-    from firmware_py.events import ActivityContinued, Booted
+    from firmware_py.agent.core import AgentCore
+    from firmware_py.agent.events import ActivityContinued, Booted
 
     core = AgentCore(load_config())
     core.handle(Booted(100.0))
@@ -279,7 +279,7 @@ def _reading(percent=60.0, docked=False):
                                               (_reading(docked=True), False),
                                               (_reading(percent=2.0), False)])
 def test_core_resumes_only_in_the_field_with_charge(reading, resumes):
-    from firmware_py.events import InterruptionClosed, InterruptionOpened, PowerRestored, StartRecording
+    from firmware_py.agent.events import InterruptionClosed, InterruptionOpened, PowerRestored, StartRecording
 
     core = _restarted_core()
     actions = core.handle(PowerRestored(100.0, 92.0, 8.0, True, reading))
@@ -292,8 +292,8 @@ def test_core_resumes_only_in_the_field_with_charge(reading, resumes):
 
 
 def test_core_closes_a_picture_gap_the_cut_ended():
-    from firmware_py.events import InterruptionClosed, InterruptionOpened, PowerRestored
-    from firmware_py.interruptions import DEVICE, Interruption
+    from firmware_py.agent.events import InterruptionClosed, InterruptionOpened, PowerRestored
+    from firmware_py.fieldwork.interruptions import DEVICE, Interruption
 
     gap = Interruption("", 1, 80.0, "device", DEVICE, "camera: no frames for 3 s; sound recorded on")
     core = _restarted_core(gap)

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 import av
 import pytest
 
-from firmware_py import audit
-from firmware_py.evidence_file import CHUNK_HEAD
-from firmware_py.seal import unsealed
+from firmware_py.evidence import audit
+from firmware_py.evidence.evidence_file import CHUNK_HEAD
+from firmware_py.evidence.seal import unsealed
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 
@@ -84,10 +84,10 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
 
 def test_cut_during_sealing_and_before_the_first_chunk(tmp_path):
     """The two cuts that could leave a seal half made or a file with nothing in it."""
-    from firmware_py.evidence_file import StoredFile
-    from firmware_py.keys import device_identity, enroll
-    from firmware_py.seal import Sealer, finish_interrupted, recover, unsealed
-    from firmware_py.store import EvidenceStore
+    from firmware_py.evidence.evidence_file import StoredFile
+    from firmware_py.evidence.keys import device_identity, enroll
+    from firmware_py.evidence.seal import Sealer, finish_interrupted, recover, unsealed
+    from firmware_py.evidence.store import EvidenceStore
 
     enroll(tmp_path / "device", tmp_path / "dock", "BC-0001", "unit")
     store = EvidenceStore(tmp_path / "device" / "evidence", "BC-0001")
@@ -104,12 +104,12 @@ def test_cut_during_sealing_and_before_the_first_chunk(tmp_path):
     # A cut after the chain advanced but before the seal was published: finished at start.
     doc = activity.path / "activity.json"
     doc.write_text("{}")
-    real_publish = __import__("firmware_py.seal", fromlist=["_publish"])._publish
+    real_publish = __import__("firmware_py.evidence.seal", fromlist=["_publish"])._publish
 
     def cut(*_):
         raise OSError("power cut")
 
-    import firmware_py.seal as seal_module
+    import firmware_py.evidence.seal as seal_module
     seal_module._publish = cut
     try:
         with pytest.raises(OSError):

@@ -7,7 +7,7 @@ import pytest
 
 from device.camera import EncodedFrame
 from device.microphone import AudioBlock
-from firmware_py.ring import PreEventRing
+from firmware_py.recording.ring import PreEventRing
 
 FPS, GOP = 30, 30
 

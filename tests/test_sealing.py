@@ -16,10 +16,10 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware_py import audit
-from firmware_py.evidence_file import (EncryptingFile, EvidenceFileError, canonical,
+from firmware_py.evidence import audit
+from firmware_py.evidence.evidence_file import (EncryptingFile, EvidenceFileError, canonical,
                                        decrypt_chunks, key_id, parse)
-from firmware_py.keys import KeyFileError, device_identity, enroll, load_agency_private, raw
+from firmware_py.evidence.keys import KeyFileError, device_identity, enroll, load_agency_private, raw
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 

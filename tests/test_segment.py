@@ -17,7 +17,7 @@ import pytest
 
 from device.camera import EncodedFrame, VideoConfig
 from device.microphone import AudioBlock, AudioConfig
-from firmware_py.segment import (PTS_CLOCK_HZ, PTS_ORIGIN, AudioEncoder, AudioPacket,
+from firmware_py.recording.segment import (PTS_CLOCK_HZ, PTS_ORIGIN, AudioEncoder, AudioPacket,
                                  SegmentInfo, SegmentWriter)
 from simulator.audio import AcousticSpace, SimMicrophone
 from simulator.camera import SimCamera

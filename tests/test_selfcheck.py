@@ -11,7 +11,7 @@ from device.clock import TimeSource, Timestamp
 from device.gnss import GnssFix
 from device.power import ChargeStatus, PowerReading
 from device.storage import StorageReading
-from firmware_py.selfcheck import (CheckReason, ClockReading, SelfCheckReadings, Status,
+from firmware_py.agent.selfcheck import (CheckReason, ClockReading, SelfCheckReadings, Status,
                                    evaluate)
 
 AT = Timestamp(1_800_000_000.0, 28800, 12.0, TimeSource.GNSS)

@@ -12,9 +12,9 @@ import json
 import pytest
 
 from device.indicators import Output
-from firmware_py import audit
+from firmware_py.evidence import audit
 from bodycam.cli import main
-from firmware_py.core import State
+from firmware_py.agent.core import State
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from firmware_py import audit
+from firmware_py.evidence import audit
 from bodycam.cli import main
 from simulator.harness import soak
 

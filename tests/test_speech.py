@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from firmware_py.config import Phrase, load
-from firmware_py.speech import (
+from firmware_py.fieldwork.speech import (
     SHIPPED_DIR,
     SHIPPED_RATE,
     TONE_BEEP_S,
@@ -128,7 +128,7 @@ def test_without_espeak_shipped_clips_match_espeak(tmp_path: Path, phrases: list
 def test_every_policy_phrase_has_a_small_shipped_clip(phrases: list[Phrase]) -> None:
     keys = {phrase_key(p) for p in phrases}
     shipped = {p.stem: p for p in SHIPPED_DIR.glob("*.wav")}
-    assert set(shipped) == keys, "policy phrases changed: run python -m firmware_py.speech --ship"
+    assert set(shipped) == keys, "policy phrases changed: run python -m firmware_py.fieldwork.speech --ship"
     for path in shipped.values():
         with wave.open(str(path), "rb") as wav:
             assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == \
@@ -139,7 +139,7 @@ def test_every_policy_phrase_has_a_small_shipped_clip(phrases: list[Phrase]) -> 
 def test_unknown_phrase_without_espeak_is_a_tone(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     renderer = PhraseRenderer(tmp_path, 8_000, espeak=None)
-    caplog.set_level(logging.WARNING, logger="firmware_py.speech")
+    caplog.set_level(logging.WARNING, logger="firmware_py.fieldwork.speech")
     samples, source = renderer.render(Phrase("en", "Not in any policy."))
     assert source == "tone"
     assert samples.dtype == np.int16
@@ -153,7 +153,7 @@ def test_unknown_phrase_without_espeak_is_a_tone(tmp_path: Path,
 def test_broken_espeak_falls_back_and_is_logged_once(tmp_path: Path, phrases: list[Phrase],
                                                      caplog: pytest.LogCaptureFixture) -> None:
     renderer = PhraseRenderer(tmp_path, 16_000, espeak=str(tmp_path / "no-such-espeak"))
-    caplog.set_level(logging.WARNING, logger="firmware_py.speech")
+    caplog.set_level(logging.WARNING, logger="firmware_py.fieldwork.speech")
     sources = {renderer.render(p)[1] for p in phrases}
     assert sources == {"shipped"}
     broken = [r for r in caplog.records if "unusable" in r.getMessage()]
@@ -165,7 +165,7 @@ def test_broken_espeak_falls_back_and_is_logged_once(tmp_path: Path, phrases: li
 def test_espeak_error_for_one_phrase_is_logged_with_its_message(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     renderer = PhraseRenderer(tmp_path, 16_000, espeak=ESPEAK)
-    caplog.set_level(logging.WARNING, logger="firmware_py.speech")
+    caplog.set_level(logging.WARNING, logger="firmware_py.fieldwork.speech")
     phrase = Phrase("en", "Hello.", voice="zz-nosuch")  # "no-…" would match Norwegian
     assert renderer.render(phrase)[1] == "tone"
     assert renderer.render(phrase)[1] == "tone"

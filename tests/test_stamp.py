@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from device.camera import EncodedFrame, VideoConfig
 from device.clock import Timestamp, TimeSource
 from device.gnss import GnssFix
-from firmware_py import stamp
-from firmware_py.stamp import HALO_LUMA, POSITIONS, TEXT_LUMA, Stamper, stamp_lines
+from firmware_py.recording import stamp
+from firmware_py.recording.stamp import HALO_LUMA, POSITIONS, TEXT_LUMA, Stamper, stamp_lines
 from simulator.camera import SimCamera
 from simulator.clock import VirtualClock
 from simulator.scene import Scene
@@ -248,7 +248,7 @@ def test_a_wrong_frame_is_left_alone_and_logged(caplog: pytest.LogCaptureFixture
     stamper.set_lines(LINES)
     wrong = i420(320, 180)
     before = wrong.copy()
-    with caplog.at_level(logging.ERROR, logger="firmware_py.stamp"):
+    with caplog.at_level(logging.ERROR, logger="firmware_py.recording.stamp"):
         stamper.apply(wrong)
         stamper.apply(wrong)
     assert np.array_equal(wrong, before)

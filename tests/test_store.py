@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from firmware_py.store import DurableFile, EvidenceStore
+from firmware_py.evidence.store import DurableFile, EvidenceStore
 
 UTC = 1_795_000_000.0
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from device.clock import DeviceClock
-from firmware_py import audit
+from firmware_py.evidence import audit
 from dock.enrollment import dock_client
 from dock.service import DockService
 from sync.credentials import device_sync_files

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import export_plain
-from firmware_py import audit, metadata
-from firmware_py.speech import PhraseRenderer
+from firmware_py.evidence import audit, metadata
+from firmware_py.fieldwork.speech import PhraseRenderer
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
 

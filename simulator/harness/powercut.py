@@ -10,7 +10,7 @@ new ``Simulation(..., restart=PowerOff(cut, cut + off))`` on the same directory:
 
 - the device's own files as the cut left them — evidence and ``.device-state.json``, the
   audit log, keys, the speech cache — which the restarted agent must make sense of
-  (``firmware_py.restart``);
+  (``firmware_py.agent.startup``);
 - the world's: the sysfs battery tree (its charge and dock; no draw while off, a dock
   charges it meanwhile), the storage directory and the world's state file
   (``simulator.harness.world.WORLD_STATE``: card ballast, RTC jumps, broken parts);

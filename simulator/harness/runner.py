@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
 from firmware_py.config import Config, load as load_config
-from firmware_py.core import State
-from firmware_py.keys import ENROLLMENT, enroll
-from firmware_py.selfcheck import SelfCheckReport
+from firmware_py.agent.core import State
+from firmware_py.evidence.keys import ENROLLMENT, enroll
+from firmware_py.agent.selfcheck import SelfCheckReport
 from simulator.harness.scenario import Scenario, ScenarioEvent
 from simulator.harness.world import PowerOff, SimWorld, build_world
 

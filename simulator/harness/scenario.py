@@ -68,7 +68,7 @@ ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock", 
            "switch_off")
 # Both take the device away for ``off``: a power cut kills it, a switch-off shuts it down.
 POWER_OFF_ACTIONS = ("power_cut", "switch_off")
-# What can go wrong while docked, once ``after_mb`` have crossed (sync.simdock does it).
+# What can go wrong while docked, once ``after_mb`` have crossed (simulator.harness.dock does it).
 DOCK_FAULTS = ("undock_mid_transfer", "dock_crash")
 POWER_OFF_DEFAULT_S = 10.0
 FAULTS = ("camera_stopped", "camera_garbage", "microphone_stopped", "microphone_silent",

@@ -5,7 +5,7 @@ recording resumes or the activity ends. Its reason comes from the regulation's l
 ``config/policy.toml``: reason 1 (device fault, low battery, full storage) is recorded by
 the device itself; reasons 2–4 are chosen by the officer with marker presses after the
 voice prompt, or left *pending* for the dock. The record is plain data; the work record
-written from it (``firmware_py.workrecord``) is what the unit head reviews.
+written from it (``firmware_py.fieldwork.workrecord``) is what the unit head reviews.
 """
 
 from __future__ import annotations

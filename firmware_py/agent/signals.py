@@ -125,3 +125,39 @@ def table_markdown() -> str:
                     parts.append(f"{output} {program.on_s:g}s on/{program.off_s:g}s off {times}")
             rows.append(f"| {kind} | {name} | {', '.join(parts)} | {pattern.meaning} |")
     return "\n".join(rows)
+
+
+class SignalDriver:
+    """Shows the steady signal on the indicators, with one-off alerts played over it."""
+
+    def __init__(self, indicators) -> None:
+        self._indicators = indicators
+        self.signal: Signal | None = None
+        self._alert_until: dict[Output, float] = {}
+        self._now = 0.0
+
+    def _steady(self, output: Output) -> Program:
+        if self.signal is None:
+            return False
+        return SIGNALS[self.signal].programs.get(output, False)
+
+    def show(self, signal: Signal) -> None:
+        self.signal = signal
+        for output in Output:
+            if output not in self._alert_until:
+                self._indicators.set(output, self._steady(output))
+
+    def alert(self, alert: Alert) -> None:
+        for output, program in ALERTS[alert].programs.items():
+            self._indicators.set(output, program)
+            length = (program.on_s + program.off_s) * program.count if isinstance(
+                program, Blink) and program.count else 0.0
+            self._alert_until[output] = self._now + length
+
+    def update(self, now: float) -> None:
+        self._now = now
+        for output, until in list(self._alert_until.items()):
+            if now >= until:
+                del self._alert_until[output]
+                self._indicators.set(output, self._steady(output))
+        self._indicators.update(now)

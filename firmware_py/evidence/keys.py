@@ -26,13 +26,9 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
                                                           PublicFormat, load_pem_private_key,
                                                           load_pem_public_key)
 
-from firmware_py.evidence_file import key_id
+from firmware_py.evidence.evidence_file import key_id
+from firmware_py.paths import AGENCY_KEY, AGENCY_PUB, DEVICE_KEY, DEVICE_PUB, ENROLLMENT
 
-DEVICE_KEY = Path("keys/device_ed25519.pem")
-DEVICE_PUB = Path("keys/device_ed25519.pub.pem")
-AGENCY_PUB = Path("keys/agency_x25519.pub.pem")
-AGENCY_KEY = Path("keys/agency_x25519.pem")
-ENROLLMENT = Path("enrollment.json")
 REGISTRY = Path("devices")
 
 
@@ -107,7 +103,7 @@ def agency_key(dock_dir: Path, create: bool = False) -> X25519PrivateKey:
     if create and not path.exists():
         key = X25519PrivateKey.generate()
         _write_private(path, _pem_private(key))
-        _write_public(Path(dock_dir) / "keys" / "agency_x25519.pub.pem", pem_public(key.public_key()))
+        _write_public(Path(dock_dir) / AGENCY_PUB, pem_public(key.public_key()))
         return key
     return _load_private(path, X25519PrivateKey)  # type: ignore[return-value]
 

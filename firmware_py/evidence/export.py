@@ -14,10 +14,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from firmware_py.evidence_file import SUFFIX, decrypt_chunks, parse
-from firmware_py.keys import EnrolledDevice
-from firmware_py.seal import SIGNATURE, MANIFEST
-from firmware_py.verify import Report, verify
+from firmware_py.evidence.evidence_file import SUFFIX, decrypt_chunks, parse
+from firmware_py.evidence.keys import EnrolledDevice
+from firmware_py.evidence.seal import SIGNATURE, MANIFEST
+from firmware_py.evidence.verify import Report, verify
 
 REPORT = "verification-report.json"
 

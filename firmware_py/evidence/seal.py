@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from device.clock import Timestamp
-from firmware_py.evidence_file import (SUFFIX, EvidenceFileError, StoredFile, canonical, parse)
-from firmware_py.keys import DeviceIdentity
-from firmware_py.store import EvidenceStore, fsync_dir
+from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.evidence_file import SUFFIX, EvidenceFileError, StoredFile, parse
+from firmware_py.evidence.keys import DeviceIdentity
+from firmware_py.evidence.store import EvidenceStore, fsync_dir
 
 log = logging.getLogger(__name__)
 

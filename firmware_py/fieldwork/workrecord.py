@@ -15,8 +15,8 @@ from typing import Any
 
 from device.clock import Timestamp
 from firmware_py.config import DeviceConfig, InterruptionPolicy
-from firmware_py.interruptions import PENDING, Interruption
-from firmware_py.store import DurableFile
+from firmware_py.fieldwork.interruptions import PENDING, Interruption
+from firmware_py.evidence.store import DurableFile
 
 REVIEW_STATES = ("pending", "approved", "returned")
 

@@ -20,26 +20,26 @@ starts and stops recordings: one lock keeps them apart.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from device.camera import EncodedFrame, StillImage, VideoConfig
 from device.clock import Clock
 from device.gnss import GnssFix
 from device.microphone import AudioBlock, AudioConfig
 from firmware_py.config import DeviceConfig
-from firmware_py.metadata import MetadataLog, fix_record, time_at
-from firmware_py.ring import PreEventRing
-from firmware_py.segment import (PTS_ORIGIN, AudioEncoder, SegmentInfo, SegmentWriter,
+from firmware_py.recording.metadata import MetadataLog, fix_record, time_at
+from firmware_py.recording.photos import PhotoWriter
+from firmware_py.recording.ring import PreEventRing
+from firmware_py.recording.segment import (PTS_ORIGIN, AudioEncoder, SegmentInfo, SegmentWriter,
                                  h264_problem)
-from firmware_py.evidence_file import EncryptingFile
-from firmware_py.seal import Sealer
-from firmware_py.store import Activity, EvidenceStore
+from firmware_py.evidence.evidence_file import EncryptingFile
+from firmware_py.evidence.seal import Sealer
+from firmware_py.evidence.store import Activity, EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,41 @@ def _interleave(frames: list[EncodedFrame], blocks: list[AudioBlock]) -> list[En
     return [entry[3] for entry in merged]
 
 
+class RecordingPipeline(Protocol):
+    """Where encoded frames and audio go once captured: the camera and microphone hand
+    every frame and audio block to the pipeline; the agent tells it when a recording
+    starts and stops and what happens meanwhile (GNSS fixes, markers, photos).
+    ``Recorder`` below is the implementation; a test or a benchmark may put another
+    behind the same interface."""
+
+    rejected_frames: int  # frames dropped as unusable (not H.264) so far
+    last_rejection: str  # why the last one was dropped
+
+    def output_frame(self, frame: EncodedFrame) -> bool | None:
+        """Take a frame; False when it was unusable (not H.264) and dropped."""
+
+    def output_audio(self, block: AudioBlock) -> None: ...
+
+    def note_fix(self, fix: GnssFix) -> None: ...
+
+    def start_recording(self, at: float, activity: Activity | None = None) -> dict[str, Any]:
+        """Begin a recording; returns facts for the audit log."""
+
+    def stop_recording(self, at: float, reason: str = "stop") -> dict[str, Any]:
+        """End the recording; returns facts for the audit log."""
+
+    def note(self, record: dict[str, Any]) -> bool:
+        """Add a line to the metadata of the segment being written."""
+
+    def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]: ...
+
+    def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
 class Recorder:
-    """The pipeline the agent drives (``firmware_py.recording.RecordingPipeline``)."""
+    """The pipeline the agent drives (``firmware_py.recording.pipeline.RecordingPipeline``)."""
 
     def __init__(self, device: DeviceConfig, clock: Clock, store: EvidenceStore,
                  sealer: Sealer, time_quality: Callable[[], dict[str, Any]] = dict) -> None:
@@ -126,6 +159,7 @@ class Recorder:
         self._last_frame_us: int | None = None  # capture time of the last usable frame
         self.history: list[dict[str, Any]] = []
         self.first_frame_written_at: float | None = None  # monotonic, for the latency bench
+        self.photos = PhotoWriter(clock, store, sealer, self._evidence_file, time_quality)
 
     # --- media in (camera and microphone threads) -------------------------------------------
 
@@ -305,36 +339,18 @@ class Recorder:
                               utc_ms=lambda: round(self._clock.now().utc * 1000))
 
     def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]:
-        """Store a still (R11.1) beside the segments, with the same metadata, sealed."""
+        """Store a still (R11.1) beside the segments, with the same metadata, sealed
+        (``firmware_py.recording.photos``); noted in the open segment's metadata."""
         with self._lock:
-            at = time_at(self._clock, still.timestamp_us / 1e6)
-            sequence = self._store.next_sequence()
-            path = self._store.evidence_path(activity, sequence, at.utc, ".jpg.bce")
-            media = self._evidence_file(path, "photo")
-            media.write(still.jpeg)
-            stored_photo = media.close()
             fix = self._fixes[-1][1] if self._fixes else None
-            meta = {"kind": "photo", "format": 1, **self._identity(activity, sequence),
-                    "file": path.name, "time": at.to_json(), "time_quality": self._time_quality(),
-                    "width": still.width, "height": still.height, "bytes": len(still.jpeg),
-                    "gnss": fix_record(fix, time_at(self._clock, fix.received_at)) if fix else None}
-            meta_file = self._evidence_file(path.with_name(path.name.replace(".jpg.bce", ".json.bce")),
-                                            "metadata")
-            meta_file.write(json.dumps(meta, ensure_ascii=False, indent=1).encode())
-            stored_meta = meta_file.close()
-            seal = self._sealer.seal("photo", path.with_name(path.name[:-len(".jpg.bce")]),
-                                     [("photo", stored_photo), ("metadata", stored_meta)],
-                                     self._sealed_fields(activity, sequence),
-                                     start=at, end=at)
-            self.seals.append(seal.manifest_path.name)
+            photo = self.photos.save(still, activity, fix, self._identity, self._sealed_fields)
+            self.seals.append(photo.facts["manifest"])
             seg = self.recording.open if self.recording else None
             if seg is not None:
-                seg.meta.record({"kind": "photo", "file": path.name, "file_number": sequence,
-                                 "time": at.to_json()})
+                seg.meta.record({"kind": "photo", "file": photo.file,
+                                 "file_number": photo.file_number, "time": photo.at.to_json()})
                 seg.photos += 1
-            return {"file": path.name, "file_number": sequence, "bytes": len(still.jpeg),
-                    "width": still.width, "height": still.height,
-                    "manifest": seal.manifest_path.name, "chain": seal.manifest["sequence"]}
+            return photo.facts
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ Each sealed item ends in one status: ``valid``; ``altered`` (which check failed)
 ``out_of_order`` (its files hold another item's bytes, or its chain link points elsewhere);
 ``unknown_device`` (signed by a key no enrolled device has); and the chain reports
 ``missing`` sequence numbers. Breaks in an activity's footage are listed with the sealed
-interruption that explains each (``firmware_py/gaps.py``). Only an all-valid result with
+interruption that explains each (``firmware_py/evidence/gaps.py``). Only an all-valid result with
 no number missing from the chain and no unexplained gap exits 0.
 """
 
@@ -26,10 +26,11 @@ from typing import Any, Iterator
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from firmware_py.evidence_file import (EvidenceFileError, canonical, decrypt_chunks, parse)
-from firmware_py.gaps import Gap, find_gaps
-from firmware_py.keys import EnrolledDevice
-from firmware_py.seal import FORMAT, GENESIS, MANIFEST, SIGNATURE
+from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
+from firmware_py.evidence.gaps import Gap, find_gaps
+from firmware_py.evidence.keys import EnrolledDevice
+from firmware_py.evidence.seal import FORMAT, GENESIS, MANIFEST, SIGNATURE
 
 VALID, ALTERED, MISSING, OUT_OF_ORDER, UNKNOWN_DEVICE = (
     "valid", "altered", "missing", "out_of_order", "unknown_device")

@@ -3,7 +3,7 @@
 Each ``Phrase`` is rendered by espeak-ng, offline, and the result cached on disk, so the
 announcement at a recording start does not wait for synthesis after the first time. Where
 espeak-ng is missing or fails, a clip shipped with the firmware (``firmware_py/clips``,
-rendered by ``python -m firmware_py.speech --ship``) is played instead; where there is no
+rendered by ``python -m firmware_py.fieldwork.speech --ship``) is played instead; where there is no
 such clip either, a beep pattern. Every rendered ``Clip`` says, part by part, what was
 played and from which source, so the record of an announcement is truthful.
 """
@@ -371,7 +371,7 @@ def ship(phrases: Sequence[Phrase], out_dir: Path = SHIPPED_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m firmware_py.speech",
+    parser = argparse.ArgumentParser(prog="python -m firmware_py.fieldwork.speech",
                                      description="Render the policy's phrases.")
     parser.add_argument("--ship", action="store_true",
                         help="render every policy phrase into the shipped fallback clips")

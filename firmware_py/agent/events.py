@@ -14,9 +14,9 @@ from device.gnss import GnssFix
 from device.inputs import ButtonEvent
 from device.power import PowerReading
 from device.storage import StorageReading
-from firmware_py.interruptions import Interruption
-from firmware_py.selfcheck import CheckReason, SelfCheckReport
-from firmware_py.signals import Alert, Signal
+from firmware_py.fieldwork.interruptions import Interruption
+from firmware_py.agent.selfcheck import CheckReason, SelfCheckReport
+from firmware_py.agent.signals import Alert, Signal
 
 
 # --- events: the world, as the edge saw it -----------------------------------------------

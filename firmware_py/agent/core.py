@@ -40,7 +40,7 @@ from typing import Callable
 from device.clock import TimeSource
 from device.inputs import Button, Gesture
 from firmware_py.config import Config
-from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
+from firmware_py.agent.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
                                 CameraResumed, CameraStalled, ClockOffsetMeasured,
                                 CorrectClock, EndActivity, Event, GnssUpdate,
                                 InterruptionClosed, InterruptionOpened, InterruptionUpdated,
@@ -49,10 +49,10 @@ from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, Butto
                                 ShowSignal, Speak, StartCamera, StartRecording, StartSync,
                                 StopCamera, StopRecording, StopSync, StorageUpdate, TakePhoto,
                                 Tick)
-from firmware_py.interruptions import DEVICE, PENDING, Interruption
-from firmware_py.selfcheck import CheckReason, recording_hours_left
-from firmware_py.signals import Alert, Signal
-from firmware_py.events import ActivityContinued, PowerRestored
+from firmware_py.fieldwork.interruptions import DEVICE, PENDING, Interruption
+from firmware_py.agent.selfcheck import CheckReason, recording_hours_left
+from firmware_py.agent.signals import Alert, Signal
+from firmware_py.agent.events import ActivityContinued, PowerRestored
 
 # The storage stop comes while this much recording still fits above the reserve: twice the
 # edge's storage check period (agent.STORAGE_PERIOD_S), so media never eats into the reserve.

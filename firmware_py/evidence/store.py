@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from firmware_py.paths import DEVICE_STATE
+
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
@@ -89,7 +91,7 @@ def fsync_dir(path: Path) -> None:
 
 
 class EvidenceStore:
-    STATE = ".device-state.json"
+    STATE = DEVICE_STATE
 
     def __init__(self, root: Path, device_id: str) -> None:
         self.root = Path(root)

@@ -16,7 +16,7 @@ from typing import Any
 
 from device.clock import Clock, Timestamp
 from device.gnss import GnssFix
-from firmware_py.evidence_file import StoredFile
+from firmware_py.evidence.evidence_file import StoredFile
 
 FORMAT_VERSION = 1
 

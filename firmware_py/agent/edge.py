@@ -16,61 +16,52 @@ What it logs about a fault is also stamped into the open segment's metadata.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
-from device.camera import EncodedFrame
 from device.clock import TimeSource
 from device.gnss import GnssFix
 from device.hardware import Hardware, HardwareError
-from device.indicators import Blink, Output, Program
-from device.microphone import AudioBlock
-from firmware_py.audit import AuditLog
+from firmware_py.agent.core import AgentCore, State
+from firmware_py.agent.docking import Docking
+from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, BeginSelfCheck,
+                                      Booted, ButtonGesture, ClockOffsetMeasured, CorrectClock,
+                                      EndActivity, Event, GnssUpdate, InterruptionClosed,
+                                      InterruptionOpened, InterruptionUpdated, Log,
+                                      OpenActivity, PowerRestored, PowerUpdate, RaiseAlert,
+                                      SelfCheckDone, ShowSignal, Speak, StartCamera,
+                                      StartRecording, StartSync, StopCamera, StopRecording,
+                                      StopSync, StorageUpdate, TakePhoto, Tick)
+from firmware_py.agent.selfcheck import (ClockReading, SelfCheckReadings,
+                                         SelfCheckReport, evaluate, recording_hours_free)
+from firmware_py.agent.signals import SignalDriver
+from firmware_py.agent.watchdogs import (CameraWatch, ClockWatch, GarbageWatch, MicrophoneWatch,
+                                         SelfCheckProbe, Sinks)
+from firmware_py.agent.startup import (ClockMemory, Heartbeat, cut_recording_files, power_cut,
+                                       recover_seals)
 from firmware_py.config import Config
-from firmware_py.core import AgentCore, State
-from firmware_py.activity import ActivityRecord
-from firmware_py.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
-                                CameraResumed, CameraStalled, ClockOffsetMeasured, CorrectClock,
-                                EndActivity, Event, GnssUpdate, InterruptionClosed,
-                                InterruptionOpened, InterruptionUpdated, Log,
-                                MicrophoneFailed, MicrophoneRecovered, OpenActivity,
-                                PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal, Speak,
-                                StartCamera, StartRecording, StartSync, StopCamera,
-                                StopRecording, StopSync, StorageUpdate, TakePhoto, Tick)
-from firmware_py.docking import Docking
-from firmware_py.interruptions import Interruption
-from firmware_py.events import ActivityContinued, PowerRestored
-from firmware_py.restart import (cut_recording_files, find_open_activity, power_cut,
-                                 read_heartbeat, write_heartbeat)
-from firmware_py.keys import DeviceIdentity, device_identity
-from firmware_py.seal import Sealer, finish_interrupted, plain_file, recover, unsealed
-from firmware_py.segment import h264_problem
-from firmware_py.speech import Clip, PhraseRenderer
-from firmware_py.workrecord import work_record, write_work_record
-from firmware_py.metadata import time_at
-from firmware_py.pipeline import Recorder
-from firmware_py.recording import RecordingPipeline
-from firmware_py.selfcheck import (CheckReason, ClockReading, SelfCheckReadings,
-                                   SelfCheckReport, evaluate, recording_hours_free)
-from firmware_py.signals import ALERTS, SIGNALS, Alert, Signal
-from firmware_py.stamp import Stamper, stamp_lines
-from firmware_py.store import EvidenceStore, write_atomic
+from firmware_py.evidence.audit import AuditLog
+from firmware_py.evidence.keys import DeviceIdentity, device_identity
+from firmware_py.evidence.seal import Sealer, plain_file
+from firmware_py.evidence.store import EvidenceStore
+from firmware_py.fieldwork.activity import ActivityRecord, find_open_activity
+from firmware_py.fieldwork.interruptions import Interruption
+from firmware_py.fieldwork.speech import Clip, PhraseRenderer
+from firmware_py.fieldwork.workrecord import work_record, write_work_record
+from firmware_py.paths import DeviceLayout
+from firmware_py.recording.metadata import time_at
+from firmware_py.recording.pipeline import Recorder, RecordingPipeline
+from firmware_py.recording.stamp import Stamper, stamp_lines
 
 log = logging.getLogger(__name__)
 
 POWER_PERIOD_S = 1.0
-CLOCK_STATE = ".clock.json"  # the last clock correction, beside .device-state.json
-HEARTBEAT_PERIOD_S = 10.0  # how precisely a power cut while idle is placed
 STORAGE_PERIOD_S = 5.0
 TICK_PERIOD_S = 1.0
-CLOCK_JUMP_S = 1.0  # a wall-clock step against the monotonic clock at least this big is logged
-GARBAGE_LOG_PERIOD_S = 10.0
 
 # Audit entries that also go into the metadata of the segment being written (R10.2), so a
 # fault is on record beside the media it concerns.
@@ -78,91 +69,6 @@ STAMPED_IN_METADATA = frozenset({
     "camera_stalled", "camera_resumed", "camera_garbage", "microphone_failed",
     "microphone_recovered", "gnss_lost", "gnss_fix", "gnss_garbage", "clock_jump",
     "clock_corrected", "battery_low", "storage_low", "storage_full", "hardware_error"})
-
-
-class SignalDriver:
-    """Shows the steady signal on the indicators, with one-off alerts played over it."""
-
-    def __init__(self, indicators) -> None:
-        self._indicators = indicators
-        self.signal: Signal | None = None
-        self._alert_until: dict[Output, float] = {}
-        self._now = 0.0
-
-    def _steady(self, output: Output) -> Program:
-        if self.signal is None:
-            return False
-        return SIGNALS[self.signal].programs.get(output, False)
-
-    def show(self, signal: Signal) -> None:
-        self.signal = signal
-        for output in Output:
-            if output not in self._alert_until:
-                self._indicators.set(output, self._steady(output))
-
-    def alert(self, alert: Alert) -> None:
-        for output, program in ALERTS[alert].programs.items():
-            self._indicators.set(output, program)
-            length = (program.on_s + program.off_s) * program.count if isinstance(
-                program, Blink) and program.count else 0.0
-            self._alert_until[output] = self._now + length
-
-    def update(self, now: float) -> None:
-        self._now = now
-        for output, until in list(self._alert_until.items()):
-            if now >= until:
-                del self._alert_until[output]
-                self._indicators.set(output, self._steady(output))
-        self._indicators.update(now)
-
-
-@dataclass
-class _Probe:
-    """Camera and microphone watched for the self-check's probe window."""
-
-    reason: CheckReason
-    started: float
-    ends: float
-    frames: int = 0
-    blocks: int = 0
-    sum_squares: float = 0.0
-    samples: int = 0
-
-    def level_dbfs(self) -> float:
-        if self.samples == 0 or self.sum_squares == 0.0:
-            return float("-inf")
-        return 20.0 * float(np.log10(np.sqrt(self.sum_squares / self.samples) / 32768.0))
-
-
-class _Sinks:
-    """What the camera and microphone write to: the probe and the recording pipeline."""
-
-    def __init__(self, agent: "Agent") -> None:
-        self._agent = agent
-
-    def output_frame(self, frame: EncodedFrame) -> None:
-        agent = self._agent
-        if agent.pipeline.output_frame(frame) is not False:
-            agent._last_frame_at = frame.timestamp_us / 1e6  # the picture is being kept
-        # The self-check counts what the camera delivers that is H.264 at all.
-        probe = agent._probe
-        if probe is not None and h264_problem(frame.data, frame.keyframe) is None:
-            probe.frames += 1
-
-    def output_audio(self, block: AudioBlock) -> None:
-        agent = self._agent
-        agent._last_audio_at = block.timestamp_us / 1e6
-        if block.samples.any():
-            agent._silent_since = None
-        elif agent._silent_since is None:
-            agent._silent_since = block.timestamp_us / 1e6
-        probe = self._agent._probe
-        if probe is not None:
-            probe.blocks += 1
-            samples = block.samples.astype(np.float64)
-            probe.sum_squares += float(np.sum(samples * samples))
-            probe.samples += samples.size
-        self._agent.pipeline.output_audio(block)
 
 
 class Agent:
@@ -177,26 +83,21 @@ class Agent:
         self.root = hardware.storage.path.parent
         self.identity = identity or device_identity(self.root, config.device.device.id)
         self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
-        self._saved_correction = 0.0  # the clock correction last written to CLOCK_STATE
-        self._next_beat = 0.0  # monotonic time of the next heartbeat
-        self._resumed_clock: dict[str, Any] | None = None  # what _resume_clock carried over
+        self.layout = DeviceLayout(self.root, hardware.storage.path)
+        self.clock_memory = ClockMemory(hardware.clock, self.layout.clock_state)
+        self.heartbeat = Heartbeat(self.layout.heartbeat)
         self.sealer = Sealer(self.identity, self.store)
         audit.sign_with(self.identity.signing_key.sign, self.identity.key_id)
         self.pipeline: RecordingPipeline = pipeline or Recorder(
             config.device, hardware.clock, self.store, self.sealer, self.time_quality)
         self.activity: ActivityRecord | None = None
-        self.speech = PhraseRenderer(hardware.storage.path.parent / "speech-cache",
+        self.speech = PhraseRenderer(self.layout.speech_cache,
                                      config.device.audio.sample_rate)
         self._clips: dict[str, Clip] = {}
-        self._last_frame_at: float | None = None
-        self._stalled = False
-        self._stall_rejected = 0  # pipeline's rejected-frame count at the last usable frame
-        self._last_audio_at: float | None = None
-        self._silent_since: float | None = None  # first block of unbroken digital silence
-        self._microphone_fault: tuple[str, float] | None = None  # (fault, since)
-        self._wall_ref: tuple[float, float] | None = None  # (raw wall, monotonic) at the last step
-        self._garbage_logged: dict[str, int] = {}
-        self._garbage_next: dict[str, float] = {}
+        self.camera_watch = CameraWatch(config.policy.stops.camera_stall_s, config.device.video.fps)
+        self.microphone_watch = MicrophoneWatch(config.policy.warnings.microphone_fault_s)
+        self.clock_watch = ClockWatch()
+        self.garbage_watch = GarbageWatch()
         stamp = config.device.stamp
         video, photo = config.device.video, config.device.photo
         self._video_stamper = Stamper(video.width, video.height, stamp.position, stamp.font_px)
@@ -209,8 +110,7 @@ class Agent:
         self.signals = SignalDriver(hardware.indicators)
         self.reports: list[SelfCheckReport] = []
         self.log_listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self._sinks = _Sinks(self)
-        self._probe: _Probe | None = None
+        self._sinks = Sinks(self.pipeline, self.camera_watch, self.microphone_watch)
         self._clock_reading: ClockReading | None = None
         self._next_power = self._next_storage = self._next_tick = 0.0
         self._camera_on = False
@@ -229,64 +129,23 @@ class Agent:
         # never waits for the speech engine.
         for script in self._scripts():
             self._clip(script)
-        self._resume_clock()
+        resumed_clock = self.clock_memory.resume()
         self._dispatch(Booted(self.hw.clock.monotonic()))
-        if self._resumed_clock is not None:
-            self._log("clock_correction_resumed", self._resumed_clock)
-        self._recover()
+        if resumed_clock is not None:
+            self._log("clock_correction_resumed", resumed_clock)
+        for kind, facts in recover_seals(self.store, self.sealer,
+                                         self.config.device.device.officer or None):
+            self._log(kind, facts)
         self._continue()
 
-    def _resume_clock(self) -> None:
-        """Start from the clock correction the last run found (GNSS or dock): a power cut
-        loses it, and without it every time this run writes before the next fix — the stop
-        of the interruption the cut caused among them — would carry the raw clock's error."""
-        resume = getattr(self.hw.clock, "resume_correction", None)
-        try:
-            saved = json.loads((self.store.root / CLOCK_STATE).read_text())
-            correction = float(saved["correction_s"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring %s: %s", CLOCK_STATE, exc)
-            return
-        if resume is not None and math.isfinite(correction):
-            resume(correction)
-            self._saved_correction = correction
-            self._resumed_clock = {"correction_s": round(correction, 3),
-                                   "found_by": saved.get("source"), "found_at": saved.get("at")}
-
-    def _save_clock(self) -> None:
-        correction = getattr(self.hw.clock, "correction_s", None)
-        if correction is None or correction == self._saved_correction:
-            return
-        now = self.hw.clock.now()
-        write_atomic(self.store.root / CLOCK_STATE,
-                     json.dumps({"correction_s": correction, "source": str(now.source),
-                                 "at": now.isoformat()}).encode())
-        self._saved_correction = correction
-
-    def _recover(self) -> None:
-        """Seal what a power cut left open, so the chain runs on past it (R18.1)."""
-        for path in finish_interrupted(self.store.root, self.store.chain_head()[1]):
-            self._log("seal_finished", {"manifest": path.name})
-        for stem in unsealed(self.store.root):
-            parts = stem.name.split("_")
-            number = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
-            seal = recover(self.sealer, stem, {"activity": stem.parent.name,
-                                               "officer": self.config.device.device.officer or None,
-                                               "file_number": number})
-            self._log("segment_recovered", {"manifest": seal.manifest_path.name,
-                                            "chain": seal.manifest["sequence"],
-                                            **(seal.manifest["cut_short"] or {})})
-
     def _continue(self) -> None:
-        """Take up what the last run left (``firmware_py.restart``): an activity the officer
+        """Take up what the last run left (``firmware_py.agent.startup``): an activity the officer
         has not ended goes on, and a power cut is logged — with an automatic interruption
         (Art. 12 (1)) when it cut a recording short. Runs after ``_recover`` has sealed
         what the cut left open, so the cut recording's files are known by their seals."""
         now = self.hw.clock.now()
         left = find_open_activity(self.store.root)
-        cut = power_cut(self.audit.previous_run_end, left, now, read_heartbeat(self.store.root))
+        cut = power_cut(self.audit.previous_run_end, left, now, self.heartbeat.last())
         if left is not None:
             self.activity = ActivityRecord.reopen(left, self.hw.clock)
             facts = {"activity": left.activity.id, "recordings": len(left.recordings),
@@ -315,7 +174,9 @@ class Agent:
     def step(self) -> None:
         with self._lock:
             now = self.hw.clock.monotonic()
-            self._watch_clock()
+            jump = self.clock_watch.check(self.hw.clock.now(), self.hw.clock.correction_s)
+            if jump is not None:
+                self._log("clock_jump", jump)
             for gesture in self._poll("inputs", self.hw.inputs.poll, []):
                 self._dispatch(ButtonGesture(gesture))
             for fix in self._poll("gnss", self.hw.gnss.poll, []):
@@ -329,13 +190,11 @@ class Agent:
                                                        fix.received_at))
             if now >= self._next_power:
                 self._next_power = now + POWER_PERIOD_S
-                self._save_clock()  # a correction by GNSS or by the dock outlives a reboot
+                self.clock_memory.save()  # a correction by GNSS or by the dock outlives a reboot
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
-            if now >= self._next_beat:
-                self._next_beat = now + HEARTBEAT_PERIOD_S
-                write_heartbeat(self.store.root, self.hw.clock.now().utc)
+            self.heartbeat.beat(now, self.hw.clock.now().utc)
             if now >= self._next_storage:
                 self._next_storage = now + STORAGE_PERIOD_S
                 reading = self._poll("storage", self.hw.storage.read, None)
@@ -343,10 +202,8 @@ class Agent:
                     reserve = self.config.policy.stops.storage_reserve_mb * 1e6
                     hours = recording_hours_free(reading, self.config.device, reserve)
                     self._dispatch(StorageUpdate(reading, hours, now))
-            self._watch_camera(now)
-            self._watch_microphone(now)
-            self._watch_garbage(now)
-            if self._probe is not None and now >= self._probe.ends:
+            self._watch(now)
+            if self._sinks.probe is not None and now >= self._sinks.probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))
             if now >= self._next_tick:
                 self._next_tick = now + TICK_PERIOD_S
@@ -414,7 +271,7 @@ class Agent:
             case BeginSelfCheck(reason):
                 now = self.hw.clock.monotonic()
                 probe_s = self.config.policy.selfcheck.probe_seconds
-                self._probe = _Probe(reason, now, now + probe_s)
+                self._sinks.probe = SelfCheckProbe(reason, now, now + probe_s)
                 if self._clock_reading is not None and not self._clock_reading.corrected:
                     self._clock_reading = None  # measure afresh for this check
                 self._log("selfcheck_started", {"reason": str(reason)})
@@ -500,10 +357,9 @@ class Agent:
         if self._camera_on:
             return
         self._capture_errors.clear()
-        self._last_frame_at = self.hw.clock.monotonic()  # a camera that never starts stalls too
-        self._last_audio_at = self._last_frame_at  # ... and so does a microphone
-        self._silent_since = None
-        self._stalled = False
+        now = self.hw.clock.monotonic()
+        self.camera_watch.start(now)  # a camera that never starts stalls too
+        self.microphone_watch.start(now)  # ... and so does a microphone
         for part, start in (("camera", self.hw.camera.start), ("microphone", self.hw.microphone.start)):
             try:
                 if part == "camera":
@@ -519,7 +375,8 @@ class Agent:
         if not self._camera_on:
             return
         self._camera_on = False
-        self._last_frame_at = None
+        self.camera_watch.stop()
+        self.microphone_watch.stop()
         for part, stop in (("camera", self.hw.camera.stop), ("microphone", self.hw.microphone.stop)):
             try:
                 stop()
@@ -609,68 +466,17 @@ class Agent:
         self.activity.append("interruption_closed", facts)
         self._log("interruption_closed", facts)
 
-    def _watch_camera(self, now: float) -> None:
-        """A camera that stops delivering frames while on is a fault (Art. 12 (1))."""
-        if not self._camera_on or self._last_frame_at is None:
-            return
-        stall = self.config.policy.stops.camera_stall_s
-        rejected = getattr(self.pipeline, "rejected_frames", 0)
-        if not self._stalled and now - self._last_frame_at > stall:
-            self._stalled = True
-            self._dispatch(CameraStalled(now, self._last_frame_at, rejected - self._stall_rejected))
-        elif now - self._last_frame_at <= 1.0 / self.config.device.video.fps * 2:
-            self._stall_rejected = rejected
-            if self._stalled:
-                self._stalled = False
-                self._dispatch(CameraResumed(now))
-
-    def _watch_microphone(self, now: float) -> None:
-        """No audio block, or nothing but digital silence, for the policy's time is a
-        microphone fault; the first sound after it is its recovery."""
-        if not self._camera_on or self._last_audio_at is None:
-            return
-        limit = self.config.policy.warnings.microphone_fault_s
-        fault: tuple[str, float] | None = None
-        if now - self._last_audio_at > limit:
-            fault = ("stopped", self._last_audio_at)
-        elif self._silent_since is not None and now - self._silent_since >= limit:
-            fault = ("silent", self._silent_since)
-        if fault is not None and self._microphone_fault is None:
-            self._microphone_fault = fault
-            self._dispatch(MicrophoneFailed(fault[0], fault[1], now))
-        elif (self._microphone_fault is not None and self._silent_since is None
-              and now - self._last_audio_at <= limit / 2):
-            kind, since = self._microphone_fault
-            self._microphone_fault = None
-            self._dispatch(MicrophoneRecovered(kind, since, now))
-
-    def _watch_clock(self) -> None:
-        """A step of the raw wall clock against the monotonic one is logged with its size
-        (corrections from GNSS or the dock are logged as such, not here). The evidence runs
-        on monotonic time, so it stays in order whatever the wall clock does."""
-        now = self.hw.clock.now()
-        raw = now.utc - getattr(self.hw.clock, "correction_s", 0.0)
-        ref, self._wall_ref = self._wall_ref, (raw, now.monotonic)
-        if ref is None:
-            return
-        jump = (raw - ref[0]) - (now.monotonic - ref[1])
-        if abs(jump) >= CLOCK_JUMP_S:
-            self._log("clock_jump", {"jump_s": round(jump, 3), "source": str(now.source)})
-
-    def _watch_garbage(self, now: float) -> None:
-        """Bad NMEA sentences and frames that are not H.264 are dropped and counted; a count
-        that grew is logged, at most every ``GARBAGE_LOG_PERIOD_S`` per part."""
+    def _watch(self, now: float) -> None:
+        """Ask the watchdogs (camera, microphone, garbage input) once a step."""
+        for event in (self.camera_watch.check(now, self.pipeline.rejected_frames),
+                      self.microphone_watch.check(now)):
+            if event is not None:
+                self._dispatch(event)
         stats = self.hw.gnss.stats
         counts = {"gnss": (stats.malformed + stats.bad_checksum + stats.overlong, stats.last_error),
-                  "camera": (getattr(self.pipeline, "rejected_frames", 0),
-                             getattr(self.pipeline, "last_rejection", ""))}
-        for part, (total, last) in counts.items():
-            logged = self._garbage_logged.get(part, 0)
-            if total > logged and now >= self._garbage_next.get(part, 0.0):
-                self._garbage_logged[part] = total
-                self._garbage_next[part] = now + GARBAGE_LOG_PERIOD_S
-                self._log(f"{part}_garbage", {"count": total - logged, "total": total,
-                                              "last": last, "ignored": True})
+                  "camera": (self.pipeline.rejected_frames, self.pipeline.last_rejection)}
+        for kind, facts in self.garbage_watch.check(now, counts):
+            self._log(kind, facts)
 
     # --- stamp (camera thread) ----------------------------------------------------------
 
@@ -713,7 +519,7 @@ class Agent:
         return quality
 
     def _finish_probe(self, now: float) -> SelfCheckReport:
-        probe, self._probe = self._probe, None
+        probe, self._sinks.probe = self._sinks.probe, None
         assert probe is not None
         probe_s = now - probe.started
         power = storage = None

@@ -42,6 +42,9 @@ class AuditEntry:
 
 
 def _encode(entry: dict[str, Any]) -> bytes:
+    # Not ``firmware_py.evidence.canonical.canonical``: audit entries carry floats and any
+    # value as text (``default=str``), which sealed records may not, and the chain is over
+    # these line bytes as written since the first log (the same sorted keys and separators).
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str).encode() + b"\n"
 

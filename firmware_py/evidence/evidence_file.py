@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.exceptions import InvalidTag
 
+from firmware_py.evidence.canonical import canonical
+
 MAGIC = b"BCE1"
 ALGORITHM = "X25519-HKDF-SHA256/AES-256-GCM"
 HKDF_INFO = b"bodycam evidence file key v1"
@@ -54,26 +56,6 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-def canonical(obj: object) -> bytes:
-    """RFC 8785 (JCS) for the values used here: objects, arrays, strings, integers, bools,
-    null — sorted keys, no whitespace, UTF-8. Floats are kept out of sealed records."""
-    _no_floats(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _no_floats(obj: object) -> None:
-    # Python and RFC 8785 write some floats differently: sealed records carry none.
-    if isinstance(obj, float):
-        raise ValueError(f"a float ({obj!r}) in a record to be sealed; use an integer unit")
-    if isinstance(obj, dict):
-        for value in obj.values():
-            _no_floats(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            _no_floats(value)
 
 
 def raw_public(key: X25519PublicKey) -> bytes:
