@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import export_plain
-from firmware_py.evidence import audit, metadata
+from firmware_py.evidence import audit
+from firmware_py.recording import metadata
 from simulator.harness import scenario as sc
 from simulator.gnss import Route
 from bodycam.simulation import simulation

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import export_plain
-from firmware_py.evidence import audit, metadata
+from firmware_py.evidence import audit
+from firmware_py.recording import metadata
 from firmware_py.fieldwork.speech import PhraseRenderer
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
