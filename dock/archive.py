@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_py.evidence_file import EvidenceFileError, canonical, parse
 from firmware_py.keys import EnrolledDevice, load_registry
 from firmware_py.seal import MANIFEST, SIGNATURE
 from firmware_py.store import fsync_dir
 from firmware_py.verify import check_manifest, file_records
+from sync.protocol import receipt_body
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -62,13 +63,6 @@ class Stored:
     file_id: str
     receipt: dict[str, Any]
     signature: bytes
-
-
-def receipt_body(dock: str, device: str, file_id: str, name: str, activity: str, size: int,
-                 sha256: str, archive_path: str, verified: bool) -> dict[str, Any]:
-    return {"dock": dock, "device": device, "file_id": file_id, "name": name,
-            "activity": activity, "size": size, "sha256": sha256, "verified": verified,
-            "stored_at": int(time.time() * 1000), "archive_path": archive_path}
 
 
 def sign_receipt(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
@@ -203,8 +197,10 @@ class Archive:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
         fsync_dir(target.parent)
-        body = receipt_body(self.dock_id, device, file_id, name, activity, size, sha256,
-                            str(target.relative_to(self.root)), verified)
+        body = receipt_body(dock=self.dock_id, device=device, file_id=file_id, name=name,
+                            size=size, sha256=sha256, stored_at=int(time.time() * 1000),
+                            archive_path=str(target.relative_to(self.root)),
+                            activity=activity, verified=verified)
         signature_bytes = sign_receipt(self._key, body)
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",

@@ -59,7 +59,7 @@ from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, D
 from .ingest import Ingest, IngestPhase
 from .messages import (RECEIPT_FIELDS, Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Init, Message,
                        Reason, Receipt, TimeRequest, TimeResponse, Want, clock_offset,
-                       decode_message, make_receipt_body, split_offers)
+                       decode_message, make_receipt_body, receipt_body, split_offers)
 from .outputs import (CompleteFile, DeviceHello, DiscardFile, Done, FileFailed, FileProgress,
                       IngestOutput, InvalidMessage, OpenFile, Publish, ReceiptReceived, StoreChunk,
                       TimeReceived, UploaderOutput)
@@ -82,7 +82,7 @@ __all__ = [
     # messages
     "RECEIPT_FIELDS", "Ack", "AckStatus", "Chunk", "FileOffer", "Fin", "Hello", "Init",
     "Message", "Reason", "Receipt", "TimeRequest", "TimeResponse", "Want", "clock_offset",
-    "decode_message", "make_receipt_body", "split_offers",
+    "decode_message", "make_receipt_body", "receipt_body", "split_offers",
     # outputs
     "CompleteFile", "DeviceHello", "DiscardFile", "Done", "FileFailed", "FileProgress",
     "IngestOutput", "InvalidMessage", "OpenFile", "Publish", "ReceiptReceived", "StoreChunk",

@@ -112,7 +112,7 @@ def check_pattern(value: object, name: str, pattern: re.Pattern[str], what: str)
 
 def check_device(value: object, name: str = "device") -> str:
     return check_pattern(value, name, DEVICE_ID_RE,
-                    "a device id (letter or digit, then up to 31 of A-Z a-z 0-9 _ -)")
+                         "a device id (letter or digit, then up to 31 of A-Z a-z 0-9 _ -)")
 
 
 def check_file_id(value: object, name: str = "file_id") -> str:
@@ -197,8 +197,9 @@ def build(cls: Any, obj: Mapping[str, Any], what: str, keys: Sequence[str]) -> A
 
 def encode_json(obj: Mapping[str, Any]) -> bytes:
     # The canonical JSON of docs/evidence-format.md 4.2 (sorted keys, no spaces, UTF-8 as
-    # is), so a receipt body — integers only — is signed over exactly the bytes any reader
-    # re-derives. Written out here rather than imported: time messages carry floats, which
-    # sealed records refuse.
+    # is, no NaN), byte for byte what firmware_py.evidence_file.canonical writes for every
+    # value both take, so a receipt body — integers only — is signed over exactly the bytes
+    # any reader re-derives. Kept apart on purpose: canonical refuses floats (sealed records
+    # carry none), and the time messages carry floats.
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from .fields import (DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, ProtocolError, check_device,
                      check_file_id, check_int, check_number, detail_text, type_name)
-from .messages import (Ack, AckStatus, FileOffer, Fin, Hello, Init, Reason, Receipt, TimeRequest,
+from .messages import (Ack, AckStatus, FileOffer, Fin, Hello, Reason, Receipt, TimeRequest,
                        TimeResponse, Want, decode_message)
 from .outputs import (CompleteFile, DeviceHello, DiscardFile, FileProgress, IngestOutput,
                       InvalidMessage, OpenFile, Publish, StoreChunk, publish, topic_text)
@@ -31,7 +31,7 @@ class IngestPhase(StrEnum):
 class _Incoming:
     file_id: str
     phase: IngestPhase = IngestPhase.RECEIVING
-    init: Init | None = None  # from this Ingest's init; chunks need it
+    init: FileOffer | None = None  # from this Ingest's init; chunks need it
     offer: FileOffer | None = None  # from the latest hello
     confirmed: int = 0  # stored durably: [0, confirmed)
     accepted: int = 0  # handed to the edge to store: [0, accepted)
@@ -89,7 +89,7 @@ class Ingest:
             return [InvalidMessage(topic, str(exc))]
         if isinstance(message, Hello):
             return self._on_hello(message)
-        if isinstance(message, Init):
+        if isinstance(message, FileOffer):
             return self._on_init(message)
         if isinstance(message, Fin):
             return self._on_fin(message)
@@ -119,7 +119,7 @@ class Ingest:
         want = Want(tuple(wanted), tuple(known), self.chunk_limit)
         return out + [publish(self.device, want)] + receipts
 
-    def _on_init(self, init: Init) -> list[IngestOutput]:
+    def _on_init(self, init: FileOffer) -> list[IngestOutput]:
         entry = self._files.setdefault(init.file_id, _Incoming(init.file_id))
         if entry.phase is IngestPhase.ARCHIVED:
             assert entry.receipt is not None
@@ -127,7 +127,7 @@ class Ingest:
         if entry.phase is IngestPhase.VERIFYING:
             return []
         held = entry.init or entry.offer
-        if held is not None and held.to_json() != init.to_json():
+        if held is not None and held != init:
             # Same content under another name: two files with equal bytes (see the docs).
             return [self._ack(entry, AckStatus.REJECTED, Reason.INIT_MISMATCH,
                               f"this file is already known as {held.activity}/{held.name}")]
@@ -228,7 +228,7 @@ class Ingest:
         if entry.phase is not IngestPhase.VERIFYING or entry.init is None:
             raise ProtocolError(f"file {file_id} is {entry.phase}, not verifying", "file_id")
         receipt = Receipt(receipt_body, signature)
-        problem = receipt.mismatch(entry.init.offer(), self.device)
+        problem = receipt.mismatch(entry.init, self.device)
         if problem is not None:
             raise ProtocolError(f"receipt does not describe the file received: {problem}",
                                 "receipt_body")
@@ -287,4 +287,4 @@ class Ingest:
              next_offset: int | None = None) -> Publish:
         offset = entry.confirmed if next_offset is None else next_offset
         return publish(self.device, Ack(entry.file_id, offset, status, str(reason),
-                                         detail_text(detail)))
+                                        detail_text(detail)))

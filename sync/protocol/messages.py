@@ -1,49 +1,88 @@
 """The nine messages, each a frozen dataclass that checks its fields, with its topic, its
-payload encoder and its decoder (after h11's ``_events``); and the one receipt body.
+payload encoder and its decoder (after h11's ``_events``); and the receipt body.
 
 Every decoder raises :class:`ProtocolError` and nothing else, naming the field at fault.
+The eight JSON messages share one shape (:class:`JsonMessage`): the topic is named by the
+message's kind (and file id), the payload is the canonical JSON of ``to_json()``, and the
+decoder builds the message through its constructor, so a peer's payload is checked exactly
+as our own messages are. A chunk's payload is its raw bytes, everything else in its topic.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Mapping, Sequence
+from functools import cache
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
-from .fields import (FILE_ID_CHARS, KIND_RE, MAX_CHUNK_BYTES, MAX_CONTROL_BYTES, MAX_HELLO_BYTES,
-                     MAX_SIZE, DEFAULT_CHUNK_BYTES, REASON_RE, ProtocolError, build, check_bytes,
-                     check_device, check_file_id, check_int, check_number, check_path_part,
-                     check_pattern, check_sha256, check_text, encode_json, file_id_of, get_field,
-                     json_object, type_name)
-from .topics import (Kind, Topic, ack_topic, chunk_topic, fin_topic, hello_topic, init_topic,
-                     parse_topic, receipt_topic, time_request_topic, time_response_topic,
-                     want_topic)
+from .fields import (DEFAULT_CHUNK_BYTES, FILE_ID_CHARS, KIND_RE, MAX_CHUNK_BYTES,
+                     MAX_CONTROL_BYTES, MAX_HELLO_BYTES, MAX_SIZE, REASON_RE, ProtocolError,
+                     build, check_bytes, check_device, check_file_id, check_int, check_number,
+                     check_path_part, check_pattern, check_sha256, check_text, encode_json,
+                     file_id_of, get_field, json_object, type_name)
+from .topics import Kind, Topic, chunk_topic, parse_topic
 
-
-def _check_meta(obj: Any) -> None:
-    """The fields a file offer and an init share."""
-    check_file_id(obj.file_id)
-    check_path_part(obj.name, "name")
-    check_path_part(obj.activity, "activity", 64)
-    check_int(obj.size, "size")
-    check_sha256(obj.sha256)
-    if obj.manifest is not None:
-        check_path_part(obj.manifest, "manifest")
-    check_pattern(obj.kind, "kind", KIND_RE, "a kind (lowercase letters, digits, _)")
-    if obj.file_id != obj.sha256[:FILE_ID_CHARS]:
-        raise ProtocolError("is not the first 32 hex digits of sha256", "file_id")
+M = TypeVar("M", bound="JsonMessage")
 
 
-_META_KEYS = ("file_id", "name", "activity", "size", "sha256", "manifest", "kind")
+@cache
+def _keys(cls: type) -> tuple[str, ...]:
+    """A message's JSON members: its dataclass fields, in order."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class JsonMessage:
+    """What every message but the chunk shares. A subclass is a frozen dataclass that sets
+    ``KIND``; its fields are its JSON members, and it overrides :meth:`to_json` and
+    :meth:`_arguments` only where the wire shape differs from the fields."""
+
+    KIND: ClassVar[Kind]
+
+    @classmethod
+    def _what(cls) -> str:
+        """How errors name the message: ``hello``, ``init``, ``time_request``, …"""
+        return cls.KIND.name.lower()
+
+    def topic(self, device: str) -> str:
+        return str(Topic(self.KIND, device, getattr(self, "file_id", None)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in _keys(type(self))}
+
+    def encode(self) -> bytes:
+        return encode_json(self.to_json())
+
+    @classmethod
+    def decode(cls: type[M], payload: bytes) -> M:
+        limit = MAX_HELLO_BYTES if cls.KIND in (Kind.HELLO, Kind.WANT) else MAX_CONTROL_BYTES
+        return cls.from_json(json_object(payload, cls._what(), limit), cls._what())
+
+    @classmethod
+    def from_json(cls: type[M], obj: object, what: str) -> M:
+        """The message from a decoded JSON object; ``what`` names it in errors.
+
+        Unknown members are ignored, so a later minor revision can add fields without a
+        new prefix."""
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"must be an object, not {type_name(obj)}", what)
+        return build(cls, cls._arguments(obj, what), what, _keys(cls))
+
+    @classmethod
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        """The JSON object made into constructor arguments (where the wire differs)."""
+        return obj
 
 
 @dataclass(frozen=True)
-class FileOffer:
-    """One evidence file waiting on the device, as listed in ``hello``.
+class FileOffer(JsonMessage):
+    """One evidence file waiting on the device: listed in ``hello``, and sent alone as the
+    ``init`` that comes before the file's chunks (the same members on the wire, so one
+    class: ``Init`` is another name for it).
 
     ``name`` is the bare file name in its activity directory ``activity``; ``manifest`` the
     name of the manifest that seals it (a manifest and its signature name that manifest
@@ -52,6 +91,7 @@ class FileOffer:
     ``signature``, ``work_record``, ``activity``, …).
     """
 
+    KIND: ClassVar[Kind] = Kind.INIT
     file_id: str
     name: str
     activity: str
@@ -61,7 +101,16 @@ class FileOffer:
     kind: str
 
     def __post_init__(self) -> None:
-        _check_meta(self)
+        check_file_id(self.file_id)
+        check_path_part(self.name, "name")
+        check_path_part(self.activity, "activity", 64)
+        check_int(self.size, "size")
+        check_sha256(self.sha256)
+        if self.manifest is not None:
+            check_path_part(self.manifest, "manifest")
+        check_pattern(self.kind, "kind", KIND_RE, "a kind (lowercase letters, digits, _)")
+        if self.file_id != self.sha256[:FILE_ID_CHARS]:
+            raise ProtocolError("is not the first 32 hex digits of sha256", "file_id")
 
     @classmethod
     def of(cls, *, name: str, activity: str, size: int, sha256: str,
@@ -69,18 +118,20 @@ class FileOffer:
         """An offer with its file id derived from ``sha256``."""
         return cls(file_id_of(sha256), name, activity, size, sha256, manifest, kind)
 
-    def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in _META_KEYS}
-
     @classmethod
-    def from_json(cls, obj: object, what: str = "offer") -> FileOffer:
-        if not isinstance(obj, dict):
-            raise ProtocolError(f"must be an object, not {type_name(obj)}", what)
-        return build(cls, obj, what, _META_KEYS)
+    def from_offer(cls, offer: FileOffer) -> FileOffer:
+        """The init for ``offer``: the offer itself (for callers that say ``Init``)."""
+        if not isinstance(offer, FileOffer):
+            raise ProtocolError(f"must be a FileOffer, not {type_name(offer)}", "offer")
+        return offer
+
+
+Init = FileOffer
+"""The ``init`` message: a :class:`FileOffer` sent on its own topic before the chunks."""
 
 
 @dataclass(frozen=True)
-class Hello:
+class Hello(JsonMessage):
     """Device → dock on docking: who it is and every file it holds for the dock."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
@@ -106,27 +157,20 @@ class Hello:
                 raise ProtocolError("offered twice in one hello", f"files[{i}].file_id")
             seen.add(offer.file_id)
 
-    def topic(self, device: str) -> str:
-        return hello_topic(device)
-
-    def encode(self) -> bytes:
-        return encode_json({"device": self.device, "firmware": self.firmware,
-                        "battery_percent": self.battery_percent,
-                        "files": [offer.to_json() for offer in self.files]})
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "files": [offer.to_json() for offer in self.files]}
 
     @classmethod
-    def decode(cls, payload: bytes) -> Hello:
-        obj = json_object(payload, "hello", MAX_HELLO_BYTES)
-        files = get_field(obj, "files", "hello")
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        files = get_field(obj, "files", what)
         if not isinstance(files, list):
-            raise ProtocolError(f"must be a list, not {type_name(files)}", "hello.files")
-        offers = [FileOffer.from_json(item, f"hello.files[{i}]") for i, item in enumerate(files)]
-        return build(cls, {**obj, "files": offers}, "hello",
-                      ("device", "firmware", "battery_percent", "files"))
+            raise ProtocolError(f"must be a list, not {type_name(files)}", f"{what}.files")
+        return {**obj, "files": [FileOffer.from_json(item, f"{what}.files[{i}]")
+                                 for i, item in enumerate(files)]}
 
 
 @dataclass(frozen=True)
-class Want:
+class Want(JsonMessage):
     """Dock → device, the answer to ``hello``.
 
     ``files``: (file_id, offset) to send, in the order the dock wants them, each from the
@@ -166,63 +210,22 @@ class Want:
         object.__setattr__(self, "files", tuple(files))
         object.__setattr__(self, "known", tuple(known))
 
-    def topic(self, device: str) -> str:
-        return want_topic(device)
-
-    def encode(self) -> bytes:
-        return encode_json({"files": [{"file_id": f, "offset": o} for f, o in self.files],
-                        "known": list(self.known), "chunk_limit": self.chunk_limit})
+    def to_json(self) -> dict[str, Any]:
+        return {"files": [{"file_id": f, "offset": o} for f, o in self.files],
+                "known": list(self.known), "chunk_limit": self.chunk_limit}
 
     @classmethod
-    def decode(cls, payload: bytes) -> Want:
-        obj = json_object(payload, "want", MAX_HELLO_BYTES)
-        files = get_field(obj, "files", "want")
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        files = get_field(obj, "files", what)
         if not isinstance(files, list):
-            raise ProtocolError(f"must be a list, not {type_name(files)}", "want.files")
+            raise ProtocolError(f"must be a list, not {type_name(files)}", f"{what}.files")
         pairs = []
         for i, item in enumerate(files):
-            where = f"want.files[{i}]"
+            where = f"{what}.files[{i}]"
             if not isinstance(item, dict):
                 raise ProtocolError(f"must be an object, not {type_name(item)}", where)
             pairs.append((get_field(item, "file_id", where), get_field(item, "offset", where)))
-        return build(cls, {**obj, "files": pairs}, "want", ("files", "known", "chunk_limit"))
-
-
-@dataclass(frozen=True)
-class Init:
-    """Device → dock before a file's chunks: what the file is (the fields of its offer)."""
-
-    KIND: ClassVar[Kind] = Kind.INIT
-    file_id: str
-    name: str
-    activity: str
-    size: int
-    sha256: str
-    manifest: str | None
-    kind: str
-
-    def __post_init__(self) -> None:
-        _check_meta(self)
-
-    @classmethod
-    def from_offer(cls, offer: FileOffer) -> Init:
-        return cls(**offer.to_json())
-
-    def offer(self) -> FileOffer:
-        return FileOffer(**self.to_json())
-
-    def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in _META_KEYS}
-
-    def topic(self, device: str) -> str:
-        return init_topic(device, self.file_id)
-
-    def encode(self) -> bytes:
-        return encode_json(self.to_json())
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Init:
-        return build(cls, json_object(payload, "init", MAX_CONTROL_BYTES), "init", _META_KEYS)
+        return {**obj, "files": pairs}
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True)
-class Ack:
+class Ack(JsonMessage):
     """Dock → device about one file: where the dock stands and what it wants next."""
 
     KIND: ClassVar[Kind] = Kind.ACK
@@ -318,23 +321,16 @@ class Ack:
         check_pattern(self.reason, "reason", REASON_RE, "a reason code (lowercase letters and _)")
         check_text(self.detail, "detail", 1024, empty=True)
 
-    def topic(self, device: str) -> str:
-        return ack_topic(device, self.file_id)
-
-    def encode(self) -> bytes:
-        return encode_json({"file_id": self.file_id, "next_offset": self.next_offset,
-                        "status": str(self.status), "reason": self.reason,
-                        "detail": self.detail})
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "status": str(self.status)}
 
     @classmethod
-    def decode(cls, payload: bytes) -> Ack:
-        obj = json_object(payload, "ack", MAX_CONTROL_BYTES)
-        obj.setdefault("detail", "")  # optional on the wire
-        return build(cls, obj, "ack", ("file_id", "next_offset", "status", "reason", "detail"))
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        return {"detail": "", **obj}  # detail is optional on the wire
 
 
 @dataclass(frozen=True)
-class Fin:
+class Fin(JsonMessage):
     """Device → dock once every chunk is acknowledged: the whole file's size and hash."""
 
     KIND: ClassVar[Kind] = Kind.FIN
@@ -348,17 +344,6 @@ class Fin:
         check_sha256(self.sha256)
         if self.file_id != self.sha256[:FILE_ID_CHARS]:
             raise ProtocolError("is not the first 32 hex digits of sha256", "file_id")
-
-    def topic(self, device: str) -> str:
-        return fin_topic(device, self.file_id)
-
-    def encode(self) -> bytes:
-        return encode_json({"file_id": self.file_id, "size": self.size, "sha256": self.sha256})
-
-    @classmethod
-    def decode(cls, payload: bytes) -> Fin:
-        return build(cls, json_object(payload, "fin", MAX_CONTROL_BYTES), "fin",
-                      ("file_id", "size", "sha256"))
 
 
 RECEIPT_FIELDS = ("dock", "device", "file_id", "name", "size", "sha256", "stored_at",
@@ -393,7 +378,7 @@ def _plain_json(value: object, name: str, depth: int = 0) -> None:
 
 
 @dataclass(frozen=True)
-class Receipt:
+class Receipt(JsonMessage):
     """Dock → device: the dock's signed statement that it holds a file, verified.
 
     ``body`` holds at least :data:`RECEIPT_FIELDS` (``stored_at`` in UTC milliseconds) and
@@ -446,39 +431,44 @@ class Receipt:
                 return f"body.{key} is {self.body.get(key)!r}, expected {expected!r}"
         return None
 
-    def topic(self, device: str) -> str:
-        return receipt_topic(device, self.file_id)
-
-    def encode(self) -> bytes:
-        return encode_json({"body": dict(self.body),
-                        "signature": base64.b64encode(self.signature).decode("ascii")})
+    def to_json(self) -> dict[str, Any]:
+        return {"body": dict(self.body),
+                "signature": base64.b64encode(self.signature).decode("ascii")}
 
     @classmethod
-    def decode(cls, payload: bytes) -> Receipt:
-        obj = json_object(payload, "receipt", MAX_CONTROL_BYTES)
-        text = get_field(obj, "signature", "receipt")
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        text = get_field(obj, "signature", what)
         if not isinstance(text, str):
-            raise ProtocolError(f"must be base64 text, not {type_name(text)}", "receipt.signature")
+            raise ProtocolError(f"must be base64 text, not {type_name(text)}", f"{what}.signature")
         try:
             signature = base64.b64decode(text.encode("ascii"), validate=True)
         except (UnicodeEncodeError, binascii.Error):
-            raise ProtocolError("is not standard base64", "receipt.signature") from None
-        return build(cls, {**obj, "signature": signature}, "receipt", ("body", "signature"))
+            raise ProtocolError("is not standard base64", f"{what}.signature") from None
+        return {**obj, "signature": signature}
 
 
-def make_receipt_body(*, dock: str, device: str, init: Init | FileOffer, stored_at: int,
+def receipt_body(*, dock: str, device: str, file_id: str, name: str, size: int, sha256: str,
+                 stored_at: int, archive_path: str, **extra: Any) -> dict[str, Any]:
+    """The body of a receipt, for the dock to sign: :data:`RECEIPT_FIELDS`, and ``extra``
+    members (``activity``, ``verified``, …) signed with the rest."""
+    return {**extra, "dock": dock, "device": device, "file_id": file_id, "name": name,
+            "size": size, "sha256": sha256, "stored_at": stored_at,
+            "archive_path": archive_path}
+
+
+def make_receipt_body(*, dock: str, device: str, init: FileOffer, stored_at: int,
                       archive_path: str, **extra: Any) -> dict[str, Any]:
-    """A receipt body for a verified file, for the dock edge to sign. ``extra`` members
-    (``activity``, ``verified``, …) are signed with the rest."""
-    body = {**extra, "dock": dock, "device": device, "file_id": init.file_id,
-            "name": init.name, "size": init.size, "sha256": init.sha256,
-            "stored_at": stored_at, "archive_path": archive_path}
-    Receipt(body, b"\0")  # checks the fields now, where a mistake is the caller's
+    """:func:`receipt_body` for the file ``init`` describes, checked now, where a mistake
+    is the caller's."""
+    body = receipt_body(dock=dock, device=device, file_id=init.file_id, name=init.name,
+                        size=init.size, sha256=init.sha256, stored_at=stored_at,
+                        archive_path=archive_path, **extra)
+    Receipt(body, b"\0")
     return body
 
 
 @dataclass(frozen=True)
-class TimeRequest:
+class TimeRequest(JsonMessage):
     """Device → dock: ``t1``, the device's clock (UTC seconds) when it sent this."""
 
     KIND: ClassVar[Kind] = Kind.TIME_REQUEST
@@ -487,20 +477,9 @@ class TimeRequest:
     def __post_init__(self) -> None:
         check_number(self.t1, "t1")
 
-    def topic(self, device: str) -> str:
-        return time_request_topic(device)
-
-    def encode(self) -> bytes:
-        return encode_json({"t1": self.t1})
-
-    @classmethod
-    def decode(cls, payload: bytes) -> TimeRequest:
-        return build(cls, json_object(payload, "time_request", MAX_CONTROL_BYTES),
-                      "time_request", ("t1",))
-
 
 @dataclass(frozen=True)
-class TimeResponse:
+class TimeResponse(JsonMessage):
     """Dock → device: the request's ``t1`` echoed, ``t2`` the dock's clock when the request
     arrived, ``t3`` when the answer left (UTC seconds)."""
 
@@ -513,21 +492,10 @@ class TimeResponse:
         for name in ("t1", "t2", "t3"):
             check_number(getattr(self, name), name)
 
-    def topic(self, device: str) -> str:
-        return time_response_topic(device)
 
-    def encode(self) -> bytes:
-        return encode_json({"t1": self.t1, "t2": self.t2, "t3": self.t3})
+Message = Hello | Want | FileOffer | Chunk | Ack | Fin | Receipt | TimeRequest | TimeResponse
 
-    @classmethod
-    def decode(cls, payload: bytes) -> TimeResponse:
-        return build(cls, json_object(payload, "time_response", MAX_CONTROL_BYTES),
-                      "time_response", ("t1", "t2", "t3"))
-
-
-Message = Hello | Want | Init | Chunk | Ack | Fin | Receipt | TimeRequest | TimeResponse
-
-_CLASSES: dict[Kind, Any] = {cls.KIND: cls for cls in (Hello, Want, Init, Chunk, Ack, Fin,
+_CLASSES: dict[Kind, Any] = {cls.KIND: cls for cls in (Hello, Want, FileOffer, Chunk, Ack, Fin,
                                                        Receipt, TimeRequest, TimeResponse)}
 
 

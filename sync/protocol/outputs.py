@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Hello, Init, Message, Receipt, TimeResponse
+from .messages import FileOffer, Hello, Message, Receipt, TimeResponse
 from .topics import QOS
 
 
@@ -73,7 +73,7 @@ class OpenFile:
     """Dock edge: create the incoming file for ``init`` if it does not exist (keep it if it
     does) and record its metadata. Comes before any StoreChunk for the file."""
 
-    init: Init
+    init: FileOffer
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class CompleteFile:
     receipt body, or ``Ingest.file_rejected`` with the reason."""
 
     file_id: str
-    init: Init
+    init: FileOffer
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .fields import ProtocolError, check_device, check_file_id, check_int, check_sha256, shorten, type_name
+from .fields import (ProtocolError, check_device, check_file_id, check_int, check_sha256, shorten,
+                     type_name)
 
 PREFIX = "bodycam/v1"
 UP = "up"  # device → dock

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, MAX_CHUNK_BYTES,
                      MAX_HELLO_BYTES, ProtocolError, check_device, check_int)
-from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Init, Receipt, TimeRequest,
+from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Receipt, TimeRequest,
                        TimeResponse, Want, decode_message)
 from .outputs import (Done, FileFailed, FileProgress, InvalidMessage, Publish, ReceiptReceived,
                       TimeReceived, UploaderOutput, publish, topic_text)
@@ -152,7 +152,7 @@ class Uploader:
             elif upload.phase is UploadPhase.FIN_SENT:
                 out.append(self._fin(upload))
             elif upload.phase is UploadPhase.KNOWN:
-                out.append(publish(self.device, Init.from_offer(upload.offer)))
+                out.append(publish(self.device, upload.offer))
         out += self._pump()
         return out + self._check_done()  # a read that failed may have settled the last file
 
@@ -298,7 +298,7 @@ class Uploader:
                 # Init every time a file is (re)started in a session, even to resume:
                 # it is small, and it lets a dock that restarted learn the file again.
                 upload.init_sent = True
-                out.append(publish(self.device, Init.from_offer(upload.offer)))
+                out.append(publish(self.device, upload.offer))
             if upload.phase is not UploadPhase.SENDING or upload.sent >= upload.offer.size:
                 heapq.heappop(self._queue)
                 upload.queued = False
