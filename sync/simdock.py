@@ -62,6 +62,8 @@ class SimulatedDock:
         assert self._broker is not None
         battery = int(sim.world.battery.percent)
         session = DeviceSync(sim.out / "device", device.id, self._broker.host, self._broker.port,
+                             evidence=sim.world.storage.path, audit_log=sim.audit.path,
+                             correct_above_s=sim.config.policy.selfcheck.clock_correct_above_s,
                              audit=sim.audit, battery_percent=battery,
                              clock=sim.world.hardware.clock)
         happened: dict[str, Any] = {}
