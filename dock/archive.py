@@ -49,8 +49,6 @@ CREATE TABLE IF NOT EXISTS seals (
 CREATE TABLE IF NOT EXISTS offers (
     device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
     first_offered_at REAL NOT NULL, PRIMARY KEY (device, file_id));
-CREATE TABLE IF NOT EXISTS clock_syncs (
-    device TEXT NOT NULL, at REAL NOT NULL, offset_s REAL NOT NULL, round_trip_s REAL NOT NULL);
 """
 
 
@@ -276,10 +274,6 @@ class Archive:
                   if now - last > dock_every_hours * 3600]
         return {"activities": list(late.values()), "devices": silent}
 
-    def clock_synced(self, device: str, at: float, offset: float, round_trip: float) -> None:
-        self.db.execute("INSERT INTO clock_syncs VALUES (?,?,?,?)", (device, at, offset, round_trip))
-        self.db.commit()
-
     def close(self) -> None:
         self.sync()
         self.db.close()
@@ -299,5 +293,3 @@ def _mapping(value: Any) -> dict[str, Any]:
 def _safe_name(name: str) -> None:
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ArchiveError(f"{name!r} is not an acceptable file name")
-
-
