@@ -69,6 +69,7 @@ from typing import Any, Callable
 sys.path[:] = [entry for entry in sys.path
                if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
+from firmware_py.config import SelfCheckPolicy
 from firmware_py.evidence.evidence_file import EncryptingFile
 from firmware_py.evidence.keys import device_identity
 from firmware_py.evidence.seal import Sealer
@@ -385,7 +386,10 @@ def _raw_publisher(link: Any, host: str, port: int, tls: tuple[Path, Path, Path]
 def _device_session(link: Any, root: Path, device: str, host: str, port: int,
                     tls: tuple[Path, Path, Path], chunk: int, window: int) -> None:
     """One docked device: offer its evidence, and on "go" run the sync session."""
-    session = DeviceSync(root, device, host, port, tls=tls, chunk_size=chunk, window=window)
+    session = DeviceSync(root, device, host, port, evidence=root / "evidence",
+                         audit_log=root / "audit.jsonl",
+                         correct_above_s=SelfCheckPolicy().clock_correct_above_s,
+                         tls=tls, chunk_size=chunk, window=window)
     connack: list[float] = []
     original: Callable[..., None] = session.client.on_connect
 

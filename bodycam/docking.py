@@ -139,7 +139,9 @@ class DockLink:
         try:
             session = DeviceSync(self._paths.root, self._device, address.host, address.port,
                                  tls=address.tls, audit=self._audit, battery_percent=battery,
-                                 clock=self._clock)
+                                 clock=self._clock, evidence=self._paths.evidence,
+                                 audit_log=self._paths.audit_log,
+                                 correct_above_s=self._correct_above_s)
         except Exception as exc:
             log.exception("%s: sync session could not start", self._device)
             self._audit.append("sync_failed", {"error": f"{type(exc).__name__}: {exc}"})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_py.evidence.canonical import canonical
 from firmware_py.evidence.evidence_file import EvidenceFileError, parse
@@ -29,6 +29,7 @@ from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
 from firmware_py.evidence.store import fsync_dir
 from firmware_py.evidence.verify import check_manifest, file_records
+from sync.protocol import receipt_body
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -49,8 +50,6 @@ CREATE TABLE IF NOT EXISTS seals (
 CREATE TABLE IF NOT EXISTS offers (
     device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
     first_offered_at REAL NOT NULL, PRIMARY KEY (device, file_id));
-CREATE TABLE IF NOT EXISTS clock_syncs (
-    device TEXT NOT NULL, at REAL NOT NULL, offset_s REAL NOT NULL, round_trip_s REAL NOT NULL);
 """
 
 
@@ -63,13 +62,6 @@ class Stored:
     file_id: str
     receipt: dict[str, Any]
     signature: bytes
-
-
-def receipt_body(dock: str, device: str, file_id: str, name: str, activity: str, size: int,
-                 sha256: str, archive_path: str, verified: bool) -> dict[str, Any]:
-    return {"dock": dock, "device": device, "file_id": file_id, "name": name,
-            "activity": activity, "size": size, "sha256": sha256, "verified": verified,
-            "stored_at": int(time.time() * 1000), "archive_path": archive_path}
 
 
 def sign_receipt(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
@@ -204,8 +196,10 @@ class Archive:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
         fsync_dir(target.parent)
-        body = receipt_body(self.dock_id, device, file_id, name, activity, size, sha256,
-                            str(target.relative_to(self.root)), verified)
+        body = receipt_body(dock=self.dock_id, device=device, file_id=file_id, name=name,
+                            size=size, sha256=sha256, stored_at=int(time.time() * 1000),
+                            archive_path=str(target.relative_to(self.root)),
+                            activity=activity, verified=verified)
         signature_bytes = sign_receipt(self._key, body)
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
@@ -281,10 +275,6 @@ class Archive:
                   if now - last > dock_every_hours * 3600]
         return {"activities": list(late.values()), "devices": silent}
 
-    def clock_synced(self, device: str, at: float, offset: float, round_trip: float) -> None:
-        self.db.execute("INSERT INTO clock_syncs VALUES (?,?,?,?)", (device, at, offset, round_trip))
-        self.db.commit()
-
     def close(self) -> None:
         self.sync()
         self.db.close()
@@ -304,5 +294,3 @@ def _mapping(value: Any) -> dict[str, Any]:
 def _safe_name(name: str) -> None:
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ArchiveError(f"{name!r} is not an acceptable file name")
-
-

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
-from typing import Any
 
 from dock.pki import CA, CertFiles, issue_client, issue_server
 

@@ -60,12 +60,6 @@ def release(archive: Archive, device: str, at: float | None = None) -> str:
     return row[1]
 
 
-def officer_of(archive: Archive, device: str) -> str | None:
-    row = archive.db.execute("SELECT officer FROM ledger WHERE device=? AND released_at IS NULL",
-                             (device,)).fetchone()
-    return row[0] if row else None
-
-
 def rows(archive: Archive) -> list[LedgerRow]:
     out = []
     for device, officer, assigned, released in archive.db.execute(

@@ -34,10 +34,8 @@ from sync.mqtt import client as mqtt_client
 log = logging.getLogger(__name__)
 
 SEAL_KINDS = ("manifest", "signature")
-AUDIT_LOG = "audit.jsonl"  # the device's audit log, beside its evidence directory
 AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
-AUDIT_STATE = ".audit-sent.json"  # how much of the audit log the snapshots cover
-CORRECT_ABOVE_S = 0.5  # as the policy's clock_correct_above_s default
+AUDIT_STATE = ".audit-sent.json"  # beside the audit log: how much of it the snapshots cover
 RETRY_AFTER_S = 3.0
 
 
@@ -96,19 +94,19 @@ def _identity_of(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def snapshot_audit(device_root: Path, evidence: Path) -> Path | None:
-    """Hand the audit log to the dock too: copy the lines no earlier docking took into
-    ``evidence/audit/audit-<first seq>-<last seq>.jsonl``, offered like evidence and deleted
+def snapshot_audit(audit_log: Path, evidence: Path) -> Path | None:
+    """Hand the audit log (``audit_log``, the device's audit.jsonl) to the dock too: copy the
+    lines no earlier docking took into ``evidence/audit/audit-<first seq>-<last seq>.jsonl``, offered like evidence and deleted
     on its receipt. The log itself stays whole on the device; at the dock the snapshots,
     in order, are the log up to the last docking — its hash chain runs on across them.
 
     Only whole lines are taken (a line being written now waits for the next docking).
-    ``AUDIT_STATE`` remembers how far the snapshots reach, written after the snapshot is
-    durable: a cut between the two repeats lines at the dock, never loses them."""
-    log_path = Path(device_root) / AUDIT_LOG
+    ``AUDIT_STATE`` beside the log remembers how far the snapshots reach, written after the
+    snapshot is durable: a cut between the two repeats lines at the dock, never loses them."""
+    log_path = Path(audit_log)
     if not log_path.exists():
         return None
-    state_path = Path(device_root) / AUDIT_STATE
+    state_path = log_path.parent / AUDIT_STATE
     try:
         taken = int(json.loads(state_path.read_text())["bytes"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -166,20 +164,28 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
 
 
 class DeviceSync:
-    """One docking session: connect, offer, send, check receipts, delete."""
+    """One docking session: connect, offer, send, check receipts, delete.
+
+    ``device_root`` holds what enrolment left (the dock's receipt key); ``evidence`` is the
+    configured evidence directory, ``audit_log`` the device's audit.jsonl (snapshots of it
+    go to the dock too), and ``correct_above_s`` the policy's
+    ``selfcheck.clock_correct_above_s``: a dock clock further off than that corrects the
+    device's clock."""
 
     def __init__(self, device_root: Path, device: str, host: str, port: int, *,
+                 evidence: Path, audit_log: Path, correct_above_s: float,
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
                  clock: Clock | None = None,
                  chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = p.DEFAULT_WINDOW) -> None:
         self.root = Path(device_root)
-        self.evidence = self.root / "evidence"
+        self.evidence = Path(evidence)
         self.device = device
         self.audit = audit
         self._clock = clock
+        self._correct_above_s = correct_above_s
         self._dock_key = dock_public(self.root)
-        snapshot_audit(self.root, self.evidence)
+        snapshot_audit(Path(audit_log), self.evidence)
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
         self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.
@@ -330,7 +336,7 @@ class DeviceSync:
         self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
         facts = {"source": "dock", "offset_before_s": round(-offset, 3),
                  "round_trip_s": round(round_trip, 4)}
-        if self._clock is not None and abs(offset) > CORRECT_ABOVE_S:
+        if self._clock is not None and abs(offset) > self._correct_above_s:
             self._clock.correct(t4 + offset, self._clock.monotonic(), TimeSource.DOCK)
             self._log("clock_corrected", facts)
         else:

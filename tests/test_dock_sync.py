@@ -61,6 +61,8 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     receipted: list[str] = []
     for _ in range(3):  # a file that failed is sent at the next docking, as on a real dock
         session = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                             evidence=device_root / "evidence",
+                             audit_log=device_root / "audit.jsonl", correct_above_s=0.5,
                              tls=(files.ca, files.cert, files.key), audit=log, chunk_size=64 * 1024)
         result = session.run(timeout=60)
         assert not result.refused_receipts
@@ -90,6 +92,8 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     # The audit log at the dock: the device's log up to the docking, an intact chain. At the
     # next docking only what was written since goes, and the chain runs on across the two.
     again = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                       evidence=device_root / "evidence",
+                       audit_log=device_root / "audit.jsonl", correct_above_s=0.5,
                        tls=(files.ca, files.cert, files.key))
     (second,) = again.run(timeout=60).receipted
     first_last = int(snapshots[0].split("-")[2].split(".")[0])
@@ -132,6 +136,8 @@ def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
     files = device_sync_files(device_root, "BC-0001")
     chunk = 32 * 1024
     session = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                         evidence=device_root / "evidence",
+                         audit_log=device_root / "audit.jsonl", correct_above_s=0.5,
                          tls=(files.ca, files.cert, files.key), chunk_size=chunk, window=4)
     runner = threading.Thread(target=session.run, kwargs={"timeout": 90})
     runner.start()
@@ -146,6 +152,8 @@ def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
         if not offers(device_root / "evidence"):
             break
         again = DeviceSync(device_root, "BC-0001", broker.host, broker.port,
+                           evidence=device_root / "evidence",
+                           audit_log=device_root / "audit.jsonl", correct_above_s=0.5,
                            tls=(files.ca, files.cert, files.key), chunk_size=chunk, window=4)
         sent += again.run(timeout=60).bytes_sent
     dock.stop()
@@ -258,6 +266,8 @@ port = {port}
         files = device_sync_files(tmp_path / "device", "BC-0001")
         waiting = offers(tmp_path / "device" / "evidence")
         session = DeviceSync(tmp_path / "device", "BC-0001", "127.0.0.1", port,
+                             evidence=tmp_path / "device" / "evidence",
+                             audit_log=tmp_path / "device" / "audit.jsonl", correct_above_s=0.5,
                              tls=(files.ca, files.cert, files.key), chunk_size=32 * 1024)
         result = session.run(timeout=60)
         assert result.done and not result.failed

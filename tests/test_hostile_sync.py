@@ -441,7 +441,9 @@ def test_a_receipt_not_signed_by_the_dock_deletes_nothing(kinds: list[list[str]]
     with tempfile.TemporaryDirectory(prefix="bodycam-hostile-") as scratch:
         root = Path(scratch)
         files = device_root(root)
-        session = DeviceSync(root, DEVICE, "127.0.0.1", 1)  # never connects
+        session = DeviceSync(root, DEVICE, "127.0.0.1", 1,  # never connects
+                             evidence=root / "evidence", audit_log=root / "audit.jsonl",
+                             correct_above_s=0.5)
         session.client = Wire()  # type: ignore[assignment]
         session._carry_out(session.uploader.start())
         waiting = {offer.name: offer for offer, _ in session._files.values()}

@@ -41,6 +41,8 @@ def session(tmp_path, broker):
     files = device_sync_files(tmp_path / "device", "BC-0001")
     log = audit.AuditLog(tmp_path / "device" / "audit.jsonl", DeviceClock())
     return DeviceSync(tmp_path / "device", "BC-0001", broker.host, broker.port,
+                      evidence=tmp_path / "device" / "evidence",
+                      audit_log=tmp_path / "device" / "audit.jsonl", correct_above_s=0.5,
                       tls=(files.ca, files.cert, files.key), audit=log,
                       chunk_size=CHUNK, window=WINDOW), log
 
@@ -91,7 +93,7 @@ def archived_rows(tmp_path):
 def waiting_files(tmp_path):
     """What the device will offer: its evidence and the audit log lines not yet sent (the
     snapshot a session would take first is taken now, so it is counted)."""
-    snapshot_audit(tmp_path / "device", tmp_path / "device" / "evidence")
+    snapshot_audit(tmp_path / "device" / "audit.jsonl", tmp_path / "device" / "evidence")
     return offers(tmp_path / "device" / "evidence")
 
 

@@ -1,4 +1,4 @@
-"""The dock-sync wire protocol (sync/protocol.py), driven without a broker.
+"""The dock-sync wire protocol (sync/protocol/), driven without a broker.
 
 An in-memory link wires an Uploader to an Ingest; a dock edge keeps an in-memory disk and
 signs real Ed25519 receipts, and a device edge checks them before "deleting". Faults are

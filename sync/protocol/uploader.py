@@ -1,0 +1,348 @@
+"""The device's side of one docking session: :class:`Uploader` (after h11's ``_connection``).
+
+Uploader states (per session)::
+
+    IDLE --start()--> HELLO_SENT --want--> TRANSFERRING --every file receipted or failed--> DONE
+
+Per file on the device: OFFERED --want--> SENDING --all chunks acked--> FIN_SENT --receipt-->
+RECEIPTED; OFFERED --want.known--> KNOWN --receipt--> RECEIPTED; resend/restart return to
+SENDING; rejected, too many retries or a receipt that does not match → FAILED (the file
+stays on the device for the next session). A valid receipt is taken in any state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable, Sequence
+
+from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, MAX_CHUNK_BYTES,
+                     MAX_HELLO_BYTES, ProtocolError, check_device, check_int)
+from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Receipt, TimeRequest,
+                       TimeResponse, Want, decode_message)
+from .outputs import (Done, FileFailed, FileProgress, InvalidMessage, Publish, ReceiptReceived,
+                      TimeReceived, UploaderOutput, publish, topic_text)
+from .topics import DOWN, hello_topic, parse_topic
+
+
+class UploaderState(StrEnum):
+    IDLE = "idle"
+    HELLO_SENT = "hello_sent"
+    TRANSFERRING = "transferring"
+    DONE = "done"
+
+
+class UploadPhase(StrEnum):
+    OFFERED = "offered"
+    SENDING = "sending"
+    FIN_SENT = "fin_sent"
+    KNOWN = "known"  # the dock holds it already; its receipt is on the way
+    RECEIPTED = "receipted"
+    FAILED = "failed"
+
+
+ReadFn = Callable[[FileOffer, int, int], bytes]
+"""``read(offer, offset, length)``: exactly ``length`` bytes of the file at ``offset``."""
+
+
+@dataclass
+class _Upload:
+    offer: FileOffer
+    index: int  # position in the dock's want order: lower goes first
+    phase: UploadPhase = UploadPhase.OFFERED
+    acked: int = 0  # the dock has stored [0, acked) durably
+    sent: int = 0  # next offset to send
+    in_flight: deque[tuple[int, int]] = field(default_factory=deque)  # (offset, length)
+    init_sent: bool = False
+    queued: bool = False
+    retry_offset: int = -1
+    retries: int = 0
+    restarts: int = 0
+
+
+class Uploader:
+    """The device's side of one docking session.
+
+    ``read`` is the only way to the device's files; it is called while producing chunk
+    publishes. An OSError from it fails that file for this session. Every other output is
+    a :class:`Publish` for the edge to send or an effect for the edge to carry out.
+    """
+
+    def __init__(self, device: str, files: Sequence[FileOffer], read: ReadFn, *,
+                 chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
+                 firmware: str = "", battery_percent: int | None = None,
+                 max_retries: int = DEFAULT_MAX_RETRIES) -> None:
+        self.device = check_device(device)
+        self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
+        self.window = check_int(window, "window", 1, 1 << 16)
+        self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
+        self._read = read
+        files = tuple(files)
+        self._hello = Hello(device, firmware, battery_percent, files)
+        encoded = self._hello.encode()
+        if len(encoded) > MAX_HELLO_BYTES:
+            raise ProtocolError(f"a hello offering {len(files)} files is {len(encoded)} "
+                                f"bytes, over {MAX_HELLO_BYTES}; offer them in several "
+                                "sessions (split_offers)", "files")
+        self._hello_bytes = encoded
+        self._files = {offer.file_id: _Upload(offer, i) for i, offer in enumerate(files)}
+        self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
+        self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
+        self._unsettled = len(self._files)  # neither receipted nor failed
+        self._time_requests: deque[float] = deque(maxlen=8)
+        self.state = UploaderState.IDLE
+
+    # --- the edge calls these --------------------------------------------------------------
+
+    def start(self) -> list[UploaderOutput]:
+        """Begin the session: the hello."""
+        if self.state is not UploaderState.IDLE:
+            raise ProtocolError(f"start() in state {self.state}", "state")
+        self.state = UploaderState.HELLO_SENT
+        return [Publish(hello_topic(self.device), self._hello_bytes)]
+
+    def request_time(self, t1: float) -> list[UploaderOutput]:
+        """Ask the dock for its time (after start()); ``t1`` is the device clock now."""
+        if self.state is UploaderState.IDLE:
+            raise ProtocolError("request_time() before start()", "state")
+        request = TimeRequest(t1)
+        self._time_requests.append(request.t1)
+        return [publish(self.device, request)]
+
+    def receive(self, topic: str, payload: bytes) -> list[UploaderOutput]:
+        """A message from the broker. Never raises on what the dock sent."""
+        try:
+            parsed = parse_topic(topic)
+        except ProtocolError as exc:
+            return [InvalidMessage(topic_text(topic), str(exc))]
+        if parsed.direction != DOWN or parsed.device != self.device:
+            return [InvalidMessage(topic, f"not addressed to {self.device} by the dock")]
+        if self.state is UploaderState.IDLE:
+            return [InvalidMessage(topic, "arrived before start()")]
+        try:
+            _, message = decode_message(parsed, payload)
+        except ProtocolError as exc:
+            return [InvalidMessage(topic, str(exc))]
+        if isinstance(message, Want):
+            out = self._on_want(topic, message)
+        elif isinstance(message, Ack):
+            out = self._on_ack(topic, message)
+        elif isinstance(message, Receipt):
+            out = self._on_receipt(topic, message)
+        else:
+            assert isinstance(message, TimeResponse)
+            out = self._on_time(topic, message)
+        return out + self._check_done()
+
+    def retry(self) -> list[UploaderOutput]:
+        """Nothing heard from the dock for a while: send again what it has not confirmed
+        (go back to the last acknowledged offset), every fin still unanswered, an init for
+        each file whose receipt is awaited (the dock answers it with the receipt), or the
+        hello. A message the broker dropped silently is recovered this way."""
+        if self.state is UploaderState.HELLO_SENT:
+            return [Publish(hello_topic(self.device), self._hello_bytes)]
+        if self.state is not UploaderState.TRANSFERRING:
+            return []
+        out: list[UploaderOutput] = []
+        for upload in self._files.values():
+            if upload.phase is UploadPhase.SENDING:
+                self._rewind(upload, upload.acked)
+            elif upload.phase is UploadPhase.FIN_SENT:
+                out.append(self._fin(upload))
+            elif upload.phase is UploadPhase.KNOWN:
+                out.append(publish(self.device, upload.offer))
+        out += self._pump()
+        return out + self._check_done()  # a read that failed may have settled the last file
+
+    def progress(self) -> tuple[FileProgress, ...]:
+        return tuple(FileProgress(u.offer.file_id, u.offer.name, u.offer.size,
+                                  u.offer.size if u.phase is UploadPhase.RECEIPTED else u.acked,
+                                  str(u.phase)) for u in self._files.values())
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    def _on_want(self, topic: str, want: Want) -> list[UploaderOutput]:
+        if self.state is not UploaderState.HELLO_SENT:
+            return []  # one want per session; a repeat changes nothing
+        self.state = UploaderState.TRANSFERRING
+        self.chunk_size = min(self.chunk_size, want.chunk_limit)
+        out: list[UploaderOutput] = []
+        for file_id in want.known:
+            upload = self._files.get(file_id)
+            if upload is None:
+                out.append(InvalidMessage(topic, f"known file {file_id} was not offered"))
+            elif upload.phase is UploadPhase.OFFERED:
+                upload.phase = UploadPhase.KNOWN
+        for order, (file_id, offset) in enumerate(want.files):
+            upload = self._files.get(file_id)
+            if upload is None:
+                out.append(InvalidMessage(topic, f"wanted file {file_id} was not offered"))
+            elif upload.phase is not UploadPhase.OFFERED:
+                continue  # receipted before the want arrived
+            elif offset > upload.offer.size:
+                out += self._fail(upload, f"dock wants offset {offset}, past the end "
+                                          f"({upload.offer.size} bytes)")
+            else:
+                upload.index = order  # the dock's order; unwanted files come after
+                upload.phase = UploadPhase.SENDING
+                upload.acked = offset  # stored durably at the dock: never sent again
+                self._rewind(upload, offset)
+        for upload in self._files.values():
+            if upload.phase is not UploadPhase.SENDING:
+                upload.index += len(want.files)
+            if upload.phase is UploadPhase.OFFERED:
+                out += self._fail(upload, "the dock did not ask for it")
+        return out + self._pump()
+
+    def _on_ack(self, topic: str, ack: Ack) -> list[UploaderOutput]:
+        upload = self._files.get(ack.file_id)
+        if upload is None:
+            return [InvalidMessage(topic, f"ack for {ack.file_id}, which was not offered")]
+        if self.state is not UploaderState.TRANSFERRING:
+            return []  # left over from an earlier session
+        if upload.phase in (UploadPhase.RECEIPTED, UploadPhase.FAILED, UploadPhase.OFFERED):
+            return []
+        size = upload.offer.size
+        if ack.next_offset > size:
+            return [InvalidMessage(topic, f"next_offset {ack.next_offset} is past the end "
+                                          f"of {upload.offer.name} ({size} bytes)")]
+        why = f"{ack.reason}: {ack.detail}" if ack.detail else ack.reason
+        if ack.status is AckStatus.OK:
+            if upload.phase is not UploadPhase.SENDING:
+                return []  # a late duplicate ack
+            if ack.next_offset > upload.acked:
+                upload.acked = ack.next_offset
+                upload.retries = 0  # progress: earlier trouble is over
+            if upload.acked > upload.sent:  # the dock had more than we knew: skip ahead
+                self._rewind(upload, upload.acked)
+            while upload.in_flight and sum(upload.in_flight[0]) <= upload.acked:
+                upload.in_flight.popleft()
+                self._in_flight -= 1
+            return self._maybe_fin(upload) + self._pump()
+        if ack.status is AckStatus.RESEND:
+            if upload.phase is UploadPhase.KNOWN:
+                return []  # the dock said it holds the file; a resend is stale
+            if upload.retry_offset == ack.next_offset:
+                upload.retries += 1
+            else:
+                upload.retry_offset, upload.retries = ack.next_offset, 1
+            if upload.retries > self.max_retries:
+                return self._fail(upload, f"asked {upload.retries} times to resend from "
+                                          f"{ack.next_offset} ({why})")
+            # Trust the dock even below what it confirmed before: it knows its disk.
+            upload.phase = UploadPhase.SENDING
+            upload.acked = ack.next_offset
+            self._rewind(upload, ack.next_offset)
+            return self._pump()
+        if ack.status is AckStatus.RESTART:
+            upload.restarts += 1
+            if upload.restarts > self.max_retries:
+                return self._fail(upload, f"restarted {upload.restarts} times ({why})")
+            upload.phase = UploadPhase.SENDING
+            upload.acked = 0
+            upload.init_sent = False
+            self._rewind(upload, 0)
+            return self._pump()
+        return self._fail(upload, f"rejected by the dock ({why})")
+
+    def _on_receipt(self, topic: str, receipt: Receipt) -> list[UploaderOutput]:
+        upload = self._files.get(receipt.file_id)
+        if upload is None:
+            return [InvalidMessage(topic, f"receipt for {receipt.file_id}, not offered")]
+        if upload.phase is UploadPhase.RECEIPTED:
+            return []  # a duplicate: the edge has it already
+        problem = receipt.mismatch(upload.offer, self.device)
+        if problem is not None:
+            out: list[UploaderOutput] = [InvalidMessage(topic, f"receipt does not match "
+                                                                f"{upload.offer.name}: {problem}")]
+            if upload.phase is not UploadPhase.FAILED:
+                out += self._fail(upload, f"receipt does not match: {problem}")
+            return out
+        # Any valid receipt settles the file, even one that failed in this session: the
+        # dock holds it, and whether to delete is the edge's check of the signature.
+        self._drop_in_flight(upload)
+        if upload.phase is not UploadPhase.FAILED:
+            self._unsettled -= 1
+        upload.phase = UploadPhase.RECEIPTED
+        upload.acked = upload.offer.size
+        return [ReceiptReceived(receipt.file_id, receipt)] + self._pump()
+
+    def _on_time(self, topic: str, response: TimeResponse) -> list[UploaderOutput]:
+        if response.t1 not in self._time_requests:
+            return [InvalidMessage(topic, "time response to no outstanding request")]
+        self._time_requests.remove(response.t1)
+        return [TimeReceived(response)]
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _rewind(self, upload: _Upload, offset: int) -> None:
+        """Send again from ``offset``: chunks still in flight are taken as lost."""
+        self._drop_in_flight(upload)
+        upload.sent = offset
+        if not upload.queued:
+            upload.queued = True
+            heapq.heappush(self._queue, (upload.index, upload.offer.file_id))
+
+    def _drop_in_flight(self, upload: _Upload) -> None:
+        self._in_flight -= len(upload.in_flight)
+        upload.in_flight.clear()
+
+    def _pump(self) -> list[UploaderOutput]:
+        """Fill the window, the first file in the dock's order first."""
+        out: list[UploaderOutput] = []
+        while self._queue and self._in_flight < self.window:
+            upload = self._files[self._queue[0][1]]
+            if upload.phase is UploadPhase.SENDING and not upload.init_sent:
+                # Init every time a file is (re)started in a session, even to resume:
+                # it is small, and it lets a dock that restarted learn the file again.
+                upload.init_sent = True
+                out.append(publish(self.device, upload.offer))
+            if upload.phase is not UploadPhase.SENDING or upload.sent >= upload.offer.size:
+                heapq.heappop(self._queue)
+                upload.queued = False
+                out += self._maybe_fin(upload)
+                continue
+            length = min(self.chunk_size, upload.offer.size - upload.sent)
+            try:
+                data = self._read(upload.offer, upload.sent, length)
+            except OSError as exc:
+                out += self._fail(upload, f"read failed at {upload.sent}: {exc}")
+                continue
+            if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != length:
+                got = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+                out += self._fail(upload, f"read gave {got!r} bytes at {upload.sent}, "
+                                          f"expected {length}; the file changed")
+                continue
+            chunk = Chunk.of(upload.offer.file_id, upload.sent, bytes(data))
+            out.append(publish(self.device, chunk))
+            upload.in_flight.append((upload.sent, length))
+            upload.sent += length
+            self._in_flight += 1
+        return out
+
+    def _maybe_fin(self, upload: _Upload) -> list[UploaderOutput]:
+        if (upload.phase is UploadPhase.SENDING and upload.init_sent
+                and upload.acked == upload.sent == upload.offer.size and not upload.in_flight):
+            upload.phase = UploadPhase.FIN_SENT
+            return [self._fin(upload)]
+        return []
+
+    def _fin(self, upload: _Upload) -> Publish:
+        offer = upload.offer
+        return publish(self.device, Fin(offer.file_id, offer.size, offer.sha256))
+
+    def _fail(self, upload: _Upload, reason: str) -> list[UploaderOutput]:
+        self._drop_in_flight(upload)
+        if upload.phase is not UploadPhase.FAILED:
+            self._unsettled -= 1
+        upload.phase = UploadPhase.FAILED
+        return [FileFailed(upload.offer.file_id, reason)]
+
+    def _check_done(self) -> list[UploaderOutput]:
+        if self.state is not UploaderState.TRANSFERRING or self._unsettled:
+            return []
+        self.state = UploaderState.DONE
+        return [Done(tuple(f for f, u in self._files.items() if u.phase is UploadPhase.RECEIPTED),
+                     tuple(f for f, u in self._files.items() if u.phase is UploadPhase.FAILED))]
