@@ -197,7 +197,7 @@ def build(cls: Any, obj: Mapping[str, Any], what: str, keys: Sequence[str]) -> A
 
 def encode_json(obj: Mapping[str, Any]) -> bytes:
     # The canonical JSON of docs/evidence-format.md 4.2 (sorted keys, no spaces, UTF-8 as
-    # is, no NaN), byte for byte what firmware_py.evidence_file.canonical writes for every
+    # is, no NaN), byte for byte what firmware_py.evidence.canonical writes for every
     # value both take, so a receipt body — integers only — is signed over exactly the bytes
     # any reader re-derives. Kept apart on purpose: canonical refuses floats (sealed records
     # carry none), and the time messages carry floats.
