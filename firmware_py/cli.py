@@ -260,7 +260,7 @@ def _selfcheck_sim(args: argparse.Namespace, config: Config):
 
 
 def _selfcheck_pi(config: Config):
-    from firmware_py.agent.edge import Agent
+    from firmware_py.agent.assembly import assemble as Agent
     from firmware_py.evidence.audit import AuditLog
     from firmware_py.pi import build_pi_hardware
 
@@ -652,7 +652,7 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
 # --- run ---------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from firmware_py.agent.edge import Agent
+    from firmware_py.agent.assembly import assemble as Agent
     from firmware_py.evidence.audit import AuditLog
 
     config = _load(args)

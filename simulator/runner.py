@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from firmware_py.agent.edge import Agent
+from firmware_py.agent.assembly import assemble
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.config import Config, load as load_config
 from firmware_py.agent.core import State
 from firmware_py.evidence.keys import ENROLLMENT, enroll
+from firmware_py.paths import DeviceLayout
 from firmware_py.agent.selfcheck import SelfCheckReport
 from simulator.hardware import PowerOff, SimWorld, build_world
 from simulator.scenario import Scenario, ScenarioEvent
@@ -121,8 +122,9 @@ class Simulation:
             # The simulated device is enrolled with a simulated agency beside it, as a real
             # one would be at its dock before its first shift.
             enroll(self.out / "device", self.dock_dir, device.id, device.unit)
-        self.audit = AuditLog(self.out / "device" / "audit.jsonl", self.world.hardware.clock)
-        self.agent = Agent(self.config, self.world.hardware, self.audit)
+        layout = DeviceLayout.from_config(self.out / "device", self.config.device)
+        self.audit = AuditLog(layout.audit_log, self.world.hardware.clock)
+        self.agent = assemble(self.config, self.world.hardware, self.audit, layout)
         self.agent.log_listeners.append(self._agent_logged)
         self.result = SimulationResult(scenario, self.out)
         self._on_entry = on_entry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firmware_py.agent.edge import Agent
+from firmware_py.agent.assembly import assemble
 from firmware_py.agent.core import State
 from simulator import scenario as sc
 from simulator.runner import Simulation
@@ -31,7 +31,7 @@ def simulation(tmp_path, docking: RecordingDocking) -> Simulation:
                   "event": [{"at": 10, "action": "dock"}, {"at": 20, "action": "undock"},
                             {"at": 30, "action": "dock"}]}, "test.toml")
     sim = Simulation(s, tmp_path)
-    sim.agent = Agent(sim.config, sim.world.hardware, sim.audit, docking=docking)
+    sim.agent = assemble(sim.config, sim.world.hardware, sim.audit, docking=docking)
     return sim
 
 

@@ -31,7 +31,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from device.clock import Clock, Timestamp
 from firmware_py.evidence.seal import MANIFEST, Sealer, finish_interrupted, recover, unsealed
@@ -160,10 +160,11 @@ class Heartbeat:
         """The UTC of the last beat the previous run wrote, if any."""
         return read_heartbeat(self.path)
 
-    def beat(self, monotonic: float, utc: float) -> None:
+    def beat(self, monotonic: float, utc: Callable[[], float]) -> None:
+        """Beat when one is due (``utc`` gives the wall time to write)."""
         if monotonic >= self._next:
             self._next = monotonic + self.period_s
-            write_heartbeat(self.path, utc)
+            write_heartbeat(self.path, utc())
 
 
 # --- the clock correction --------------------------------------------------------------
