@@ -31,8 +31,8 @@ from firmware_py.agent.core import AgentCore, State
 from firmware_py.agent.docking import Docking
 from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, BeginSelfCheck,
                                       Booted, ButtonGesture, ClockOffsetMeasured, CorrectClock,
-                                      EndActivity, Event, GnssUpdate, InterruptionClosed,
-                                      InterruptionOpened, InterruptionUpdated, Log,
+                                      EndActivity, Event, GnssUpdate, CloseInterruption,
+                                      RecordInterruption, UpdateInterruption, Log,
                                       OpenActivity, PowerRestored, PowerUpdate, RaiseAlert,
                                       SelfCheckDone, ShowSignal, Speak, StartCamera,
                                       StartRecording, StartSync, StopCamera, StopRecording,
@@ -111,9 +111,9 @@ class Agent:
             OpenActivity: self._open_activity, EndActivity: self._end_activity,
             StartRecording: self._start_recording, StopRecording: self._stop_recording,
             Speak: self._speak, TakePhoto: self._take_photo, AddMarker: self._add_marker,
-            InterruptionOpened: self._open_interruption,
-            InterruptionUpdated: self._update_interruption,
-            InterruptionClosed: self._close_interruption,
+            RecordInterruption: self._open_interruption,
+            UpdateInterruption: self._update_interruption,
+            CloseInterruption: self._close_interruption,
             StartSync: self._start_sync, StopSync: self._stop_sync,
         }
         self._next_power = self._next_storage = self._next_tick = 0.0
@@ -420,10 +420,10 @@ class Agent:
                                 "duration_s": window,
                                 "purpose": "officer states purpose, task and officers (Art. 8)"})
 
-    def _open_interruption(self, action: InterruptionOpened) -> None:
+    def _open_interruption(self, action: RecordInterruption) -> None:
         self._interruption("interruption", action.interruption)
 
-    def _update_interruption(self, action: InterruptionUpdated) -> None:
+    def _update_interruption(self, action: UpdateInterruption) -> None:
         self._interruption("interruption_reason", action.interruption)
 
     def _interruption(self, kind: str, interruption: Interruption) -> None:
@@ -433,7 +433,7 @@ class Agent:
             self.activity.append(kind, facts)
         self._log(kind, facts)
 
-    def _close_interruption(self, action: InterruptionClosed) -> None:
+    def _close_interruption(self, action: CloseInterruption) -> None:
         assert self.activity is not None
         interruption = replace(action.interruption, activity=self.activity.id)
         stopped = time_at(self.hw.clock, interruption.stopped_at)
