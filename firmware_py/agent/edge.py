@@ -49,7 +49,7 @@ from firmware_py.config import Config
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.evidence.seal import Sealer, plain_file
 from firmware_py.evidence.store import EvidenceStore
-from firmware_py.fieldwork.activity import ActivityRecord, find_open_activity
+from firmware_py.fieldwork.activity import ActivityLogWriter, find_open_activity
 from firmware_py.fieldwork.interruptions import Interruption
 from firmware_py.fieldwork.speech import PolicyClips
 from firmware_py.fieldwork.workrecord import work_record, write_work_record
@@ -101,7 +101,7 @@ class Agent:
         self.clock_watch = ClockWatch()
         self.garbage_watch = GarbageWatch()
         self.sinks = Sinks(pipeline, self.camera_watch, self.microphone_watch)
-        self.activity: ActivityRecord | None = None
+        self.activity: ActivityLogWriter | None = None
         self.reports: list[SelfCheckReport] = []
         self.log_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -150,7 +150,7 @@ class Agent:
         left = find_open_activity(self.store.root)
         cut = power_cut(self.audit.previous_run_end, left, now, self.heartbeat.last())
         if left is not None:
-            self.activity = ActivityRecord.reopen(left, self.hw.clock)
+            self.activity = ActivityLogWriter.reopen(left, self.hw.clock)
             facts = {"activity": left.activity.id, "recordings": len(left.recordings),
                      "interruptions": left.last_number, "after_power_cut": cut is not None}
             self.activity.append("activity_resumed", facts)
@@ -285,7 +285,7 @@ class Agent:
 
     def _open_activity(self, action: OpenActivity) -> None:
         activity = self.store.open_activity(self.hw.clock.now().utc)
-        self.activity = ActivityRecord(activity, self.hw.clock, self.config.device,
+        self.activity = ActivityLogWriter(activity, self.hw.clock, self.config.device,
                                        self.config.policy)
         self._log("activity_opened", {"activity": activity.id,
                                       "matter": self.activity.header["matter"],
