@@ -23,6 +23,7 @@ from device.backends.pi import PiSettings, build_pi_hardware
 from device.hardware import Hardware, HardwareError
 from device.indicators import Output
 from device.inputs import Button
+from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
@@ -67,7 +68,7 @@ def build_device(config: Config, hardware: Hardware, root: Path,
                         find_dock, correct_above_s=config.policy.selfcheck.clock_correct_above_s,
                         retry_s=config.device.dock.retry_s)
     try:
-        agent = Agent(config, hardware, audit, docking=link)
+        agent = assemble(config, hardware, audit, layout, docking=link)
     except BaseException:
         audit.close()
         raise

@@ -252,7 +252,7 @@ class Matter:
 
 
 @dataclass(frozen=True)
-class Reason:
+class ReasonConfig:
     code: int = required("Item of Art. 12 (1–4).", min=1, max=4)
     zh: str = required("The reason as the regulation words it.")
     en: str = required("The reason in English.")
@@ -286,7 +286,7 @@ class InterruptionPolicy:
                                      "is left pending for the dock.", min=1, max=600)
     confirm_after_s: float = setting(2.5, "Quiet time after the last marker press that "
                                      "confirms the count.", min=0.5, max=10)
-    reasons: dict[str, Reason] = setting({}, "Art. 12's reasons.")
+    reasons: dict[str, ReasonConfig] = setting({}, "Art. 12's reasons.")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from device.gnss import GnssFix
 from device.inputs import Button, ButtonEvent, Gesture
 from device.power import ChargeStatus, PowerReading
 from device.storage import StorageReading
-from firmware_py.agent.core import AgentCore, ProtocolError, State
+from firmware_py.agent.core import AgentCore, TransitionError as ProtocolError, State
 from firmware_py.agent.events import (AddMarker, BeginSelfCheck, Booted, ButtonGesture, OpenActivity,
                                 ClockOffsetMeasured, CorrectClock, GnssUpdate, Log,
                                 PowerUpdate, RaiseAlert, SelfCheckDone, ShowSignal,
@@ -224,8 +224,10 @@ def test_booted_twice_is_a_protocol_error(config):
 
 # --- activities and interruptions (Art. 12) ------------------------------------------------
 
-from firmware_py.agent.events import (CameraResumed, CameraStalled, EndActivity, InterruptionClosed,
-                                InterruptionOpened, InterruptionUpdated, Speak)
+from firmware_py.agent.events import (CameraResumed, CameraStalled, EndActivity, Speak)
+from firmware_py.agent.events import CloseInterruption as InterruptionClosed
+from firmware_py.agent.events import RecordInterruption as InterruptionOpened
+from firmware_py.agent.events import UpdateInterruption as InterruptionUpdated
 
 
 def recording(config) -> AgentCore:
@@ -392,3 +394,22 @@ def test_only_the_record_button_starts_a_recording(config):
     for event in events:
         assert not find(core.handle(event), StartRecording), event
     assert core.state is not State.RECORDING
+
+
+# --- the transition table ------------------------------------------------------------------
+
+from firmware_py.agent.core import TRANSITIONS, TransitionError, Trigger
+
+
+def test_an_illegal_transition_is_refused(config):
+    core = AgentCore(config)
+    with pytest.raises(TransitionError):
+        core._enter(Trigger.RECORD)  # from BOOTING: not in the table
+    assert core.state is State.BOOTING
+
+
+def test_every_state_but_booting_is_reached_and_left(config):
+    sources = {state for state, _ in TRANSITIONS}
+    targets = set(TRANSITIONS.values())
+    assert targets == set(State) - {State.BOOTING}
+    assert sources == set(State)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bodycam.wiring import Device
-from firmware_py.agent.edge import Agent
+from firmware_py.agent.assembly import assemble
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.agent.core import State
 from firmware_py.paths import DeviceLayout
@@ -38,7 +38,8 @@ def simulation(tmp_path, docking: RecordingDocking) -> Simulation:
         # The composition root's recorder, with the test's hook in place of the dock link.
         layout = DeviceLayout.from_config(root, config.device)
         audit = AuditLog(layout.audit_log, hardware.clock)
-        return Device(Agent(config, hardware, audit, docking=docking), audit, layout, None)
+        return Device(assemble(config, hardware, audit, layout, docking=docking),
+                      audit, layout, None)
 
     return Simulation(s, tmp_path, build_device=build)
 

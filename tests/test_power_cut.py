@@ -279,7 +279,9 @@ def _reading(percent=60.0, docked=False):
                                               (_reading(docked=True), False),
                                               (_reading(percent=2.0), False)])
 def test_core_resumes_only_in_the_field_with_charge(reading, resumes):
-    from firmware_py.agent.events import InterruptionClosed, InterruptionOpened, PowerRestored, StartRecording
+    from firmware_py.agent.events import CloseInterruption as InterruptionClosed
+    from firmware_py.agent.events import PowerRestored, StartRecording
+    from firmware_py.agent.events import RecordInterruption as InterruptionOpened
 
     core = _restarted_core()
     actions = core.handle(PowerRestored(100.0, 92.0, 8.0, True, reading))
@@ -292,7 +294,8 @@ def test_core_resumes_only_in_the_field_with_charge(reading, resumes):
 
 
 def test_core_closes_a_picture_gap_the_cut_ended():
-    from firmware_py.agent.events import InterruptionClosed, InterruptionOpened, PowerRestored
+    from firmware_py.agent.events import CloseInterruption as InterruptionClosed, PowerRestored
+    from firmware_py.agent.events import RecordInterruption as InterruptionOpened
     from firmware_py.fieldwork.interruptions import DEVICE, Interruption
 
     gap = Interruption("", 1, 80.0, "device", DEVICE, "camera: no frames for 3 s; sound recorded on")

@@ -1,16 +1,19 @@
 """The agent core: a pure state machine from events to actions (DESIGN.md, after h11).
 
-States and the events that move between them:
+The states and what moves between them are the table ``TRANSITIONS`` (as h11's
+``_state.py`` holds its own): (state, trigger) → next state. ``_enter`` takes a trigger,
+looks the move up and raises ``TransitionError`` on one the table does not have:
 
-    BOOTING --Booted--> CHECKING --SelfCheckDone--> READY
-    READY/CHECKING --record press--> RECORDING   (a self-check never blocks recording, R7.6)
-    RECORDING --record press--> READY            (inside an activity: an interruption)
-    RECORDING/READY --record long press--> READY (end of the activity, R8.3)
-    RECORDING --battery cut-off / storage full--> READY or POWER_SAVE
-                                                 (an automatic interruption, Art. 12 (1))
-    RECORDING --camera stall--> RECORDING        (sound goes on; the picture's gap is an
-                                                  automatic interruption until frames return)
-    READY/CHECKING --on external power--> DOCKED --off external power--> CHECKING (R7.1)
+    BOOTING --booted--> CHECKING --self_check_done--> READY
+    READY/CHECKING --record--> RECORDING          (a self-check never blocks recording, R7.6)
+    RECORDING --stop--> READY                     (inside an activity: an interruption; also
+                                                   the end of the activity (R8.3), a battery
+                                                   cut-off or full storage (Art. 12 (1)))
+    RECORDING --stop_on_dock--> DOCKED            (a recording stopped on external power)
+    READY/CHECKING/POWER_SAVE --dock--> DOCKED --undock--> CHECKING (R7.1)
+    READY/CHECKING --battery_cutoff--> POWER_SAVE
+    A camera stall changes no state: sound goes on, the picture's gap is an automatic
+    interruption until frames return.
 
 On external power, in any state, the core asks the edge to sync with the dock (StartSync:
 the sync takes only sealed files, so a recording going on is no obstacle); off it, to end
@@ -43,7 +46,7 @@ from firmware_py.config import Config
 from firmware_py.agent.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
                                 CameraResumed, CameraStalled, ClockOffsetMeasured,
                                 CorrectClock, EndActivity, Event, GnssUpdate,
-                                InterruptionClosed, InterruptionOpened, InterruptionUpdated,
+                                CloseInterruption, RecordInterruption, UpdateInterruption,
                                 Log, MicrophoneFailed, MicrophoneRecovered, OpenActivity,
                                 PowerUpdate, RaiseAlert, SelfCheckDone,
                                 ShowSignal, Speak, StartCamera, StartRecording, StartSync,
@@ -85,8 +88,39 @@ class State(StrEnum):
     DOCKED = "docked"
 
 
-class ProtocolError(RuntimeError):
-    """An event arrived that the current state cannot take (a bug in the edge)."""
+class TransitionError(RuntimeError):
+    """An event arrived that the current state cannot take (a bug in the edge), or a move
+    the transition table does not allow (a bug in the core)."""
+
+
+class Trigger(StrEnum):
+    """What moves the core from one state to another."""
+
+    BOOTED = "booted"
+    SELF_CHECK_DONE = "self_check_done"
+    RECORD = "record"
+    STOP = "stop"  # the recording ended, off the dock
+    STOP_ON_DOCK = "stop_on_dock"  # the recording ended on external power
+    DOCK = "dock"
+    UNDOCK = "undock"
+    BATTERY_CUTOFF = "battery_cutoff"
+
+
+TRANSITIONS: dict[tuple[State, Trigger], State] = {
+    (State.BOOTING, Trigger.BOOTED): State.CHECKING,
+    (State.CHECKING, Trigger.SELF_CHECK_DONE): State.READY,
+    (State.READY, Trigger.RECORD): State.RECORDING,
+    (State.CHECKING, Trigger.RECORD): State.RECORDING,
+    (State.RECORDING, Trigger.STOP): State.READY,
+    (State.RECORDING, Trigger.STOP_ON_DOCK): State.DOCKED,
+    (State.READY, Trigger.DOCK): State.DOCKED,
+    (State.CHECKING, Trigger.DOCK): State.DOCKED,
+    (State.POWER_SAVE, Trigger.DOCK): State.DOCKED,
+    (State.DOCKED, Trigger.UNDOCK): State.CHECKING,
+    (State.READY, Trigger.BATTERY_CUTOFF): State.POWER_SAVE,
+    (State.CHECKING, Trigger.BATTERY_CUTOFF): State.POWER_SAVE,
+}
+"""Every move between states; any other is a ``TransitionError``."""
 
 
 @dataclass
@@ -173,7 +207,7 @@ class AgentCore:
                 return self._activity_continued(event)
             case PowerRestored():
                 return self._power_restored(event)
-        raise ProtocolError(f"unknown event {event!r}")
+        raise TransitionError(f"unknown event {event!r}")
 
     # --- states ---------------------------------------------------------------------------
 
@@ -182,17 +216,23 @@ class AgentCore:
             return Signal.REASON_NEEDED
         return Signal.BUFFERING if self._config.device.recording.pre_event_seconds > 0 else Signal.READY
 
-    def _enter(self, state: State) -> list[Action]:
+    def _can(self, trigger: Trigger) -> bool:
+        return (self.state, trigger) in TRANSITIONS
+
+    def _enter(self, trigger: Trigger) -> list[Action]:
+        """Move as the table says for ``trigger``: the state line and the new signal."""
+        state = TRANSITIONS.get((self.state, trigger))
+        if state is None:
+            raise TransitionError(f"{trigger} in state {self.state}")
         previous, self.state = self.state, state
-        actions: list[Action] = []
-        if previous is not state:
-            actions.append(Log("state", {"from": str(previous), "to": str(state)}))
+        return [Log("state", {"from": str(previous), "to": str(state)})] + self._signal()
+
+    def _signal(self) -> list[Action]:
+        """The signal of the present state (READY's changes with a reason asked for)."""
         signal = {State.CHECKING: Signal.CHECKING, State.READY: self._idle_signal(),
                   State.RECORDING: Signal.RECORDING, State.DOCKED: Signal.DOCKED,
-                  State.POWER_SAVE: Signal.POWER_SAVE}.get(state)
-        if signal is not None:
-            actions.append(ShowSignal(signal))
-        return actions
+                  State.POWER_SAVE: Signal.POWER_SAVE}.get(self.state)
+        return [ShowSignal(signal)] if signal is not None else []
 
     def _start_check(self, reason: CheckReason) -> list[Action]:
         if self.self_check_running:
@@ -201,14 +241,14 @@ class AgentCore:
         return [BeginSelfCheck(reason)]
 
     def _booted(self, event: Booted) -> list[Action]:
-        if self.state is not State.BOOTING:
-            raise ProtocolError(f"Booted in state {self.state}")
+        if not self._can(Trigger.BOOTED):
+            raise TransitionError(f"Booted in state {self.state}")
         device = self._config.device.device
         actions: list[Action] = [Log("boot", {"device": device.id, "unit": device.unit,
                                               "officer": device.officer or None,
                                               "unassigned": not device.officer}),
                                  StartCamera()]
-        actions += self._enter(State.CHECKING)
+        actions += self._enter(Trigger.BOOTED)
         actions += self._start_check(CheckReason.BOOT)
         return actions
 
@@ -219,8 +259,8 @@ class AgentCore:
             Log("selfcheck", report.to_json()),
             RaiseAlert(Alert.SELFCHECK_PASSED if report.passed else Alert.SELFCHECK_FAILED),
         ]
-        if self.state is State.CHECKING:
-            actions += self._enter(State.READY)
+        if self._can(Trigger.SELF_CHECK_DONE):
+            actions += self._enter(Trigger.SELF_CHECK_DONE)
         return actions
 
     # --- buttons --------------------------------------------------------------------------
@@ -279,7 +319,7 @@ class AgentCore:
         self.recording_since = self._now
         interval = self._policy.warnings.reminder_interval_s
         self._next_reminder = self._now + interval if interval > 0 else None
-        return actions + self._enter(State.RECORDING)
+        return actions + self._enter(Trigger.RECORD)
 
     def _stop(self, reason: str, detail: str = "") -> list[Action]:
         """End the recording; inside an activity that is an interruption (R12.1)."""
@@ -301,10 +341,10 @@ class AgentCore:
                 self.prompt = ReasonPrompt(self._now + self._policy.interruption.prompt_window_s)
                 actions.append(Speak("prompt"))
             self.interruption = interruption
-            actions.append(InterruptionOpened(interruption))
+            actions.append(RecordInterruption(interruption))
         if self.docked:
-            return actions + [StopCamera()] + self._enter(State.DOCKED)
-        return actions + self._enter(State.READY)
+            return actions + [StopCamera()] + self._enter(Trigger.STOP_ON_DOCK)
+        return actions + self._enter(Trigger.STOP)
 
     def _end_activity(self) -> list[Action]:
         if not self.activity_open:
@@ -316,7 +356,7 @@ class AgentCore:
         self.activity_open = False
         actions += [EndActivity(), RaiseAlert(Alert.ACTIVITY_ENDED)]
         if self.state is State.READY:
-            actions += self._enter(State.READY)  # the signal drops "reason needed"
+            actions += self._signal()  # the signal drops "reason needed"
         return actions
 
     # --- interruptions --------------------------------------------------------------------
@@ -344,7 +384,7 @@ class AgentCore:
             return [Log("interruption_reason_pending", {"number": interruption.number,
                                                         "why": "no reason given on the device; "
                                                                "to be given at the dock"})] + (
-                self._enter(self.state) if self.state is State.READY else [])
+                self._signal() if self.state is State.READY else [])
         return []
 
     def _choose(self, presses: int) -> list[Action]:
@@ -360,10 +400,10 @@ class AgentCore:
                        RaiseAlert(Alert.REFUSED)]
         else:
             self.interruption = interruption.with_reason(chosen[0], self.officer)
-            actions = [InterruptionUpdated(self.interruption), RaiseAlert(Alert.REASON_CHOSEN),
+            actions = [UpdateInterruption(self.interruption), RaiseAlert(Alert.REASON_CHOSEN),
                        Speak(f"reason:{chosen[0]}")]
         if self.state is State.READY:
-            actions += self._enter(State.READY)
+            actions += self._signal()
         return actions
 
     def _close_interruption(self, by: str) -> list[Action]:
@@ -377,7 +417,7 @@ class AgentCore:
             assert interruption is not None
         self.prompt = None
         self.interruption = None
-        return actions + [InterruptionClosed(interruption.closed(self._now, by))]
+        return actions + [CloseInterruption(interruption.closed(self._now, by))]
 
     # --- automatic stops (Art. 12 (1)) -----------------------------------------------------
 
@@ -400,7 +440,7 @@ class AgentCore:
                                     DEVICE, f"camera: {what} for {stall:g} s; sound recorded on")
         self.interruption = interruption
         return [Log("camera_stalled", facts), RaiseAlert(Alert.CAMERA_FAULT),
-                InterruptionOpened(interruption)]
+                RecordInterruption(interruption)]
 
     def _camera_resumed(self, event: CameraResumed) -> list[Action]:
         self.camera_stalled = False
@@ -463,13 +503,13 @@ class AgentCore:
                 return []  # the log says both recording and stopped: leave it as it is
             # A gap in the picture (camera stall) ended with the recording the cut ended.
             gap, self.interruption = self.interruption, None
-            actions.append(InterruptionClosed(gap.closed(event.lost_at, "recording_stopped")))
+            actions.append(CloseInterruption(gap.closed(event.lost_at, "recording_stopped")))
         self.interruptions += 1
         interruption = Interruption("", self.interruptions, event.lost_at, self._reason_key(1),
                                     DEVICE, f"power lost while recording; back after "
                                     f"{event.off_s:.0f} s")
         self.interruption = interruption
-        actions += [RaiseAlert(Alert.INTERRUPTION_AUTOMATIC), InterruptionOpened(interruption)]
+        actions += [RaiseAlert(Alert.INTERRUPTION_AUTOMATIC), RecordInterruption(interruption)]
         reading = event.power
         cutoff = self._policy.stops.battery_cutoff_percent
         within = self._policy.stops.power_cut_resume_within_s
@@ -517,25 +557,25 @@ class AgentCore:
             actions.append(Log("docked", {"battery_percent": reading.capacity_percent,
                                           "activity_open": self.activity_open}))
             actions.append(StartSync())  # in any state: the sync takes only sealed files
-            if self.state in (State.READY, State.CHECKING, State.POWER_SAVE):
+            if self._can(Trigger.DOCK):
                 if self.state is not State.POWER_SAVE:
                     actions.append(StopCamera())
-                actions += self._enter(State.DOCKED)
+                actions += self._enter(Trigger.DOCK)
         elif not reading.external_power and self.docked:
             self.docked = False
             actions.append(Log("undocked", {"battery_percent": reading.capacity_percent}))
             actions.append(StopSync())
-            if self.state is State.DOCKED:
-                actions += [StartCamera()] + self._enter(State.CHECKING)
+            if self._can(Trigger.UNDOCK):
+                actions += [StartCamera()] + self._enter(Trigger.UNDOCK)
                 actions += self._start_check(CheckReason.LEFT_DOCK)
         cutoff = self._policy.stops.battery_cutoff_percent
         if not reading.external_power and reading.capacity_percent <= cutoff:
             if self.state is State.RECORDING:
                 actions += self._stop("battery_cutoff",
                                       f"battery at {reading.capacity_percent:g} % (cut-off {cutoff:g} %)")
-            if self.state in (State.READY, State.CHECKING):
+            if self._can(Trigger.BATTERY_CUTOFF):
                 actions += [Log("power_save", {"battery_percent": reading.capacity_percent}),
-                            StopCamera()] + self._enter(State.POWER_SAVE)
+                            StopCamera()] + self._enter(Trigger.BATTERY_CUTOFF)
         if reading.external_power:
             self._battery_warned = None
             return actions

@@ -8,10 +8,14 @@ blocks arrive through the sinks between steps (from the camera's thread on a Pi,
 simulator's tick in simulation).
 
 A part that fails is logged and the agent goes on: nothing here stops the camera. The
-edge watches the parts: a camera without usable frames, a microphone without audio or with
-only digital silence, the wall clock stepping against the monotonic one, garbage on the
-GNSS line or from the camera (counted, logged at most every ``GARBAGE_LOG_PERIOD_S``).
-What it logs about a fault is also stamped into the open segment's metadata.
+edge watches the parts (``firmware_py.agent.watchdogs``): a camera without usable frames,
+a microphone without audio or with only digital silence, the wall clock stepping against
+the monotonic one, garbage on the GNSS line or from the camera. What it logs about a fault
+is also stamped into the open segment's metadata.
+
+Each action the core returns has one handler method (``Agent._handlers``: action type →
+handler). The agent receives its parts — store, sealer, pipeline, speech, stamps, core,
+signals, docking hook — from ``firmware_py.agent.assembly.assemble``.
 """
 
 from __future__ import annotations
@@ -21,41 +25,38 @@ import threading
 from dataclasses import replace
 from typing import Any, Callable
 
-import numpy as np
-
 from device.clock import TimeSource
-from device.gnss import GnssFix
 from device.hardware import Hardware, HardwareError
 from firmware_py.agent.core import AgentCore, State
 from firmware_py.agent.docking import Docking
 from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, BeginSelfCheck,
                                       Booted, ButtonGesture, ClockOffsetMeasured, CorrectClock,
-                                      EndActivity, Event, GnssUpdate, InterruptionClosed,
-                                      InterruptionOpened, InterruptionUpdated, Log,
+                                      EndActivity, Event, GnssUpdate, CloseInterruption,
+                                      RecordInterruption, UpdateInterruption, Log,
                                       OpenActivity, PowerRestored, PowerUpdate, RaiseAlert,
                                       SelfCheckDone, ShowSignal, Speak, StartCamera,
                                       StartRecording, StartSync, StopCamera, StopRecording,
                                       StopSync, StorageUpdate, TakePhoto, Tick)
-from firmware_py.agent.selfcheck import (ClockReading, SelfCheckReadings,
-                                         SelfCheckReport, evaluate, recording_hours_free)
+from firmware_py.agent.selfcheck import (SelfCheckReadings, SelfCheckReport, evaluate,
+                                         recording_hours_free)
 from firmware_py.agent.signals import SignalDriver
-from firmware_py.agent.watchdogs import (CameraWatch, ClockWatch, GarbageWatch, MicrophoneWatch,
-                                         SelfCheckProbe, Sinks)
 from firmware_py.agent.startup import (ClockMemory, Heartbeat, cut_recording_files, power_cut,
                                        recover_seals)
+from firmware_py.agent.timekeeping import TimeKeeping
+from firmware_py.agent.watchdogs import (CameraWatch, ClockWatch, GarbageWatch, MicrophoneWatch,
+                                         SelfCheckProbe, Sinks)
 from firmware_py.config import Config
 from firmware_py.evidence.audit import AuditLog
-from firmware_py.evidence.keys import DeviceIdentity, device_identity
 from firmware_py.evidence.seal import Sealer, plain_file
 from firmware_py.evidence.store import EvidenceStore
-from firmware_py.fieldwork.activity import ActivityRecord, find_open_activity
+from firmware_py.fieldwork.activity import ActivityLogWriter, find_open_activity
 from firmware_py.fieldwork.interruptions import Interruption
-from firmware_py.fieldwork.speech import Clip, PhraseRenderer
+from firmware_py.fieldwork.speech import PolicyClips
 from firmware_py.fieldwork.workrecord import work_record, write_work_record
 from firmware_py.paths import DeviceLayout
 from firmware_py.recording.metadata import time_at
-from firmware_py.recording.pipeline import Recorder, RecordingPipeline
-from firmware_py.recording.stamp import Stamper, stamp_lines
+from firmware_py.recording.pipeline import RecordingPipeline
+from firmware_py.recording.stamp import FrameStamps
 
 log = logging.getLogger(__name__)
 
@@ -72,46 +73,49 @@ STAMPED_IN_METADATA = frozenset({
 
 
 class Agent:
-    def __init__(self, config: Config, hardware: Hardware, audit: AuditLog,
-                 pipeline: RecordingPipeline | None = None,
-                 identity: DeviceIdentity | None = None, *,
+    """The edge: runs the core against the hardware. Built by
+    ``firmware_py.agent.assembly.assemble``, which makes its parts."""
+
+    def __init__(self, config: Config, hardware: Hardware, audit: AuditLog, *,
+                 layout: DeviceLayout, store: EvidenceStore, sealer: Sealer,
+                 pipeline: RecordingPipeline, speech: PolicyClips, stamps: FrameStamps,
+                 core: AgentCore, signals: SignalDriver, time: TimeKeeping,
                  docking: Docking | None = None) -> None:
         self.config = config
-        self.docking = docking  # told when the device is docked and undocked (dock sync)
         self.hw = hardware
         self.audit = audit
-        self.root = hardware.storage.path.parent
-        self.identity = identity or device_identity(self.root, config.device.device.id)
-        self.store = EvidenceStore(hardware.storage.path, config.device.device.id)
-        self.layout = DeviceLayout(self.root, hardware.storage.path)
-        self.clock_memory = ClockMemory(hardware.clock, self.layout.clock_state)
-        self.heartbeat = Heartbeat(self.layout.heartbeat)
-        self.sealer = Sealer(self.identity, self.store)
-        audit.sign_with(self.identity.signing_key.sign, self.identity.key_id)
-        self.pipeline: RecordingPipeline = pipeline or Recorder(
-            config.device, hardware.clock, self.store, self.sealer, self.time_quality)
-        self.activity: ActivityRecord | None = None
-        self.speech = PhraseRenderer(self.layout.speech_cache,
-                                     config.device.audio.sample_rate)
-        self._clips: dict[str, Clip] = {}
+        self.layout = layout
+        self.store = store
+        self.sealer = sealer
+        self.pipeline = pipeline
+        self.speech = speech
+        self.stamps = stamps
+        self.core = core
+        self.signals = signals
+        self.time = time
+        self.docking = docking  # told when the device is docked and undocked (dock sync)
+        self.clock_memory = ClockMemory(hardware.clock, layout.clock_state)
+        self.heartbeat = Heartbeat(layout.heartbeat)
         self.camera_watch = CameraWatch(config.policy.stops.camera_stall_s, config.device.video.fps)
         self.microphone_watch = MicrophoneWatch(config.policy.warnings.microphone_fault_s)
         self.clock_watch = ClockWatch()
         self.garbage_watch = GarbageWatch()
-        stamp = config.device.stamp
-        video, photo = config.device.video, config.device.photo
-        self._video_stamper = Stamper(video.width, video.height, stamp.position, stamp.font_px)
-        self._still_stamper = Stamper(photo.width, photo.height, stamp.position, stamp.font_px)
-        self._last_sync: tuple[float, float] | None = None  # (monotonic, offset before)
-        self._last_position: GnssFix | None = None
-        self._stamp_key: tuple[int, int, bool] | None = None
-        self._stamp_text: tuple[str, ...] = ()
-        self.core = AgentCore(config)
-        self.signals = SignalDriver(hardware.indicators)
+        self.sinks = Sinks(pipeline, self.camera_watch, self.microphone_watch)
+        self.activity: ActivityLogWriter | None = None
         self.reports: list[SelfCheckReport] = []
         self.log_listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self._sinks = Sinks(self.pipeline, self.camera_watch, self.microphone_watch)
-        self._clock_reading: ClockReading | None = None
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Log: self._do_log, ShowSignal: self._show_signal, RaiseAlert: self._raise_alert,
+            StartCamera: self._start_capture, StopCamera: self._stop_capture,
+            BeginSelfCheck: self._begin_self_check, CorrectClock: self._correct_clock,
+            OpenActivity: self._open_activity, EndActivity: self._end_activity,
+            StartRecording: self._start_recording, StopRecording: self._stop_recording,
+            Speak: self._speak, TakePhoto: self._take_photo, AddMarker: self._add_marker,
+            RecordInterruption: self._open_interruption,
+            UpdateInterruption: self._update_interruption,
+            CloseInterruption: self._close_interruption,
+            StartSync: self._start_sync, StopSync: self._stop_sync,
+        }
         self._next_power = self._next_storage = self._next_tick = 0.0
         self._camera_on = False
         self._capture_errors: dict[str, str] = {}
@@ -127,8 +131,7 @@ class Agent:
     def start(self) -> None:
         # Render the phrase scripts before anyone presses record, so the announcement
         # never waits for the speech engine.
-        for script in self._scripts():
-            self._clip(script)
+        self.speech.prepare()
         resumed_clock = self.clock_memory.resume()
         self._dispatch(Booted(self.hw.clock.monotonic()))
         if resumed_clock is not None:
@@ -141,13 +144,13 @@ class Agent:
     def _continue(self) -> None:
         """Take up what the last run left (``firmware_py.agent.startup``): an activity the officer
         has not ended goes on, and a power cut is logged — with an automatic interruption
-        (Art. 12 (1)) when it cut a recording short. Runs after ``_recover`` has sealed
+        (Art. 12 (1)) when it cut a recording short. Runs after ``recover_seals`` has sealed
         what the cut left open, so the cut recording's files are known by their seals."""
         now = self.hw.clock.now()
         left = find_open_activity(self.store.root)
         cut = power_cut(self.audit.previous_run_end, left, now, self.heartbeat.last())
         if left is not None:
-            self.activity = ActivityRecord.reopen(left, self.hw.clock)
+            self.activity = ActivityLogWriter.reopen(left, self.hw.clock)
             facts = {"activity": left.activity.id, "recordings": len(left.recordings),
                      "interruptions": left.last_number, "after_power_cut": cut is not None}
             self.activity.append("activity_resumed", facts)
@@ -185,7 +188,7 @@ class Agent:
                 if fix.has_position and fix.time_utc is not None:
                     reference = fix.time_utc.timestamp()
                     offset = self.hw.clock.offset_from(reference, fix.received_at)
-                    self._note_clock(TimeSource.GNSS, offset, corrected=False)
+                    self.time.measured(TimeSource.GNSS, offset)
                     self._dispatch(ClockOffsetMeasured(TimeSource.GNSS, offset, reference,
                                                        fix.received_at))
             if now >= self._next_power:
@@ -194,7 +197,7 @@ class Agent:
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
-            self.heartbeat.beat(now, self.hw.clock.now().utc)
+            self.heartbeat.beat(now, lambda: self.hw.clock.now().utc)
             if now >= self._next_storage:
                 self._next_storage = now + STORAGE_PERIOD_S
                 reading = self._poll("storage", self.hw.storage.read, None)
@@ -203,7 +206,7 @@ class Agent:
                     hours = recording_hours_free(reading, self.config.device, reserve)
                     self._dispatch(StorageUpdate(reading, hours, now))
             self._watch(now)
-            if self._sinks.probe is not None and now >= self._sinks.probe.ends:
+            if self.sinks.probe is not None and now >= self.sinks.probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))
             if now >= self._next_tick:
                 self._next_tick = now + TICK_PERIOD_S
@@ -219,10 +222,10 @@ class Agent:
     def close(self) -> None:
         with self._lock:
             if self.core.state is State.RECORDING:
-                self._execute(StopRecording("shutdown"))
+                self._stop_recording(StopRecording("shutdown"))
             self._log("shutdown", {"state": str(self.core.state)})
             if self._camera_on:
-                self._execute(StopCamera())
+                self._stop_capture()
             self.pipeline.close()
             if self.activity is not None:
                 self.activity.suspend()
@@ -250,100 +253,93 @@ class Agent:
         for listener in self.log_listeners:
             listener(kind, fields)
 
-    def _note_clock(self, source: TimeSource, offset: float, corrected: bool) -> None:
-        # A correction's "before" offset is what the self-check must report; keep it over
-        # the near-zero offsets measured after it until the next check starts.
-        if corrected or self._clock_reading is None or not self._clock_reading.corrected:
-            self._clock_reading = ClockReading(offset, source, corrected)
-
     def _execute(self, action: Action) -> None:
-        match action:
-            case Log(kind, fields):
-                self._log(kind, fields)
-            case ShowSignal(signal):
-                self.signals.show(signal)
-            case RaiseAlert(alert):
-                self.signals.alert(alert)
-            case StartCamera():
-                self._start_capture()
-            case StopCamera():
-                self._stop_capture()
-            case BeginSelfCheck(reason):
-                now = self.hw.clock.monotonic()
-                probe_s = self.config.policy.selfcheck.probe_seconds
-                self._sinks.probe = SelfCheckProbe(reason, now, now + probe_s)
-                if self._clock_reading is not None and not self._clock_reading.corrected:
-                    self._clock_reading = None  # measure afresh for this check
-                self._log("selfcheck_started", {"reason": str(reason)})
-            case CorrectClock(source, reference, at):
-                correction = self.hw.clock.correct(reference, at, source)
-                self._note_clock(source, correction.offset_before_s, corrected=True)
-                self._last_sync = (self.hw.clock.monotonic(), correction.offset_before_s)
-                self._log("clock_corrected", {"source": str(source),
-                                              "offset_before_s": round(correction.offset_before_s, 3)})
-            case OpenActivity():
-                activity = self.store.open_activity(self.hw.clock.now().utc)
-                self.activity = ActivityRecord(activity, self.hw.clock, self.config.device,
-                                               self.config.policy)
-                self._log("activity_opened", {"activity": activity.id,
-                                              "matter": self.activity.header["matter"],
-                                              "officer": self.activity.header["officer"],
-                                              "unassigned": self.activity.header["unassigned"]})
-            case EndActivity():
-                assert self.activity is not None
-                summary = self.activity.close()
-                path = self.activity.path
-                seal = self.sealer.seal("activity", path / "activity",
-                                        [("record", plain_file("record", path / "activity.json"))],
-                                        {"activity": summary["id"], "officer": summary["officer"]},
-                                        start=self.activity.opened, end=self.hw.clock.now())
-                summary["manifest"] = seal.manifest_path.name
-                self._log("activity_ended", {"activity": summary["id"],
-                                             "recordings": len(summary["recordings"]),
-                                             "photos": len(summary["photos"]),
-                                             "interruptions": len(summary["interruptions"]),
-                                             "long_term": summary["long_term"]})
-                self.activity = None
-            case StartRecording(resumed):
-                assert self.activity is not None
-                facts = self.pipeline.start_recording(self.hw.clock.monotonic(),
-                                                      self.activity.activity)
-                facts["resumed"] = resumed
-                self.activity.append("recording_started", facts)
-                self._log("recording_started", facts)
-            case StopRecording(reason):
-                facts = self.pipeline.stop_recording(self.hw.clock.monotonic(), reason)
-                facts["reason"] = reason
-                if self.activity is not None:
-                    self.activity.recordings.append(facts)
-                    self.activity.append("recording_stopped", facts)
-                self._log("recording_stopped", facts)
-            case Speak(script):
-                self._speak(script)
-            case InterruptionOpened(interruption):
-                self._interruption("interruption", interruption)
-            case InterruptionUpdated(interruption):
-                self._interruption("interruption_reason", interruption)
-            case InterruptionClosed(interruption):
-                self._close_interruption(interruption)
-            case TakePhoto():
-                self._take_photo()
-            case StartSync():
-                if self.docking is not None:
-                    self._tell_docking("docked", self.docking.docked)
-            case StopSync():
-                if self.docking is not None:
-                    self._tell_docking("undocked", self.docking.undocked)
-            case AddMarker(incident):
-                facts = self.pipeline.add_marker(incident, self.activity.activity if self.activity else None)
-                facts["activity"] = self.activity.id if self.activity else None
-                if self.activity is not None:
-                    self.activity.markers += not incident
-                    self.activity.incidents += incident
-                    self.activity.append("marker", facts)
-                self._log("incident_marker" if incident else "marker", facts)
-            case _:
-                raise AssertionError(f"unhandled action {action!r}")
+        handler = self._handlers.get(type(action))
+        if handler is None:
+            raise AssertionError(f"unhandled action {action!r}")
+        handler(action)
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _do_log(self, action: Log) -> None:
+        self._log(action.kind, action.fields)
+
+    def _show_signal(self, action: ShowSignal) -> None:
+        self.signals.show(action.signal)
+
+    def _raise_alert(self, action: RaiseAlert) -> None:
+        self.signals.alert(action.alert)
+
+    def _begin_self_check(self, action: BeginSelfCheck) -> None:
+        now = self.hw.clock.monotonic()
+        probe_s = self.config.policy.selfcheck.probe_seconds
+        self.sinks.probe = SelfCheckProbe(action.reason, now, now + probe_s)
+        self.time.check_started()
+        self._log("selfcheck_started", {"reason": str(action.reason)})
+
+    def _correct_clock(self, action: CorrectClock) -> None:
+        correction = self.hw.clock.correct(action.reference_utc, action.at, action.source)
+        self.time.corrected(action.source, correction.offset_before_s)
+        self._log("clock_corrected", {"source": str(action.source),
+                                      "offset_before_s": round(correction.offset_before_s, 3)})
+
+    def _open_activity(self, action: OpenActivity) -> None:
+        activity = self.store.open_activity(self.hw.clock.now().utc)
+        self.activity = ActivityLogWriter(activity, self.hw.clock, self.config.device,
+                                       self.config.policy)
+        self._log("activity_opened", {"activity": activity.id,
+                                      "matter": self.activity.header["matter"],
+                                      "officer": self.activity.header["officer"],
+                                      "unassigned": self.activity.header["unassigned"]})
+
+    def _end_activity(self, action: EndActivity) -> None:
+        assert self.activity is not None
+        summary = self.activity.close()
+        path = self.activity.path
+        seal = self.sealer.seal("activity", path / "activity",
+                                [("record", plain_file("record", path / "activity.json"))],
+                                {"activity": summary["id"], "officer": summary["officer"]},
+                                start=self.activity.opened, end=self.hw.clock.now())
+        summary["manifest"] = seal.manifest_path.name
+        self._log("activity_ended", {"activity": summary["id"],
+                                     "recordings": len(summary["recordings"]),
+                                     "photos": len(summary["photos"]),
+                                     "interruptions": len(summary["interruptions"]),
+                                     "long_term": summary["long_term"]})
+        self.activity = None
+
+    def _start_recording(self, action: StartRecording) -> None:
+        assert self.activity is not None
+        facts = self.pipeline.start_recording(self.hw.clock.monotonic(), self.activity.activity)
+        facts["resumed"] = action.resumed
+        self.activity.append("recording_started", facts)
+        self._log("recording_started", facts)
+
+    def _stop_recording(self, action: StopRecording) -> None:
+        facts = self.pipeline.stop_recording(self.hw.clock.monotonic(), action.reason)
+        facts["reason"] = action.reason
+        if self.activity is not None:
+            self.activity.recordings.append(facts)
+            self.activity.append("recording_stopped", facts)
+        self._log("recording_stopped", facts)
+
+    def _add_marker(self, action: AddMarker) -> None:
+        incident = action.incident
+        facts = self.pipeline.add_marker(incident, self.activity.activity if self.activity else None)
+        facts["activity"] = self.activity.id if self.activity else None
+        if self.activity is not None:
+            self.activity.markers += not incident
+            self.activity.incidents += incident
+            self.activity.append("marker", facts)
+        self._log("incident_marker" if incident else "marker", facts)
+
+    def _start_sync(self, action: StartSync) -> None:
+        if self.docking is not None:
+            self._tell_docking("docked", self.docking.docked)
+
+    def _stop_sync(self, action: StopSync) -> None:
+        if self.docking is not None:
+            self._tell_docking("undocked", self.docking.undocked)
 
     def _tell_docking(self, call: str, hook: Callable[[], None]) -> None:
         """Tell the docking hook; a sync that fails is logged and the agent goes on."""
@@ -353,7 +349,7 @@ class Agent:
             log.exception("docking hook %s failed", call)
             self._log("sync_error", {"call": call, "error": f"{type(exc).__name__}: {exc}"})
 
-    def _start_capture(self) -> None:
+    def _start_capture(self, action: StartCamera | None = None) -> None:
         if self._camera_on:
             return
         self._capture_errors.clear()
@@ -363,15 +359,15 @@ class Agent:
         for part, start in (("camera", self.hw.camera.start), ("microphone", self.hw.microphone.start)):
             try:
                 if part == "camera":
-                    start(self._sinks, self._stamp_frame)
+                    start(self.sinks, self.stamps.frame)
                 else:
-                    start(self._sinks)
+                    start(self.sinks)
             except HardwareError as exc:
                 self._capture_errors[part] = str(exc)
                 self._log("hardware_error", {"part": part, "error": str(exc)})
         self._camera_on = True
 
-    def _stop_capture(self) -> None:
+    def _stop_capture(self, action: StopCamera | None = None) -> None:
         if not self._camera_on:
             return
         self._camera_on = False
@@ -383,9 +379,9 @@ class Agent:
             except HardwareError as exc:
                 self._log("hardware_error", {"part": part, "error": str(exc)})
 
-    def _take_photo(self) -> None:
+    def _take_photo(self, action: TakePhoto) -> None:
         try:
-            still = self.hw.camera.capture_still(self._stamp_still)
+            still = self.hw.camera.capture_still(self.stamps.still)
         except HardwareError as exc:
             self._log("hardware_error", {"part": "camera", "error": str(exc)})
             return
@@ -395,27 +391,11 @@ class Agent:
         self.activity.append("photo", facts)
         self._log("photo", facts)
 
-    # --- speech, interruptions, camera watch ----------------------------------------------
+    # --- speech, interruptions, watchdogs ----------------------------------------------------
 
-    def _scripts(self) -> dict[str, tuple]:
-        policy = self.config.policy
-        scripts = {"announcement": policy.announcement.phrases,
-                   "prompt": policy.interruption.prompt}
-        for key, reason in policy.interruption.reasons.items():
-            if reason.spoken:
-                scripts[f"reason:{key}"] = reason.spoken
-        return scripts
-
-    def _clip(self, script: str) -> Clip | None:
-        if script not in self._clips:
-            phrases = self._scripts().get(script)
-            if not phrases:
-                return None
-            self._clips[script] = self.speech.script(phrases, self.config.policy.announcement.gap_s)
-        return self._clips[script]
-
-    def _speak(self, script: str) -> None:
-        clip = self._clip(script)
+    def _speak(self, action: Speak) -> None:
+        script = action.script
+        clip = self.speech.clip(script)
         if clip is None:
             return
         try:
@@ -440,6 +420,12 @@ class Agent:
                                 "duration_s": window,
                                 "purpose": "officer states purpose, task and officers (Art. 8)"})
 
+    def _open_interruption(self, action: RecordInterruption) -> None:
+        self._interruption("interruption", action.interruption)
+
+    def _update_interruption(self, action: UpdateInterruption) -> None:
+        self._interruption("interruption_reason", action.interruption)
+
     def _interruption(self, kind: str, interruption: Interruption) -> None:
         facts = interruption.to_json()
         facts["activity"] = self.activity.id if self.activity else None
@@ -447,9 +433,9 @@ class Agent:
             self.activity.append(kind, facts)
         self._log(kind, facts)
 
-    def _close_interruption(self, interruption: Interruption) -> None:
+    def _close_interruption(self, action: CloseInterruption) -> None:
         assert self.activity is not None
-        interruption = replace(interruption, activity=self.activity.id)
+        interruption = replace(action.interruption, activity=self.activity.id)
         stopped = time_at(self.hw.clock, interruption.stopped_at)
         resumed = None if interruption.resumed_at is None else time_at(self.hw.clock, interruption.resumed_at)
         record = work_record(interruption, self.activity.header, stopped, resumed,
@@ -478,48 +464,8 @@ class Agent:
         for kind, facts in self.garbage_watch.check(now, counts):
             self._log(kind, facts)
 
-    # --- stamp (camera thread) ----------------------------------------------------------
-
-    def _stamp_lines(self, timestamp_us: int) -> tuple[str, ...]:
-        at = time_at(self.hw.clock, timestamp_us / 1e6)
-        fix = self.hw.gnss.last_fix
-        if fix is not None and not fix.has_position:
-            fix = self._last_position
-        elif fix is not None:
-            self._last_position = fix
-        recording = self.core.state is State.RECORDING
-        # The text changes at most once a second; frames come 30 times a second.
-        key = (int(at.utc), id(fix), recording)
-        if key == self._stamp_key:
-            return self._stamp_text
-        age = None if fix is None else at.monotonic - fix.received_at
-        device = self.config.device.device
-        self._stamp_key = key
-        self._stamp_text = stamp_lines(at, device.id, device.officer, fix, age, recording)
-        return self._stamp_text
-
-    def _stamp_frame(self, frame: np.ndarray, timestamp_us: int) -> None:
-        self._video_stamper.set_lines(self._stamp_lines(timestamp_us))
-        self._video_stamper.apply(frame)
-
-    def _stamp_still(self, frame: np.ndarray, timestamp_us: int) -> None:
-        self._still_stamper.set_lines(self._stamp_lines(timestamp_us))
-        self._still_stamper.apply(frame)
-
-    def time_quality(self) -> dict[str, Any]:
-        """Where the wall time comes from and how good it is, for every evidence record."""
-        clock = self.hw.clock
-        quality: dict[str, Any] = {"source": str(clock.source)}
-        if self._last_sync is not None:
-            quality["last_correction_age_s"] = round(clock.monotonic() - self._last_sync[0], 1)
-            quality["last_correction_s"] = round(self._last_sync[1], 3)
-        if self._clock_reading is not None and self._clock_reading.offset_s is not None:
-            quality["last_offset_s"] = round(self._clock_reading.offset_s, 3)
-            quality["reference"] = str(self._clock_reading.reference)
-        return quality
-
     def _finish_probe(self, now: float) -> SelfCheckReport:
-        probe, self._sinks.probe = self._sinks.probe, None
+        probe, self.sinks.probe = self.sinks.probe, None
         assert probe is not None
         probe_s = now - probe.started
         power = storage = None
@@ -538,7 +484,7 @@ class Agent:
         audio = self.config.device.audio
         readings = SelfCheckReadings(
             power=power, power_error=power_error, storage=storage, storage_error=storage_error,
-            clock=self._clock_reading or ClockReading(None, None),
+            clock=self.time.reading_for_check(),
             probe_seconds=round(probe_s, 3),
             camera_frames=probe.frames,
             camera_error=self._capture_errors.get("camera", "" if self._camera_on else "camera off"),
@@ -547,8 +493,6 @@ class Agent:
             microphone_dbfs=probe.level_dbfs(),
             microphone_error=self._capture_errors.get("microphone", ""),
             gnss_sentences=gnss.stats.sentences, gnss_fix=fix, gnss_fix_age_s=fix_age)
-        if self._clock_reading is not None and self._clock_reading.corrected:
-            self._clock_reading = ClockReading(0.0, self._clock_reading.reference, False)
         report = evaluate(readings, self.config.device, self.config.policy.selfcheck,
                           probe.reason, self.hw.clock.now())
         self.reports.append(report)

@@ -188,19 +188,23 @@ class Speak:
 
 
 @dataclass(frozen=True)
-class InterruptionOpened:
-    interruption: Interruption
-
-
-@dataclass(frozen=True)
-class InterruptionUpdated:
-    """A reason was given (or left pending) while the interruption is still open."""
+class RecordInterruption:
+    """An interruption began (a stop inside an activity): log it in the activity."""
 
     interruption: Interruption
 
 
 @dataclass(frozen=True)
-class InterruptionClosed:
+class UpdateInterruption:
+    """A reason was given (or left pending) while the interruption is still open: log it."""
+
+    interruption: Interruption
+
+
+@dataclass(frozen=True)
+class CloseInterruption:
+    """The interruption ended: write, seal and log its work record."""
+
     interruption: Interruption
 
 
@@ -251,6 +255,6 @@ class Log:
 
 
 Action = (StartCamera | StopCamera | BeginSelfCheck | CorrectClock | OpenActivity | EndActivity
-          | StartRecording | StopRecording | TakePhoto | AddMarker | Speak | InterruptionOpened
-          | InterruptionUpdated | InterruptionClosed | ShowSignal | RaiseAlert | StartSync
+          | StartRecording | StopRecording | TakePhoto | AddMarker | Speak | RecordInterruption
+          | UpdateInterruption | CloseInterruption | ShowSignal | RaiseAlert | StartSync
           | StopSync | Log)

@@ -31,12 +31,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from device.clock import Clock, Timestamp
 from firmware_py.evidence.seal import MANIFEST, Sealer, finish_interrupted, recover, unsealed
 from firmware_py.evidence.store import EvidenceStore, write_atomic
-from firmware_py.fieldwork.activity import ActivityLog
+from firmware_py.fieldwork.activity import ActivityLogContents
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class PowerCut:
                 "activity": self.activity}
 
 
-def power_cut(previous_end: dict[str, Any] | None, activity: ActivityLog | None,
+def power_cut(previous_end: dict[str, Any] | None, activity: ActivityLogContents | None,
               now: Timestamp, heartbeat_utc: float | None = None) -> PowerCut | None:
     """The power cut that ended the previous run, or None when it shut down in order
     (``previous_end``: its last audit entry other than a checkpoint; None on a first boot).
@@ -111,7 +111,7 @@ def last_good_chunk_utc(directory: Path) -> float | None:
     return max(times, default=None)
 
 
-def cut_recording_files(activity: ActivityLog) -> list[str]:
+def cut_recording_files(activity: ActivityLogContents) -> list[str]:
     """The segment files of the recording the power cut ended: sealed in the activity's
     directory and named by no recording its log closed."""
     listed = {name for r in activity.recordings for name in r.get("files", [])}
@@ -160,10 +160,11 @@ class Heartbeat:
         """The UTC of the last beat the previous run wrote, if any."""
         return read_heartbeat(self.path)
 
-    def beat(self, monotonic: float, utc: float) -> None:
+    def beat(self, monotonic: float, utc: Callable[[], float]) -> None:
+        """Beat when one is due (``utc`` gives the wall time to write)."""
         if monotonic >= self._next:
             self._next = monotonic + self.period_s
-            write_heartbeat(self.path, utc)
+            write_heartbeat(self.path, utc())
 
 
 # --- the clock correction --------------------------------------------------------------

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from device.clock import Clock
+from firmware_py.evidence.canonical import GENESIS
 
-GENESIS = "0" * 64
 CHECKPOINT_EVERY = 50
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 
+# The ``prev`` of the first link of a hash chain — the audit log's and the seals' alike.
+GENESIS = "0" * 64
+
 
 def canonical(obj: object) -> bytes:
     """RFC 8785 (JCS) for the values used here: objects, arrays, strings, integers, bools,

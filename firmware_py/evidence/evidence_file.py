@@ -251,7 +251,7 @@ class EncryptingFile:
 # --- reading -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Chunk:
+class EncryptedChunk:
     index: int
     offset: int  # of its length field in the file
     written_at_ms: int
@@ -262,7 +262,7 @@ class Chunk:
 class ParsedFile:
     header: dict[str, object]
     header_bytes: bytes
-    chunks: tuple[Chunk, ...]
+    chunks: tuple[EncryptedChunk, ...]
     torn_bytes: int  # bytes after the last complete chunk (a cut mid-write)
     end_of_chunks: int
 
@@ -295,7 +295,7 @@ def parse(data: bytes, name: str = "file") -> ParsedFile:
         start = offset + CHUNK_HEAD.size
         if size < 16 or size > CHUNK_LIMIT + 16 or start + size > len(data):
             break
-        chunks.append(Chunk(len(chunks), offset, written_at, view[start:start + size]))
+        chunks.append(EncryptedChunk(len(chunks), offset, written_at, view[start:start + size]))
         offset = start + size
     return ParsedFile(header, header_bytes, tuple(chunks), len(data) - offset, offset)
 
@@ -323,7 +323,7 @@ def unwrap_key(header: dict[str, object], agency_private: X25519PrivateKey, name
 
 
 def decrypt_chunks(parsed: ParsedFile, agency_private: X25519PrivateKey,
-                   name: str) -> Iterator[tuple[Chunk, bytes | memoryview, bool]]:
+                   name: str) -> Iterator[tuple[EncryptedChunk, bytes | memoryview, bool]]:
     """Each chunk's plaintext and whether it is the final one; raises at the first bad chunk.
 
     The plaintext may be a view into a buffer reused for the next chunk: use or copy it

@@ -13,7 +13,6 @@ interrupted in between is found and finished at the next start.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from firmware_py.evidence.store import EvidenceStore, fsync_dir
 log = logging.getLogger(__name__)
 
 FORMAT = "bodycam-manifest/1"
-GENESIS = "0" * 64
 MANIFEST = ".manifest.json"
 SIGNATURE = ".manifest.sig"
 RESERVED = {"format", "kind", "device", "unit", "sequence", "prev", "signing_key",
@@ -222,7 +220,3 @@ def recover(sealer: Sealer, stem: Path, header_fields: dict[str, Any]) -> Seal:
     return sealer.seal(kind, stem, files, header_fields,
                        cut_short={"last_good_chunk_utc_ms": last_ms, "discarded_bytes": discarded,
                                   "empty": not files})
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_bytes())

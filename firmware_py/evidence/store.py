@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from firmware_py.evidence.canonical import GENESIS
 from firmware_py.paths import DEVICE_STATE
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -28,7 +29,7 @@ def utc_compact(utc: float) -> str:
 
 
 @dataclass(frozen=True)
-class Activity:
+class ActivityDir:
     """One enforcement action on site: its id and its directory."""
 
     id: str
@@ -120,7 +121,7 @@ class EvidenceStore:
     def _chain_from_manifests(self) -> dict[str, Any]:
         import hashlib
 
-        best: tuple[int, str] = (0, "0" * 64)
+        best: tuple[int, str] = (0, GENESIS)
         for path in self.root.rglob("*.manifest.json"):
             try:
                 data = path.read_bytes()
@@ -133,7 +134,7 @@ class EvidenceStore:
 
     def chain_head(self) -> tuple[int, str]:
         """The last sealed manifest's place in the chain and its SHA-256."""
-        return int(self._state.get("chain_sequence", 0)), str(self._state.get("chain_head", "0" * 64))
+        return int(self._state.get("chain_sequence", 0)), str(self._state.get("chain_head", GENESIS))
 
     def advance_chain(self, sequence: int, digest: str) -> None:
         self._state["chain_sequence"] = sequence
@@ -147,7 +148,7 @@ class EvidenceStore:
         write_atomic(self._state_path, json.dumps(self._state).encode())
         return sequence
 
-    def open_activity(self, utc: float) -> Activity:
+    def open_activity(self, utc: float) -> ActivityDir:
         activity_id = utc_compact(utc)
         path = self.root / activity_id
         suffix = 1
@@ -156,9 +157,9 @@ class EvidenceStore:
             activity_id = f"{utc_compact(utc)}-{suffix}"
             path = self.root / activity_id
         path.mkdir(parents=True)
-        return Activity(activity_id, path, utc)
+        return ActivityDir(activity_id, path, utc)
 
-    def evidence_path(self, activity: Activity, sequence: int, utc: float, suffix: str) -> Path:
+    def evidence_path(self, activity: ActivityDir, sequence: int, utc: float, suffix: str) -> Path:
         return activity.path / f"{self.device_id}_{activity.id}_{sequence:06d}_{utc_compact(utc)}{suffix}"
 
 

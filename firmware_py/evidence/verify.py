@@ -26,11 +26,11 @@ from typing import Any, Iterator
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.canonical import GENESIS, canonical
 from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
 from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
-from firmware_py.evidence.seal import FORMAT, GENESIS, MANIFEST, SIGNATURE
+from firmware_py.evidence.seal import FORMAT, MANIFEST, SIGNATURE
 
 VALID, ALTERED, MISSING, OUT_OF_ORDER, UNKNOWN_DEVICE = (
     "valid", "altered", "missing", "out_of_order", "unknown_device")

@@ -5,7 +5,7 @@ holds — recordings and their files, photos, markers, interruptions — as it h
 ``activity.json`` sums it up when the officer ends the activity. Both sit beside the
 evidence and travel to the dock with it.
 
-Written (``ActivityRecord``) and read back (``ActivityLog``, ``read_activity_log``,
+Written (``ActivityLogWriter``) and read back (``ActivityLogContents``, ``read_activity_log``,
 ``find_open_activity``: an activity the officer had not ended when the device stopped goes
 on after the restart, R8.3) here, in one module, so the format has one home.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from device.clock import Clock, Timestamp, TimeSource
 from firmware_py.config import DeviceConfig, PolicyConfig
-from firmware_py.evidence.store import Activity, DurableFile
+from firmware_py.evidence.store import ActivityDir, DurableFile
 from firmware_py.fieldwork.interruptions import Interruption
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,10 @@ ACTIVITY_LOG = "activity.jsonl"
 
 
 @dataclass
-class ActivityLog:
+class ActivityLogContents:
     """An activity's ``activity.jsonl`` read back: what it holds and what was left open."""
 
-    activity: Activity
+    activity: ActivityDir
     header: dict[str, Any]
     opened: Timestamp
     recordings: list[dict[str, Any]] = field(default_factory=list)
@@ -68,7 +68,7 @@ def timestamp(record: dict[str, Any]) -> Timestamp:
                      float(record["monotonic"]), TimeSource(record["source"]))
 
 
-def read_activity_log(directory: Path) -> ActivityLog | None:
+def read_activity_log(directory: Path) -> ActivityLogContents | None:
     """Read ``directory/activity.jsonl``; None when it has no opening line."""
     lines = _complete_lines(Path(directory) / ACTIVITY_LOG)
     if not lines or lines[0].get("kind") != "activity_opened":
@@ -76,7 +76,7 @@ def read_activity_log(directory: Path) -> ActivityLog | None:
     first = lines[0]
     header = {k: v for k, v in first.items() if k not in ("kind", "time")}
     opened = timestamp(first["time"])
-    record = ActivityLog(Activity(Path(directory).name, Path(directory), opened.utc), header,
+    record = ActivityLogContents(ActivityDir(Path(directory).name, Path(directory), opened.utc), header,
                          opened, last_time=lines[-1].get("time"))
     pending: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     for line in lines[1:]:
@@ -109,7 +109,7 @@ def read_activity_log(directory: Path) -> ActivityLog | None:
     return record
 
 
-def find_open_activity(evidence: Path) -> ActivityLog | None:
+def find_open_activity(evidence: Path) -> ActivityLogContents | None:
     """The newest activity the officer has not ended, if any."""
     found = []
     for log_path in Path(evidence).glob(f"*/{ACTIVITY_LOG}"):
@@ -147,8 +147,12 @@ def _complete_lines(path: Path) -> list[dict[str, Any]]:
 
 # --- writing -----------------------------------------------------------------------------
 
-class ActivityRecord:
-    def __init__(self, activity: Activity, clock: Clock, device: DeviceConfig,
+class ActivityLogWriter:
+    """Writes one activity's ``activity.jsonl`` as things happen (fsynced line by line) and
+    its ``activity.json`` summary when the officer ends it; keeps what it wrote for that
+    summary."""
+
+    def __init__(self, activity: ActivityDir, clock: Clock, device: DeviceConfig,
                  policy: PolicyConfig, matter: str | None = None) -> None:
         self.activity = activity
         self._clock = clock
@@ -171,7 +175,7 @@ class ActivityRecord:
         self.append("activity_opened", self.header)
 
     @classmethod
-    def reopen(cls, log: ActivityLog, clock: Clock) -> "ActivityRecord":
+    def reopen(cls, log: ActivityLogContents, clock: Clock) -> "ActivityLogWriter":
         """Go on with an activity the last run left open (only the officer ends one, R8.3):
         what its ``activity.jsonl`` holds is read back, and new lines are appended to it."""
         record = cls.__new__(cls)

@@ -335,6 +335,39 @@ class PhraseRenderer:
         log.warning(message, *args)
 
 
+class PolicyClips:
+    """The policy's phrase scripts — "announcement", "prompt", and "reason:<key>" for each
+    reason with words — rendered once by ``renderer`` and kept (``prepare`` renders them
+    all before anyone presses record, so the announcement never waits for the engine)."""
+
+    def __init__(self, renderer: PhraseRenderer, policy: PolicyConfig) -> None:
+        self.renderer = renderer
+        self._policy = policy
+        self._clips: dict[str, Clip] = {}
+
+    def scripts(self) -> dict[str, tuple]:
+        policy = self._policy
+        scripts = {"announcement": policy.announcement.phrases,
+                   "prompt": policy.interruption.prompt}
+        for key, reason in policy.interruption.reasons.items():
+            if reason.spoken:
+                scripts[f"reason:{key}"] = reason.spoken
+        return scripts
+
+    def prepare(self) -> None:
+        for script in self.scripts():
+            self.clip(script)
+
+    def clip(self, script: str) -> Clip | None:
+        """The rendered script; None for a script the policy does not have (or empty)."""
+        if script not in self._clips:
+            phrases = self.scripts().get(script)
+            if not phrases:
+                return None
+            self._clips[script] = self.renderer.script(phrases, self._policy.announcement.gap_s)
+        return self._clips[script]
+
+
 def policy_phrases(policy: PolicyConfig) -> list[Phrase]:
     """Every phrase the policy can have spoken: announcement, prompt, each reason's confirmation."""
     phrases = [*policy.announcement.phrases, *policy.interruption.prompt]

@@ -17,7 +17,7 @@ from device.clock import Clock, Timestamp
 from device.gnss import GnssFix
 from firmware_py.evidence.evidence_file import EncryptingFile
 from firmware_py.evidence.seal import Sealer
-from firmware_py.evidence.store import Activity, EvidenceStore
+from firmware_py.evidence.store import ActivityDir, EvidenceStore
 from firmware_py.recording.metadata import fix_record, time_at
 
 
@@ -44,9 +44,9 @@ class PhotoWriter:
         self._evidence_file = evidence_file
         self._time_quality = time_quality
 
-    def save(self, still: StillImage, activity: Activity, fix: GnssFix | None,
-             identity: Callable[[Activity, int], dict[str, Any]],
-             sealed_fields: Callable[[Activity, int], dict[str, Any]]) -> SavedPhoto:
+    def save(self, still: StillImage, activity: ActivityDir, fix: GnssFix | None,
+             identity: Callable[[ActivityDir, int], dict[str, Any]],
+             sealed_fields: Callable[[ActivityDir, int], dict[str, Any]]) -> SavedPhoto:
         at = time_at(self._clock, still.timestamp_us / 1e6)
         sequence = self._store.next_sequence()
         path = self._store.evidence_path(activity, sequence, at.utc, ".jpg.bce")

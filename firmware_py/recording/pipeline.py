@@ -39,7 +39,7 @@ from firmware_py.recording.segment import (PTS_ORIGIN, AudioEncoder, SegmentInfo
                                  h264_problem)
 from firmware_py.evidence.evidence_file import EncryptingFile
 from firmware_py.evidence.seal import Sealer
-from firmware_py.evidence.store import Activity, EvidenceStore
+from firmware_py.evidence.store import ActivityDir, EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class _OpenSegment:
 class Recording:
     """One press-to-stop run of segments, sharing a time origin."""
 
-    activity: Activity
+    activity: ActivityDir
     origin_us: int
     pre_event_s: float
     pressed_at: dict[str, Any]
@@ -113,7 +113,7 @@ class RecordingPipeline(Protocol):
 
     def note_fix(self, fix: GnssFix) -> None: ...
 
-    def start_recording(self, at: float, activity: Activity | None = None) -> dict[str, Any]:
+    def start_recording(self, at: float, activity: ActivityDir | None = None) -> dict[str, Any]:
         """Begin a recording; returns facts for the audit log."""
 
     def stop_recording(self, at: float, reason: str = "stop") -> dict[str, Any]:
@@ -122,9 +122,9 @@ class RecordingPipeline(Protocol):
     def note(self, record: dict[str, Any]) -> bool:
         """Add a line to the metadata of the segment being written."""
 
-    def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]: ...
+    def add_marker(self, incident: bool, activity: ActivityDir | None) -> dict[str, Any]: ...
 
-    def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]: ...
+    def save_photo(self, still: StillImage, activity: ActivityDir) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -138,7 +138,6 @@ class Recorder:
         self._clock = clock
         self._store = store
         self._sealer = sealer
-        self.seals: list[str] = []
         self._time_quality = time_quality
         self._video = video_config(device)
         self._audio_config = audio_config(device)
@@ -157,8 +156,6 @@ class Recorder:
         self.last_rejection = ""
         self._await_keyframe = False
         self._last_frame_us: int | None = None  # capture time of the last usable frame
-        self.history: list[dict[str, Any]] = []
-        self.first_frame_written_at: float | None = None  # monotonic, for the latency bench
         self.photos = PhotoWriter(clock, store, sealer, self._evidence_file, time_quality)
 
     # --- media in (camera and microphone threads) -------------------------------------------
@@ -252,7 +249,7 @@ class Recorder:
 
     # --- recording control (agent loop) -----------------------------------------------------
 
-    def start_recording(self, at: float, activity: Activity | None = None) -> dict[str, Any]:
+    def start_recording(self, at: float, activity: ActivityDir | None = None) -> dict[str, Any]:
         if activity is None:
             raise ValueError("a recording needs its activity")
         with self._lock:
@@ -287,8 +284,6 @@ class Recorder:
                     self.output_audio(item)
             if rec.open is not None and frames:
                 self._flush(rec.open, frames[-1].timestamp_us)
-            if frames:
-                self.first_frame_written_at = self._clock.monotonic()
             return {"activity": activity.id, "pre_event_s": round(buffered.span_s, 3),
                     "buffered_frames": len(buffered.frames),
                     "first_frame_age_s": round(at - origin_us / 1e6, 3)}
@@ -308,7 +303,6 @@ class Recorder:
             facts = {"activity": rec.activity.id, "segments": len(rec.segments), "frames": frames,
                      "duration_s": round(sum(s["duration_s"] for s in rec.segments), 3),
                      "files": [s["file"] for s in rec.segments]}
-            self.history.append(facts)
             return facts
 
     def note(self, record: dict[str, Any]) -> bool:
@@ -320,7 +314,7 @@ class Recorder:
             seg.meta.record(record)
             return True
 
-    def add_marker(self, incident: bool, activity: Activity | None) -> dict[str, Any]:
+    def add_marker(self, incident: bool, activity: ActivityDir | None) -> dict[str, Any]:
         """A key moment (R11.2), or an incident for long-term keeping (R16.1)."""
         with self._lock:
             now = self._clock.now()
@@ -338,13 +332,12 @@ class Recorder:
                               {"device": self._device.device.id, "name": path.name, "role": role},
                               utc_ms=lambda: round(self._clock.now().utc * 1000))
 
-    def save_photo(self, still: StillImage, activity: Activity) -> dict[str, Any]:
+    def save_photo(self, still: StillImage, activity: ActivityDir) -> dict[str, Any]:
         """Store a still (R11.1) beside the segments, with the same metadata, sealed
         (``firmware_py.recording.photos``); noted in the open segment's metadata."""
         with self._lock:
             fix = self._fixes[-1][1] if self._fixes else None
             photo = self.photos.save(still, activity, fix, self._identity, self._sealed_fields)
-            self.seals.append(photo.facts["manifest"])
             seg = self.recording.open if self.recording else None
             if seg is not None:
                 seg.meta.record({"kind": "photo", "file": photo.file,
@@ -360,7 +353,7 @@ class Recorder:
 
     # --- segments ---------------------------------------------------------------------------
 
-    def _identity(self, activity: Activity, sequence: int) -> dict[str, Any]:
+    def _identity(self, activity: ActivityDir, sequence: int) -> dict[str, Any]:
         d = self._device.device
         return {"device": d.id, "unit": d.unit, "officer": self.officer or None,
                 "activity": activity.id, "file_number": sequence}
@@ -371,7 +364,7 @@ class Recorder:
             return 0
         return max(i for i, f in enumerate(frames) if f.keyframe)
 
-    def _sealed_fields(self, activity: Activity, file_number: int) -> dict[str, Any]:
+    def _sealed_fields(self, activity: ActivityDir, file_number: int) -> dict[str, Any]:
         return {"officer": self.officer or None, "activity": activity.id,
                 "file_number": file_number}
 
@@ -430,6 +423,5 @@ class Recorder:
                 "duration_ms": round(info.duration_s * 1000), "closed_because": reason,
                 "recording_origin_us": rec.origin_us},
             start=seg.start, end=end)
-        self.seals.append(seal.manifest_path.name)
         rec.segments.append({**summary, "path": str(seg.media.path),
                              "manifest": seal.manifest_path.name, "chain": seal.manifest["sequence"]})

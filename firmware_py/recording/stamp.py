@@ -1,7 +1,8 @@
 """The burned-in stamp (R10.1): time, date, device, officer and position drawn into each frame.
 
 ``stamp_lines`` turns the facts into a few short ASCII lines; ``Stamper`` draws them into
-raw I420 frames (the camera's ``pre_callback``) and into stills.
+raw I420 frames (the camera's ``pre_callback``) and into stills; ``FrameStamps`` is the
+device's stamp on both, as the agent hands it to the camera.
 
 The text changes about once a second while frames come thirty times a second, on a
 Raspberry Pi, in the camera thread. So the work is split: ``set_lines`` renders the text
@@ -21,13 +22,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-from device.clock import Timestamp
-from device.gnss import GnssFix
+from device.clock import Clock, Timestamp
+from device.gnss import Gnss, GnssFix
+from firmware_py.config import DeviceConfig
+from firmware_py.recording.metadata import time_at
 
 log = logging.getLogger(__name__)
 
@@ -469,3 +472,53 @@ if __name__ == "__main__":
     for w, h in ((320, 180), (640, 360), (1280, 720), (1920, 1080)):
         print(f"{w}x{h}: apply {measure_apply_us(w, h):.1f} us/frame, "
               f"re-render {measure_render_ms(w, h):.2f} ms")
+
+
+class FrameStamps:
+    """The stamp of this device on every frame and still (camera thread): the lines of
+    ``stamp_lines`` for the frame's time, made at most once a second, drawn by one
+    ``Stamper`` for the video size and one for the still size.
+
+    ``recording()`` says whether a recording is running (the stamp then shows REC); a fix
+    without a position keeps the last position shown."""
+
+    def __init__(self, device: DeviceConfig, clock: Clock, gnss: Gnss,
+                 recording: Callable[[], bool]) -> None:
+        stamp = device.stamp
+        video, photo = device.video, device.photo
+        self._video = Stamper(video.width, video.height, stamp.position, stamp.font_px)
+        self._still = Stamper(photo.width, photo.height, stamp.position, stamp.font_px)
+        self._device = device.device
+        self._clock = clock
+        self._gnss = gnss
+        self._recording = recording
+        self._last_position: GnssFix | None = None
+        self._key: tuple[int, int, bool] | None = None
+        self._text: tuple[str, ...] = ()
+
+    def lines(self, timestamp_us: int) -> tuple[str, ...]:
+        at = time_at(self._clock, timestamp_us / 1e6)
+        fix = self._gnss.last_fix
+        if fix is not None and not fix.has_position:
+            fix = self._last_position
+        elif fix is not None:
+            self._last_position = fix
+        recording = self._recording()
+        # The text changes at most once a second; frames come 30 times a second.
+        key = (int(at.utc), id(fix), recording)
+        if key == self._key:
+            return self._text
+        age = None if fix is None else at.monotonic - fix.received_at
+        self._key = key
+        self._text = stamp_lines(at, self._device.id, self._device.officer, fix, age, recording)
+        return self._text
+
+    def frame(self, frame: np.ndarray, timestamp_us: int) -> None:
+        """The camera's pre-callback for video frames."""
+        self._video.set_lines(self.lines(timestamp_us))
+        self._video.apply(frame)
+
+    def still(self, frame: np.ndarray, timestamp_us: int) -> None:
+        """The camera's pre-callback for a still."""
+        self._still.set_lines(self.lines(timestamp_us))
+        self._still.apply(frame)

@@ -182,6 +182,8 @@ class Simulation:
             self._on_entry(entry)
 
     def _agent_logged(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind == "recording_stopped":  # what the pipeline said of each recording it ended
+            self.result.recordings.append(fields)
         if kind != "button":  # the scenario line already says what was pressed
             self._entry("agent", kind, fields)
 
@@ -290,7 +292,6 @@ class Simulation:
             self.result.final_state = str(self.agent.state)
             self.result.reports = list(self.agent.reports)
             tally = self.agent.pipeline
-            self.result.recordings = list(getattr(tally, "history", []))
             self.result.frames = getattr(tally, "frames", 0)
             stats = w.hardware.gnss.stats
             self.result.gnss_stats = {"sentences": stats.sentences, "fixes": stats.fixes,
