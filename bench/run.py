@@ -24,7 +24,7 @@ import numpy as np
 from firmware_py.config import load as load_config
 from simulator.harness import scenario as scenarios
 from simulator.camera import SimCamera
-from simulator.harness.world import video_config
+from firmware_py.recording.pipeline import video_config
 from bodycam.simulation import run_scenario
 
 

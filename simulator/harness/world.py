@@ -15,16 +15,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device.camera import VideoConfig
 from device.clock import DeviceClock
 from device.backends.gpio import GpioIndicators, GpioInputs
 from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
-from device.microphone import AudioConfig
 from device.backends.nmea import SerialGnss
 from device.backends.sysfs_power import SysfsPower
 from firmware_py.config import DeviceConfig
+from firmware_py.paths import evidence_dir
+from firmware_py.recording.pipeline import audio_config, video_config
 from simulator.audio import AcousticSpace, SimMicrophone, SimSpeaker
 from simulator.battery import SimBattery
 from simulator.buttons import SimButtons
@@ -50,16 +50,6 @@ class PowerOff:
     @property
     def off_s(self) -> float:
         return self.back_at - self.lost_at
-
-
-def video_config(device: DeviceConfig) -> VideoConfig:
-    v = device.video
-    return VideoConfig(v.width, v.height, v.fps, v.bitrate, v.keyframe_interval_s)
-
-
-def audio_config(device: DeviceConfig) -> AudioConfig:
-    a = device.audio
-    return AudioConfig(a.sample_rate, a.channels, a.block_ms)
 
 
 def button_pins(device: DeviceConfig) -> dict[Button, int]:
@@ -168,7 +158,7 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path,
         battery.update(restart.lost_at, 0.0)
         battery.update(restart.back_at, 0.0)  # off: no draw (a dock charges it meanwhile)
 
-    evidence = evidence_dir(device, root)
+    evidence = evidence_dir(root, device.device.evidence_dir)
     evidence.mkdir(parents=True, exist_ok=True)
     storage = QuotaStorage(evidence, int(scenario.storage_quota_mb * 1e6))
 
@@ -198,8 +188,3 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path,
     if restart is not None:
         world.restore_state()
     return world
-
-
-def evidence_dir(device: DeviceConfig, root: Path) -> Path:
-    path = Path(device.device.evidence_dir)
-    return path if path.is_absolute() else root / path
