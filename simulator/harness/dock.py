@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from dock.broker import EmbeddedBroker
@@ -28,9 +29,22 @@ from dock.enrollment import enroll_device
 from dock.service import DeviceProgress, DockService
 from sync import protocol as p
 from sync.device_sync import DeviceSync, SessionResult
+from simulator.harness.scenario import ScenarioEvent
 from sync.credentials import DockAddress
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the simulated dock learns of a recorder dropped into it."""
+
+    device_id: str
+    unit: str
+    device_root: Path
+    dock_dir: Path  # the agency's keys and the enrolled devices
+    event: ScenarioEvent | None  # the scenario's dock event: its fault and after_mb
+    true_utc: Callable[[], float]  # the simulated world's true time: the dock's clock
 
 
 class SimulatedDock:
@@ -40,22 +54,21 @@ class SimulatedDock:
         self.archive = Path(archive)
         self._broker: EmbeddedBroker | None = None
         self._dock: DockService | None = None
-        self._sim: Any = None  # the simulation docked last: its world keeps the true time
+        self._arrival: Arrival | None = None  # the recorder docked last
         self._fault: tuple[str, int] = ("", 0)  # this docking's fault and after how many bytes
         self._happened: dict[str, Any] = {}
         self._injector: threading.Thread | None = None
         self.sessions: list[dict[str, Any]] = []
 
-    def reach(self, sim: Any) -> DockAddress:
-        """The recorder in ``sim`` asks for its dock (it is on the cradle): enrol it, start
-        what is not running, and arm this docking's fault."""
-        self._sim = sim
-        device = sim.config.device.device
-        enroll_device(sim.out / "device", sim.dock_dir, device.id, device.unit)
+    def reach(self, arrival: Arrival) -> DockAddress:
+        """A recorder on the cradle asks for its dock: enrol it, start what is not running,
+        and arm this docking's fault."""
+        self._arrival = arrival
+        enroll_device(arrival.device_root, arrival.dock_dir, arrival.device_id, arrival.unit)
         if self._broker is None:
             self._broker = EmbeddedBroker()
             self._broker.start()
-        event = sim.docking
+        event = arrival.event
         fault = event.fault if event is not None else ""
         after = int((event.amount if event is not None else 0.0) * 1e6)
         if fault == "dock_crash" and self._dock is not None:
@@ -73,7 +86,8 @@ class SimulatedDock:
         fault, after = self._fault
         if not fault:
             return
-        device = self._sim.config.device.device.id
+        assert self._arrival is not None
+        device = self._arrival.device_id
         self._injector = threading.Thread(target=self._inject, name=f"dock-fault-{device}",
                                           args=(fault, after, device, session, running),
                                           daemon=True)
@@ -102,9 +116,10 @@ class SimulatedDock:
         assert self._broker is not None
         extra = {"after": 1, "after_bytes": after_bytes} if kind is CrashingDock else {}
         # The dock keeps true time: in the simulation that is the scenario's UTC, read from
-        # the simulation docked now (after a restart that is a new world).
-        dock = kind(self._sim.dock_dir, self.archive, self._broker.host, self._broker.port,
-                    now=lambda: self._sim.world.wall.true_utc(), **extra)
+        # the recorder docked now (after a restart that is a new world).
+        assert self._arrival is not None
+        dock = kind(self._arrival.dock_dir, self.archive, self._broker.host, self._broker.port,
+                    now=lambda: self._arrival.true_utc(), **extra)
         dock.start()
         return dock
 

@@ -25,6 +25,7 @@ from firmware_py.config import Config, load as load_config
 from firmware_py.agent.core import State
 from firmware_py.evidence.keys import ENROLLMENT, enroll
 from firmware_py.agent.selfcheck import SelfCheckReport
+from simulator.harness.dock import Arrival
 from simulator.harness.scenario import Scenario, ScenarioEvent
 from simulator.harness.world import PowerOff, SimWorld, build_world
 
@@ -163,7 +164,9 @@ class Simulation:
         sits in the cradle (on the link's thread, while virtual time waits)."""
         if self._dock is None or not self.world.battery.docked:
             return None
-        return self._dock.reach(self)
+        device = self.config.device.device
+        return self._dock.reach(Arrival(device.id, device.unit, self.out / "device",
+                                        self.dock_dir, self.docking, self.world.wall.true_utc))
 
     def _hold_for_sync(self) -> None:
         """A cradle holds the device while its sync session runs: virtual time waits."""
