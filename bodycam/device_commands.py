@@ -13,7 +13,8 @@ from typing import Any
 
 from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print_json)
 from simulator.harness.runner import print_entry
-from bodycam.wiring import first_selfcheck, open_recorder
+from bodycam.control import Control, ControlSocket, Keyboard
+from bodycam.wiring import SimRecorder, first_selfcheck, open_recorder
 from firmware_py.config import ConfigError
 from firmware_py.evidence import audit
 from firmware_py.evidence.keys import enroll, load_registry
@@ -22,6 +23,7 @@ from simulator.harness import scenario as scenarios
 
 SIM_SELFCHECK_WITHIN_S = 60.0  # virtual seconds
 PI_SELFCHECK_MARGIN_S = 5.0  # beyond the probe window, wall seconds
+CONTROL_SOCKET = "control.sock"  # under the root, for a simulated recorder run by hand
 
 
 def register(sub: Any) -> None:
@@ -53,6 +55,11 @@ def register(sub: Any) -> None:
                    help="working directory of the device (evidence and audit log under it)")
     p.add_argument("--seconds", type=float, metavar="S",
                    help="stop after this many seconds (default: until interrupted)")
+    p.add_argument("--control", type=Path, metavar="SOCKET",
+                   help="with sim hardware: the control socket that takes the officer's "
+                   "buttons and the dock, a command a line (press record, long_press record, "
+                   "dock, undock, status, …; default: ROOT/control.sock); at a terminal the "
+                   "keyboard does the same")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("log", help="print the device's audit log and check its chain",
@@ -130,11 +137,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         timer.daemon = True
         timer.start()
     recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
+    hands: list[Any] = []  # the control socket and the keyboard, closed at the end
     try:
-        recorder.run(stop)
+        if isinstance(recorder, SimRecorder):
+            control = Control()
+            hands.append(ControlSocket(args.control or root / CONTROL_SOCKET, control))
+            if sys.stdin.isatty():
+                keyboard = Keyboard(control, stop)
+                keyboard.start()
+                hands.append(keyboard)
+            print(f"recorder {config.device.device.id} running on simulated hardware; "
+                  f"control socket {hands[0].path}", flush=True)
+            recorder.run(stop, control)
+        else:
+            recorder.run(stop)
     except KeyboardInterrupt:
         pass
     finally:
+        for hand in reversed(hands):
+            hand.close()
         recorder.finish()
     return EXIT_OK
 

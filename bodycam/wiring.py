@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
+from bodycam.control import Control
 from bodycam.docking import DockLink, SyncPaths
 from device.backends.pi import PiSettings, build_pi_hardware
 from device.hardware import Hardware, HardwareError
@@ -27,7 +28,8 @@ from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
-from firmware_py.paths import DeviceLayout
+from firmware_py.evidence.keys import KeyFileError
+from firmware_py.paths import ENROLLMENT, DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
@@ -82,6 +84,8 @@ def configured_dock(config: Config, layout: DeviceLayout) -> FindDock:
     def find() -> DockAddress | None:
         if not dock.host:
             return None
+        if not dock.tls:
+            return DockAddress(dock.host, dock.port, None)
         files = device_sync_files(layout.root, device.id)  # names what enrolment left out
         return DockAddress(dock.host, dock.port, (files.ca, files.cert, files.key))
 
@@ -161,12 +165,14 @@ class PiRecorder:
 
 
 class SimRecorder:
-    """The simulated recorder; ``advance`` moves virtual time."""
+    """The simulated recorder; ``advance`` moves virtual time, ``run`` keeps it to the wall
+    clock with the officer's hands on it (``bodycam.control``)."""
 
     def __init__(self, scenario: Scenario, out: Path, config: Config,
-                 on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
-        # No simulated dock: a recorder run by hand or checked alone keeps its evidence.
-        self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device)
+                 on_entry: Callable[[TimelineEntry], None] | None = None, *,
+                 device_root: Path | None = None, find_dock: FindDock | None = None) -> None:
+        self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device,
+                                     device_root=device_root, find_dock=find_dock)
 
     @property
     def agent(self) -> Agent:
@@ -178,16 +184,34 @@ class SimRecorder:
     def advance(self, seconds: float) -> bool:
         return self.simulation.advance_to(self.simulation.world.clock.now + seconds)
 
-    def run(self, stop: threading.Event) -> None:
-        """Virtual time kept to the wall clock, one frame interval at a time, for trying
-        the agent by hand."""
+    def run(self, stop: threading.Event, control: Control | None = None) -> None:
+        """Virtual time kept to the wall clock, one frame interval at a time; between two
+        frames the commands that came in are carried out."""
         frame_s = 1.0 / self.simulation.config.device.video.fps
         started = time.monotonic()
         self.start()
         while not stop.is_set():
+            if control is not None:
+                control.drain(self.simulation.apply, self.status)
             if not self.simulation.advance_to(time.monotonic() - started):
                 break
             stop.wait(frame_s)
+
+    def status(self) -> dict[str, Any]:
+        """What the recorder is doing, for ``status`` on the control socket."""
+        sim = self.simulation
+        link = sim.device.link
+        evidence = sim.device.layout.evidence
+        waiting = sum(1 for p in evidence.rglob("*") if p.is_file() and not p.name.startswith("."))
+        last = link.results[-1] if link is not None and link.results else None
+        return {"state": str(sim.agent.state), "virtual_s": round(sim.world.clock.now, 3),
+                "local_time": sim.world.hardware.clock.now().isoformat(),
+                "docked": sim.world.battery.docked,
+                "battery_percent": round(sim.world.battery.percent, 1),
+                "evidence_files": waiting,
+                "syncing": bool(link is not None and link.busy),
+                "sync_sessions": len(link.results) if link is not None else 0,
+                "last_sync": None if last is None else DockLink.summary(last)}
 
     def finish(self) -> None:
         self.simulation.finish()
@@ -196,14 +220,32 @@ class SimRecorder:
 def open_recorder(config: Config, root: Path, *, scenario: Scenario | None = None,
                   on_entry: Callable[[TimelineEntry], None] | None = None,
                   dock: bool = True) -> Recorder:
-    """The recorder of ``device.hardware``: the one place sim and pi part ways. A simulated
-    recorder starts in ``scenario``'s conditions (by default: now, for 48 hours)."""
+    """The recorder of ``device.hardware``: the one place sim and pi part ways.
+
+    Without ``scenario`` the recorder is the one of ``root``: its files are ``root`` itself,
+    it must be enrolled there (``bodycam dock enroll``), and with ``dock`` it syncs to the
+    dock of ``[dock]`` whenever it is docked — a simulated recorder, started now for 48
+    hours, exactly as a Pi. With ``scenario`` it is a simulated recorder in that scenario's
+    conditions, its files under ``root/device`` beside a simulated agency in ``root/dock``.
+    """
     if config.device.device.hardware == "pi":
         return PiRecorder(config, root, dock=dock)
-    if scenario is None:
-        scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(),
-                            48 * 3600)
-    return SimRecorder(scenario, root, config, on_entry)
+    if scenario is not None:
+        return SimRecorder(scenario, root, config, on_entry)
+    layout = DeviceLayout.from_config(root, config.device)
+    require_enrolment(layout.root)
+    scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(),
+                        48 * 3600)
+    return SimRecorder(scenario, root, config, on_entry, device_root=layout.root,
+                       find_dock=configured_dock(config, layout) if dock else None)
+
+
+def require_enrolment(root: Path) -> None:
+    """Refuse a recorder that is not enrolled, saying what to run."""
+    if not (Path(root) / ENROLLMENT).is_file():
+        raise KeyFileError(
+            f"{root}: this recorder is not enrolled, so it will not record; at the dock run "
+            f"`bodycam dock enroll --device-root {root} --device-id ID --unit UNIT`")
 
 
 def first_selfcheck(recorder: Recorder, within_s: float, step_s: float = 0.1):

@@ -152,6 +152,8 @@ class DockSection:
                         min=1, max=65535)
     retry_s: float = setting(30.0, "While on external power and the dock cannot be reached, "
                              "how often to try again.", min=1.0, max=3600.0)
+    tls: bool = setting(True, "Mutual TLS with the certificate from enrolment; false only for "
+                        "a dock's embedded demo broker (no TLS, no ACL), never in service.")
 
 
 @dataclass(frozen=True)

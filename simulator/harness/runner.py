@@ -122,6 +122,7 @@ class Simulation:
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
                  on_entry: Callable[[TimelineEntry], None] | None = None, *,
                  build_device: BuildDevice, dock: Any = None,
+                 find_dock: Callable[[], Any] | None = None, device_root: Path | None = None,
                  restart: PowerOff | None = None,
                  on_power_cut: Callable[["Simulation", ScenarioEvent], None] | None = None) -> None:
         self.scenario = scenario
@@ -130,23 +131,30 @@ class Simulation:
                                             overrides_source=f"{scenario.source} [config]")
         self.restart = restart
         self._on_power_cut = on_power_cut
-        self.world: SimWorld = build_world(self.config.device, scenario, self.out / "device",
+        # The device's own files: OUT/device beside the simulated dock's OUT/dock, or the
+        # root a recorder run by hand was given.
+        self.device_root = Path(device_root) if device_root is not None else self.out / "device"
+        self.world: SimWorld = build_world(self.config.device, scenario, self.device_root,
                                            restart)
         self.dock_dir = self.out / "dock"
         device = self.config.device.device
-        if not (self.out / "device" / ENROLLMENT).exists():
+        if not (self.device_root / ENROLLMENT).exists():
             # The simulated device is enrolled with a simulated agency beside it, as a real
             # one would be at its dock before its first shift.
-            enroll(self.out / "device", self.dock_dir, device.id, device.unit)
+            enroll(self.device_root, self.dock_dir, device.id, device.unit)
         # The recorder is built by the composition root, as on real hardware; with a dock
         # (``simulator.harness.dock.SimulatedDock``) its docking hook syncs there.
+        # A real dock on the network (``find_dock``) is synced with in real time; the
+        # simulated dock holds virtual time while a session runs.
+        if dock is not None and find_dock is not None:
+            raise ValueError("a simulation docks into the simulated dock or a real one, not both")
         self._dock = dock
-        self.device = build_device(self.config, self.world.hardware, self.out / "device",
-                                   self._find_dock if dock is not None else None)
+        self.device = build_device(self.config, self.world.hardware, self.device_root,
+                                   self._find_dock if dock is not None else find_dock)
         self.audit = self.device.audit
         self.agent = self.device.agent
         self.agent.log_listeners.append(self._agent_logged)
-        if self.device.link is not None:
+        if dock is not None:
             link = self.device.link
             link.on_session.append(
                 lambda session: dock.session_started(session, lambda: link.session is session))
@@ -165,7 +173,7 @@ class Simulation:
         if self._dock is None or not self.world.battery.docked:
             return None
         device = self.config.device.device
-        return self._dock.reach(Arrival(device.id, device.unit, self.out / "device",
+        return self._dock.reach(Arrival(device.id, device.unit, self.device_root,
                                         self.dock_dir, self.docking, self.world.wall.true_utc))
 
     def _hold_for_sync(self) -> None:
@@ -223,6 +231,13 @@ class Simulation:
                 self._on_power_cut(self, event)
         w.save_state()  # faults, ballast and clock jumps outlive a power cut
 
+    def apply(self, event: ScenarioEvent) -> None:
+        """Do ``event`` now, whatever its ``at`` (a button or a docking from the officer at
+        the keyboard or the control socket of ``bodycam run``)."""
+        if event.action in ("power_cut", "switch_off"):
+            raise ValueError(f"{event.action} cannot be done to a running recorder: stop it")
+        self._apply(event)
+
     def _fault(self, event: ScenarioEvent) -> None:
         w = self.world
         match event.fault:
@@ -279,7 +294,7 @@ class Simulation:
                 self.result.powered_off = True
                 break
             self.agent.step()
-            if self.device.link is not None and self.device.link.busy:
+            if self._dock is not None and self.device.link.busy:
                 self._hold_for_sync()
         return not self.result.powered_off
 

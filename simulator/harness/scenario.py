@@ -392,3 +392,24 @@ def load(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
     return parse(data, str(p))
+
+
+# What a running recorder can be told from outside (``bodycam run``'s keyboard and control
+# socket): the officer's buttons, the dock, faults and recovery. Power cuts and docking
+# faults belong to scripted runs.
+LIVE_ACTIONS = ("press", "long_press", "hold", "fault", "recover", "dock", "undock")
+
+
+def live_event(raw: Any, where: str = "command") -> ScenarioEvent:
+    """One event for a running simulation, checked as a scenario's ``[[event]]`` table is
+    (without ``at``: it happens now). Raises ``ScenarioError`` naming what is wrong."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a table")
+    if "at" in raw:
+        raise ScenarioError(f"{where}: a live event has no 'at': it happens now")
+    action = raw.get("action")
+    if action not in LIVE_ACTIONS:
+        raise ScenarioError(f"{where}.action: {action!r} is not one of {', '.join(LIVE_ACTIONS)}")
+    if action == "dock" and "fault" in raw:
+        raise ScenarioError(f"{where}: docking faults are for scripted runs")
+    return _event({**raw, "at": 0}, where, random.Random(0))
