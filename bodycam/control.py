@@ -232,3 +232,24 @@ class Keyboard:
 
             termios.tcsetattr(self._stream.fileno(), termios.TCSADRAIN, self._saved)
             self._saved = None
+
+
+def send(path: Path, lines: list[str], timeout: float = REPLY_TIMEOUT_S) -> list[str]:
+    """Send ``lines`` to the control socket at ``path``; the answers, one per line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        with sock.makefile("r", encoding="utf-8") as reader:
+            answers = []
+            for line in lines:
+                sock.sendall(line.encode() + b"\n")
+                answers.append(reader.readline().strip())
+            return answers
+
+
+def reached(status: dict[str, Any], goal: str) -> bool:
+    """Whether ``status`` shows ``goal``: a state (ready, recording, docked, …) or
+    ``synced`` (a sync session has ended since docking and none runs)."""
+    if goal == "synced":
+        return bool(status.get("sync_sessions")) and not status.get("syncing")
+    return status.get("state") == goal

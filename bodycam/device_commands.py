@@ -8,11 +8,13 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print_json)
 from simulator.harness.runner import print_entry
+from bodycam import control
 from bodycam.control import Control, ControlSocket, Keyboard
 from bodycam.wiring import SimRecorder, first_selfcheck, open_recorder
 from firmware_py.config import ConfigError
@@ -61,6 +63,24 @@ def register(sub: Any) -> None:
                    "dock, undock, status, …; default: ROOT/control.sock); at a terminal the "
                    "keyboard does the same")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("control", help="press a simulated recorder's buttons, dock it, ask "
+                       "its status",
+                       description="Send commands to a simulated recorder started with "
+                       "`bodycam run` (its control socket), one answer printed per command, "
+                       "then optionally wait until it reaches a state. Exit 1 when a command "
+                       "was refused or the wait timed out.")
+    p.add_argument("target", type=Path, metavar="ROOT|SOCKET",
+                   help="the recorder's root (its control.sock) or the socket itself")
+    p.add_argument("commands", nargs="*", metavar="COMMAND",
+                   help="each one quoted: 'press record', 'long_press record', 'hold photo 2', "
+                   "dock, undock, 'fault gnss_lost 30', 'recover gnss', status")
+    p.add_argument("--wait", metavar="STATE", help="then wait for a state (ready, recording, "
+                   "docked, …) or for 'synced' (a sync session ended)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="how long to wait (default 60 s; also how long the socket may take "
+                   "to appear)")
+    p.set_defaults(func=cmd_control)
 
     p = sub.add_parser("log", help="print the device's audit log and check its chain",
                        description="Print the audit log (R18.2). Every entry carries the "
@@ -158,6 +178,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             hand.close()
         recorder.finish()
     return EXIT_OK
+
+
+# --- control -----------------------------------------------------------------------------
+
+def cmd_control(args: argparse.Namespace) -> int:
+    path = args.target / CONTROL_SOCKET if args.target.is_dir() else args.target
+    deadline = time.monotonic() + args.timeout
+    while not path.exists():  # a recorder just started opens its socket after booting
+        if time.monotonic() > deadline:
+            print(f"bodycam: {path}: no control socket (is `bodycam run` running there?)",
+                  file=sys.stderr)
+            return EXIT_PROBLEM
+        time.sleep(0.1)
+    answers = control.send(path, list(args.commands))
+    for answer in answers:
+        print(answer)
+    refused = any(a.startswith("error") for a in answers)
+    if args.wait:
+        while True:
+            status = json.loads(control.send(path, ["status"])[0])
+            if control.reached(status, args.wait):
+                print(json.dumps(status, ensure_ascii=False))
+                break
+            if time.monotonic() > deadline:
+                print(f"bodycam: {args.wait!r} not reached within {args.timeout:g} s: "
+                      f"{json.dumps(status)}", file=sys.stderr)
+                return EXIT_PROBLEM
+            time.sleep(0.2)
+    return EXIT_PROBLEM if refused else EXIT_OK
 
 
 # --- log ---------------------------------------------------------------------------------
