@@ -1,4 +1,6 @@
-"""Rewrite the README's generated tables (configuration reference, indicators) from code."""
+"""Rewrite the generated tables of the documents (configuration reference, indicators) from
+the code: every ``<!-- generated: NAME (scripts/update_readme.py) -->`` block in the README
+and in ``docs/*.md``. ``--check`` exits 1 when one is out of date."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 from firmware_py.config import reference_markdown
 from firmware_py.agent.signals import table_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[^(]+?) \(scripts/update_readme.py\) -->\n)(.*?)(<!-- end generated -->)", re.S)
 GENERATORS = {"config reference": reference_markdown, "indicator table": table_markdown}
 
@@ -19,12 +22,15 @@ def render(text: str) -> str:
 
 
 def main() -> int:
-    text = README.read_text()
-    new = render(text)
-    if "--check" in sys.argv:
-        return 0 if new == text else 1
-    README.write_text(new)
-    return 0
+    stale = []
+    for document in DOCUMENTS:
+        text = document.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(document)
+            if "--check" not in sys.argv:
+                document.write_text(new)
+    return 1 if stale and "--check" in sys.argv else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Each test runs a short shift on the simulated recorder, injects one fault while 
 would (which verifies every seal: a segment that was not closed and sealed cleanly fails
 the export) and measures the media with ffprobe: when the last good frame before the
 fault was captured, when the first one after it, whether sound went on. The bounds
-asserted are the figures of the README's table "When things go wrong".
+asserted are the figures of the table "When things go wrong" in docs/how-it-works.md.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def fields(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def figures(fault: str, **measured: float) -> None:
-    """Print what was measured (``pytest -s tests/test_faults.py`` shows the README's figures)."""
+    """Print what was measured (``pytest -s tests/test_faults.py`` shows the figures of docs/how-it-works.md)."""
     print(f"\n{fault}: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()))
 
 
