@@ -194,3 +194,44 @@ def test_control_commands_are_checked_like_scenario_events(line, answer):
         time.sleep(0.01)
     assert reply[0].startswith(answer)
     assert bool(done) == answer.startswith("ok")
+
+
+def test_the_keyboard_is_the_officers_buttons(tmp_path):
+    """At a terminal, single keys press the buttons and dock the recorder; q quits."""
+    import os
+    import pty
+
+    from dock.enrollment import enroll_device
+
+    root = tmp_path / "recorder"
+    enroll_device(root, tmp_path / "dock", "BC-0009", UNIT)
+    config = tmp_path / "device.toml"
+    config.write_text('[device]\nid = "BC-0009"\n[video]\nwidth = 320\nheight = 180\nfps = 10\n')
+    master, slave = pty.openpty()
+    run = subprocess.Popen([sys.executable, "-m", "bodycam", "run", "--config", str(config),
+                            "--root", str(root), "--seconds", "60"],
+                           stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    os.close(slave)
+    try:
+        hands = ControlClient(root / "control.sock")
+        hands.wait_for(lambda s: s["state"] == "ready", 30, "the boot self-check")
+        os.write(master, b"r")
+        hands.wait_for(lambda s: s["state"] == "recording", 10, "recording from the r key")
+        os.write(master, b"R")
+        hands.wait_for(lambda s: s["state"] == "ready", 15, "the R key ending the activity")
+        os.write(master, b"d")
+        hands.wait_for(lambda s: s["state"] == "docked", 10, "docking from the d key")
+        hands.close()
+        os.write(master, b"q")
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+        os.close(master)
+    assert run.returncode == 0, err[-2000:]
+    assert "keys: r/R record" in out
+    assert "[r] ok press record" in out and "[d] ok dock" in out
+    assert "recording_started" in out and "activity_ended" in out
+    assert "shutdown" in out  # q stopped it in order
