@@ -51,6 +51,16 @@ def register(sub: Any) -> None:
     d = dock_sub.add_parser("overdue", help="evidence not stored in time, devices not docked (R13.4)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
+    _config_after_action(dock_sub)
+
+
+def _config_after_action(dock_sub: Any) -> None:
+    """``--config`` goes before the action or after it: ``bodycam dock --config F serve`` and
+    ``bodycam dock serve --config F`` alike. (After the action it must not reset a value
+    given before it, hence no default there.)"""
+    for action in dock_sub.choices.values():
+        action.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                            help="dock configuration (default: config/dock.toml)")
 
 
 def _dock_setup(args: argparse.Namespace):

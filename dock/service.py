@@ -28,6 +28,7 @@ from dock.archive import Archive, ArchiveError
 from dock.enrollment import dock_key
 from sync import protocol as p
 from sync.mqtt import client as mqtt_client
+from sync.mqtt import close as mqtt_close
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,7 @@ class DockService:
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        mqtt_close(self.client)
         if self._worker.is_alive():
             self._inbox.put(None)
             self._worker.join()
