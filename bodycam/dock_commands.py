@@ -16,7 +16,7 @@ from bodycam.options import EXIT_OK, EXIT_PROBLEM
 from dock import config as dock_config
 from dock import ledger
 from dock.archive import Archive
-from dock.broker import EmbeddedBroker, MosquittoBroker
+from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
 from dock.service import DeviceProgress, DockService
 
@@ -172,26 +172,43 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     archive.close()
     broker: EmbeddedBroker | MosquittoBroker | None = None
     tls = None
+    where = ""
     if config.broker.mode == "embedded":
         broker = EmbeddedBroker(config.broker.host, config.broker.port)
         broker.start()
-        host, port = config.broker.host, broker.port
+        host, port = connect_host(config.broker.host), broker.port
+        where = (f"devices connect to {_addresses([config.broker.host], port)} over plain MQTT "
+                 f"(embedded broker: no TLS, no ACL — demo only)")
     else:
         cert = dock_client(dock_dir)
         if config.broker.mode == "mosquitto":
-            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker", port=config.broker.port)
+            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker",
+                                     host=config.broker.host, port=config.broker.port,
+                                     names=config.broker.names)
             broker.start()
-            host, port, ca = broker.host, broker.port, broker.ca_file
+            host, port, ca = broker.connect_host, broker.port, broker.ca_file
+            dns, ips = broker.names
+            reach = [n for n in [*config.broker.names, config.broker.host]
+                     if n not in WILDCARDS] or [*dns, *ips]
+            where = (f"devices connect to {_addresses(reach, port)} with mutual TLS: the "
+                     f"broker's certificate is from the dock's CA {ca} and names "
+                     f"{', '.join([*dns, *ips])}")
+            if config.broker.host in WILDCARDS:
+                print(f"bodycam: warning: the broker listens on {config.broker.host or '0.0.0.0'} "
+                      f"(every interface); devices must reach it by one of the certificate's "
+                      f"names ({', '.join([*dns, *ips])}) — add the dock's names to broker.names "
+                      f"in {args.config or 'config/dock.toml'}", file=sys.stderr, flush=True)
         else:
             host, port, ca = config.broker.host, config.broker.port, dock_ca(dock_dir).cert_path
+            where = (f"devices connect to the external broker at {_addresses([host], port)} "
+                     f"with mutual TLS (the dock's CA {ca})")
         tls = (ca, cert.cert, cert.key)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
                           dock_id=config.dock.id, on_progress=progress_printer())
     service.start()
-    print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
-          f"archive {config.dock.archive}", flush=True)
+    print(f"dock {config.dock.id}: {where}; archive {config.dock.archive}", flush=True)
     try:
         stop.wait(args.seconds)
     except KeyboardInterrupt:
@@ -201,3 +218,7 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
     return EXIT_OK
+
+
+def _addresses(hosts: list[str], port: int) -> str:
+    return " or ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
