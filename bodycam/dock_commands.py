@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from bodycam.options import EXIT_OK, EXIT_PROBLEM
 from dock import config as dock_config
-from dock import ledger
+from dock import ledger, registry
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
@@ -51,7 +51,35 @@ def register(sub: Any) -> None:
     d = dock_sub.add_parser("overdue", help="evidence not stored in time, devices not docked (R13.4)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
+    _register_withdraw(dock_sub)
     _config_after_action(dock_sub)
+
+
+def _register_withdraw(dock_sub: Any) -> None:
+    d = dock_sub.add_parser(
+        "withdraw", help="take a device off the enrolled devices (lost, stolen, re-keyed)",
+        description="Withdraw an enrolled device: its record moves to "
+        "devices/withdrawn/DEVICE-<UTC>.json (its public key stays, so the evidence it sealed "
+        "still verifies), the dock ignores whatever it sends from then on, and the broker "
+        "started by `bodycam dock serve` gives it no rights. Enrol it again afterwards with "
+        "`bodycam dock enroll` (a new key).")
+    d.add_argument("device", metavar="DEVICE")
+    d.set_defaults(func=cmd_dock_withdraw)
+
+
+def cmd_dock_withdraw(args: argparse.Namespace) -> int:
+    config = dock_config.load(args.config)
+    dock_dir = Path(config.dock.dir)
+    try:
+        moved = registry.withdraw(dock_dir, args.device)
+    except registry.RegistryError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"{args.device} withdrawn at {dock_dir}: its record is now {moved} (its key still "
+          f"verifies what it sealed); the dock ignores it from now on, and a broker started "
+          f"by `bodycam dock serve` from now on refuses it. Enrol it again with "
+          f"`bodycam dock enroll`.")
+    return EXIT_OK
 
 
 def _config_after_action(dock_sub: Any) -> None:
@@ -84,7 +112,13 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_dock_assign(args: argparse.Namespace) -> int:
-    _, _, archive = _dock_setup(args)
+    _, dock_dir, archive = _dock_setup(args)
+    if not registry.is_enrolled(dock_dir, args.device):
+        archive.close()
+        print(f"bodycam: device {args.device} is not enrolled at {dock_dir}: enrol it first "
+              f"with `bodycam dock enroll --device-root DIR --device-id {args.device} "
+              f"--unit UNIT`", file=sys.stderr)
+        return EXIT_PROBLEM
     try:
         ledger.assign(archive, args.device, args.officer)
     except ledger.LedgerError as exc:
@@ -184,7 +218,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         if config.broker.mode == "mosquitto":
             broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker",
                                      host=config.broker.host, port=config.broker.port,
-                                     names=config.broker.names)
+                                     names=config.broker.names,
+                                     deny=sorted(registry.withdrawn_devices(dock_dir)))
             broker.start()
             host, port, ca = broker.connect_host, broker.port, broker.ca_file
             dns, ips = broker.names
@@ -208,7 +243,10 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
                           dock_id=config.dock.id, on_progress=progress_printer())
     service.start()
-    print(f"dock {config.dock.id}: {where}; archive {config.dock.archive}", flush=True)
+    through = (f"listening through {config.broker.mode} broker at "
+               f"{_addresses([config.broker.host], port)}" if broker is not None
+               else "through an external broker")
+    print(f"dock {config.dock.id} {through}: {where}; archive {config.dock.archive}", flush=True)
     try:
         stop.wait(args.seconds)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
@@ -69,6 +70,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
+
+_ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as dock.pki's client CNs
 
 #: A server certificate this close to its end is issued anew when the broker starts.
 RENEW_BEFORE = dt.timedelta(days=30)
@@ -184,13 +187,18 @@ class MosquittoBroker:
 
     def __init__(self, ca: CA, workdir: Path | str | None = None, *, port: int = 0,
                  host: str = "127.0.0.1", names: Sequence[str] = (),
-                 template: Path = TEMPLATE, acl: Path = ACL,
+                 deny: Sequence[str] = (), template: Path = TEMPLATE, acl: Path = ACL,
                  binary: str | None = None, persistence: bool = False,
                  start_timeout: float = 10.0) -> None:
         self.ca = ca
         self.host = host  # the listen address (``0.0.0.0``: every interface)
         #: What the server certificate names (DNS names, IP addresses): see server_names.
         self.names = server_names(host, names)
+        #: Client names (device ids) the ACL gives no rights at all: withdrawn devices.
+        self.deny = tuple(deny)
+        for name in self.deny:
+            if not _ACL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot be written into an ACL")
         self.port = port
         self.template = template
         self.acl_source = acl
@@ -265,7 +273,15 @@ class MosquittoBroker:
             self._server = self._server_certificate(tls)
             self._probe = issue_client(self.ca, tls, PROBE_COMMON_NAME)
         # A copy, so the running broker does not change under an edit of the shipped file.
-        shutil.copyfile(self.acl_source, self.workdir / "acl")
+        acl = self.acl_source.read_text()
+        if self.deny:
+            # Mosquitto checks a user's denials before any pattern grants: these clients
+            # may connect (their certificates stay valid: no CRL reload without a restart)
+            # but neither publish nor subscribe anything.
+            acl += ("\n# Withdrawn devices (bodycam dock withdraw): no rights at all.\n"
+                    + "".join(f"user {name}\ntopic deny #\ntopic deny $SYS/#\n"
+                              for name in self.deny))
+        (self.workdir / "acl").write_text(acl)
         persistence_dir = self.workdir / "persistence" if self.persistence else None
         if persistence_dir is not None:
             persistence_dir.mkdir(exist_ok=True)

@@ -153,6 +153,7 @@ def test_dock_config_goes_before_or_after_the_action(tmp_path, capsys):
                  ["dock", "enroll", "--config", str(conf), "--device-root", "r",
                   "--device-id", "BC-1", "--unit", "U"]):
         assert parser.parse_args(argv).config == conf, argv
+    assert parser.parse_args(["dock", "withdraw", "BC-1", "--config", str(conf)]).config == conf
     assert parser.parse_args(["dock", "serve"]).config is None
     assert main(["dock", "ledger", "--config", str(conf), "--csv"]) == 0
     assert (tmp_path / "d").is_dir() and (tmp_path / "a").is_dir()
