@@ -83,6 +83,7 @@ from sync import protocol as p
 from sync.credentials import device_sync_files
 from sync.device_sync import DeviceSync
 from sync.mqtt import client as mqtt_client
+from sync.mqtt import close as mqtt_close
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -246,8 +247,7 @@ class Bench:
             return Measured(total, seconds, cpu, broker,
                             {"window": window, "message_bytes": RAW_MESSAGE})
         finally:
-            sub.disconnect()
-            sub.loop_stop()
+            mqtt_close(sub)
             publisher.join(10)
 
     # --- sync --------------------------------------------------------------------------------
@@ -379,8 +379,7 @@ def _raw_publisher(link: Any, host: str, port: int, tls: tuple[Path, Path, Path]
         link.recv()  # "stop": the subscriber has everything
         link.send(cpu_seconds() - cpu0)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        mqtt_close(pub)
 
 
 def _device_session(link: Any, root: Path, device: str, host: str, port: int,

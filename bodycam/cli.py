@@ -1,19 +1,23 @@
 """The ``bodycam`` command line: one program, a subcommand per job.
 
-Exit codes: 0 success; 1 the job ran and found a problem (a failed self-check, a part that
-could not be opened); 2 the command could not start (bad configuration, bad scenario, bad
-arguments) — with one line on stderr naming what is wrong.
+Exit codes: 0 success; 1 the job ran and found a problem (a failed self-check, evidence
+that does not verify, a broken audit log, something overdue); 2 the command could not start
+(bad configuration, bad scenario, bad arguments) — with one line on stderr naming what is
+wrong; 3 a hardware part could not be opened (``pi`` backends), with one line naming it.
+A reader that stops early (``bodycam log | head``) ends the command quietly, with no
+traceback, and exit code 1 (as Python's own exit on a broken pipe).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
 from bodycam import device_commands, dock_commands, evidence_commands, sim_commands
-from bodycam.options import EXIT_PROBLEM, EXIT_USAGE
+from bodycam.options import EXIT_HARDWARE, EXIT_PROBLEM, EXIT_USAGE
 from device.hardware import HardwareError
 from firmware_py.config import ConfigError
 from firmware_py.evidence.keys import KeyFileError
@@ -41,6 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        code = _run(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader stopped early (``bodycam log | head``): the standard way out (Python's
+        # docs, "Note on SIGPIPE"): point stdout at devnull, so the interpreter's final
+        # flush finds nothing to write, and leave quietly with the usual code for it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PROBLEM  # what Python itself exits with on EPIPE
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return args.func(args)
     except ConfigError as exc:
         print(f"bodycam: configuration error: {exc}", file=sys.stderr)
@@ -50,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except HardwareError as exc:
         print(f"bodycam: hardware error: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
+        return EXIT_HARDWARE
     except KeyFileError as exc:
         print(f"bodycam: key error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
                    help="override the configured hardware backends")
     p.add_argument("--scenario", default="patrol", metavar="SCENARIO",
                    help="with sim hardware: scenario whose conditions (battery, storage, "
-                   "clock, GNSS) the device starts in (default: patrol)")
+                   "clock, GNSS) the device starts in: a file or a shipped name "
+                   f"({', '.join(scenarios.shipped())}; default: patrol)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="with sim hardware: where the simulated device keeps its files "
                    "(default: a temporary directory)")

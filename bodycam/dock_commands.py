@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 from bodycam.options import EXIT_OK, EXIT_PROBLEM
 from dock import config as dock_config
-from dock import ledger
+from dock import ledger, registry
 from dock.archive import Archive
-from dock.broker import EmbeddedBroker, MosquittoBroker
+from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
 from dock.service import DeviceProgress, DockService
 
@@ -51,6 +51,44 @@ def register(sub: Any) -> None:
     d = dock_sub.add_parser("overdue", help="evidence not stored in time, devices not docked (R13.4)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
+    _register_withdraw(dock_sub)
+    _config_after_action(dock_sub)
+
+
+def _register_withdraw(dock_sub: Any) -> None:
+    d = dock_sub.add_parser(
+        "withdraw", help="take a device off the enrolled devices (lost, stolen, re-keyed)",
+        description="Withdraw an enrolled device: its record moves to "
+        "devices/withdrawn/DEVICE-<UTC>.json (its public key stays, so the evidence it sealed "
+        "still verifies), the dock ignores whatever it sends from then on, and the broker "
+        "started by `bodycam dock serve` gives it no rights. Enrol it again afterwards with "
+        "`bodycam dock enroll` (a new key).")
+    d.add_argument("device", metavar="DEVICE")
+    d.set_defaults(func=cmd_dock_withdraw)
+
+
+def cmd_dock_withdraw(args: argparse.Namespace) -> int:
+    config = dock_config.load(args.config)
+    dock_dir = Path(config.dock.dir)
+    try:
+        moved = registry.withdraw(dock_dir, args.device)
+    except registry.RegistryError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"{args.device} withdrawn at {dock_dir}: its record is now {moved} (its key still "
+          f"verifies what it sealed); the dock ignores it from now on, and a broker started "
+          f"by `bodycam dock serve` from now on refuses it. Enrol it again with "
+          f"`bodycam dock enroll`.")
+    return EXIT_OK
+
+
+def _config_after_action(dock_sub: Any) -> None:
+    """``--config`` goes before the action or after it: ``bodycam dock --config F serve`` and
+    ``bodycam dock serve --config F`` alike. (After the action it must not reset a value
+    given before it, hence no default there.)"""
+    for action in dock_sub.choices.values():
+        action.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                            help="dock configuration (default: config/dock.toml)")
 
 
 def _dock_setup(args: argparse.Namespace):
@@ -74,7 +112,13 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_dock_assign(args: argparse.Namespace) -> int:
-    _, _, archive = _dock_setup(args)
+    _, dock_dir, archive = _dock_setup(args)
+    if not registry.is_enrolled(dock_dir, args.device):
+        archive.close()
+        print(f"bodycam: device {args.device} is not enrolled at {dock_dir}: enrol it first "
+              f"with `bodycam dock enroll --device-root DIR --device-id {args.device} "
+              f"--unit UNIT`", file=sys.stderr)
+        return EXIT_PROBLEM
     try:
         ledger.assign(archive, args.device, args.officer)
     except ledger.LedgerError as exc:
@@ -162,26 +206,47 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     archive.close()
     broker: EmbeddedBroker | MosquittoBroker | None = None
     tls = None
+    where = ""
     if config.broker.mode == "embedded":
         broker = EmbeddedBroker(config.broker.host, config.broker.port)
         broker.start()
-        host, port = config.broker.host, broker.port
+        host, port = connect_host(config.broker.host), broker.port
+        where = (f"devices connect to {_addresses([config.broker.host], port)} over plain MQTT "
+                 f"(embedded broker: no TLS, no ACL — demo only)")
     else:
         cert = dock_client(dock_dir)
         if config.broker.mode == "mosquitto":
-            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker", port=config.broker.port)
+            broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker",
+                                     host=config.broker.host, port=config.broker.port,
+                                     names=config.broker.names,
+                                     deny=sorted(registry.withdrawn_devices(dock_dir)))
             broker.start()
-            host, port, ca = broker.host, broker.port, broker.ca_file
+            host, port, ca = broker.connect_host, broker.port, broker.ca_file
+            dns, ips = broker.names
+            reach = [n for n in [*config.broker.names, config.broker.host]
+                     if n not in WILDCARDS] or [*dns, *ips]
+            where = (f"devices connect to {_addresses(reach, port)} with mutual TLS: the "
+                     f"broker's certificate is from the dock's CA {ca} and names "
+                     f"{', '.join([*dns, *ips])}")
+            if config.broker.host in WILDCARDS:
+                print(f"bodycam: warning: the broker listens on {config.broker.host or '0.0.0.0'} "
+                      f"(every interface); devices must reach it by one of the certificate's "
+                      f"names ({', '.join([*dns, *ips])}) — add the dock's names to broker.names "
+                      f"in {args.config or 'config/dock.toml'}", file=sys.stderr, flush=True)
         else:
             host, port, ca = config.broker.host, config.broker.port, dock_ca(dock_dir).cert_path
+            where = (f"devices connect to the external broker at {_addresses([host], port)} "
+                     f"with mutual TLS (the dock's CA {ca})")
         tls = (ca, cert.cert, cert.key)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
                           dock_id=config.dock.id, on_progress=progress_printer())
     service.start()
-    print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
-          f"archive {config.dock.archive}", flush=True)
+    through = (f"listening through {config.broker.mode} broker at "
+               f"{_addresses([config.broker.host], port)}" if broker is not None
+               else "through an external broker")
+    print(f"dock {config.dock.id} {through}: {where}; archive {config.dock.archive}", flush=True)
     try:
         stop.wait(args.seconds)
     except KeyboardInterrupt:
@@ -191,3 +256,7 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
     return EXIT_OK
+
+
+def _addresses(hosts: list[str], port: int) -> str:
+    return " or ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)

@@ -9,7 +9,7 @@ from typing import Any
 
 from firmware_py.config import Config, load as load_config
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_HARDWARE = 0, 1, 2, 3
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

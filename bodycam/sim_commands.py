@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
                        "one) on the simulated recorder in virtual time; print the timeline "
                        "and write everything under --out.")
     p.add_argument("scenario", metavar="SCENARIO", help="scenario file or shipped name "
-                   "(patrol, cold-start, faults)")
+                   f"({', '.join(scenarios.shipped())})")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="directory for the device's files, audit log and the run's report")
     add_config_args(p)

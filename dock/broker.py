@@ -17,10 +17,13 @@ Clients reach either through :func:`sync.mqtt.client`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
+import ipaddress
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
@@ -28,10 +31,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from dock.pki import CA, CertFiles, issue_client, issue_server
 
@@ -62,6 +69,59 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+_ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as dock.pki's client CNs
+
+#: A server certificate this close to its end is issued anew when the broker starts.
+RENEW_BEFORE = dt.timedelta(days=30)
+
+#: Addresses that mean "every interface": a listener there is reached by some other name.
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def connect_host(host: str) -> str:
+    """The address a client on this machine uses to reach a listener bound to ``host``."""
+    if host in WILDCARDS:
+        return "::1" if host == "::" else "127.0.0.1"
+    return host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def server_names(host: str, names: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses the broker's certificate must carry: ``localhost`` and
+    ``127.0.0.1`` always, the configured ``names`` (told apart by whether they parse as an
+    IP address), and the listen address when it is a concrete IP (not a wildcard)."""
+    dns: list[str] = ["localhost"]
+    ips: list[str] = ["127.0.0.1"]
+    for name in [*names, host]:
+        if name in WILDCARDS:
+            continue
+        if _is_ip(name):
+            text = str(ipaddress.ip_address(name))
+            if text not in ips:
+                ips.append(text)
+        elif name.lower() not in dns:
+            dns.append(name.lower())
+    return dns, ips
+
+
+def certificate_names(path: Path) -> tuple[list[str], list[str]] | None:
+    """The DNS names and IP addresses a certificate file carries; None when it is unreadable."""
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return None
+    return ([n.lower() for n in san.get_values_for_type(x509.DNSName)],
+            [str(a) for a in san.get_values_for_type(x509.IPAddress)])
 
 
 def mosquitto_binary() -> str:
@@ -126,11 +186,19 @@ class MosquittoBroker:
     """
 
     def __init__(self, ca: CA, workdir: Path | str | None = None, *, port: int = 0,
-                 host: str = "127.0.0.1", template: Path = TEMPLATE, acl: Path = ACL,
+                 host: str = "127.0.0.1", names: Sequence[str] = (),
+                 deny: Sequence[str] = (), template: Path = TEMPLATE, acl: Path = ACL,
                  binary: str | None = None, persistence: bool = False,
                  start_timeout: float = 10.0) -> None:
         self.ca = ca
-        self.host = host
+        self.host = host  # the listen address (``0.0.0.0``: every interface)
+        #: What the server certificate names (DNS names, IP addresses): see server_names.
+        self.names = server_names(host, names)
+        #: Client names (device ids) the ACL gives no rights at all: withdrawn devices.
+        self.deny = tuple(deny)
+        for name in self.deny:
+            if not _ACL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot be written into an ACL")
         self.port = port
         self.template = template
         self.acl_source = acl
@@ -171,13 +239,49 @@ class MosquittoBroker:
         except FileNotFoundError:
             return ""
 
+    @property
+    def connect_host(self) -> str:
+        """Where a client on this machine reaches the broker (loopback for a wildcard)."""
+        return connect_host(self.host)
+
+    @property
+    def server_cert(self) -> Path:
+        return self.workdir / "tls" / "server.crt"
+
+    def _server_certificate(self, tls: Path) -> CertFiles:
+        """The broker's certificate: the one in ``tls/`` while it names everything wanted
+        and comes from this CA, else a new one."""
+        files = CertFiles(tls / "server.crt", tls / "server.key")
+        have = certificate_names(files.cert)
+        if have is not None and files.key.exists():
+            dns, ips = self.names
+            cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+            fresh = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > RENEW_BEFORE
+            if set(dns) <= set(have[0]) and set(ips) <= set(have[1]) and fresh:
+                try:
+                    cert.verify_directly_issued_by(self.ca.certificate)
+                    return files
+                except (ValueError, TypeError, InvalidSignature):  # another CA's
+                    pass
+            log.info("server certificate %s lacks a name or is not this CA's: issuing anew",
+                     files.cert)
+        return issue_server(self.ca, tls, hostnames=self.names[0], ips=self.names[1])
+
     def _prepare(self) -> None:
         tls = self.workdir / "tls"
         if self._server is None:
-            self._server = issue_server(self.ca, tls, hostnames=["localhost"], ips=[self.host])
+            self._server = self._server_certificate(tls)
             self._probe = issue_client(self.ca, tls, PROBE_COMMON_NAME)
         # A copy, so the running broker does not change under an edit of the shipped file.
-        shutil.copyfile(self.acl_source, self.workdir / "acl")
+        acl = self.acl_source.read_text()
+        if self.deny:
+            # Mosquitto checks a user's denials before any pattern grants: these clients
+            # may connect (their certificates stay valid: no CRL reload without a restart)
+            # but neither publish nor subscribe anything.
+            acl += ("\n# Withdrawn devices (bodycam dock withdraw): no rights at all.\n"
+                    + "".join(f"user {name}\ntopic deny #\ntopic deny $SYS/#\n"
+                              for name in self.deny))
+        (self.workdir / "acl").write_text(acl)
         persistence_dir = self.workdir / "persistence" if self.persistence else None
         if persistence_dir is not None:
             persistence_dir.mkdir(exist_ok=True)
@@ -254,8 +358,8 @@ class MosquittoBroker:
         # (A template restricted to tlsv1.3 would therefore fail this probe loudly.)
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as raw, \
-                    ctx.wrap_socket(raw, server_hostname=self.host) as tls:
+            with socket.create_connection((self.connect_host, self.port), timeout=1.0) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=self.connect_host) as tls:
                 # A clean close_notify keeps an OpenSSL "unexpected eof" out of the log;
                 # whether the broker answers it in kind does not matter.
                 try:

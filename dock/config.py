@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware_py.config import CONFIG_DIR, build, read_toml, setting
+from firmware_py.config import reference_markdown as _reference
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,16 @@ class DockSection:
 class BrokerSection:
     mode: str = setting("embedded", "Which broker devices reach the dock by.",
                         choices=("embedded", "mosquitto", "external"))
-    host: str = setting("127.0.0.1", "Broker address.")
+    host: str = setting("127.0.0.1", "Address the broker listens on (embedded, mosquitto; "
+                        "`0.0.0.0`: every interface) or, for external, the broker to reach.",
+                        pattern=r"^[A-Za-z0-9._:-]+$")
     port: int = setting(0, "Broker port; 0 picks a free one (embedded, mosquitto).",
                         min=0, max=65535)
+    names: tuple[str, ...] = setting((), "Host names and IP addresses devices reach the dock "
+                                     "by (mosquitto): the broker's certificate names them all, "
+                                     "with `localhost`, `127.0.0.1` and a concrete `host`; a "
+                                     "certificate that lacks one is issued again at start.",
+                                     pattern=r"^[A-Za-z0-9._:-]{1,253}$")
 
 
 @dataclass(frozen=True)
@@ -43,3 +51,8 @@ class DockConfig:
 def load(path: Path | None = None) -> DockConfig:
     path = path or CONFIG_DIR / "dock.toml"
     return build(DockConfig, read_toml(path), str(path))
+
+
+def reference_markdown() -> str:
+    """The README's reference table of ``config/dock.toml`` (scripts/update_readme.py)."""
+    return _reference((("dock.toml", DockConfig),))

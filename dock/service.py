@@ -26,8 +26,10 @@ from typing import Any, Callable
 
 from dock.archive import Archive, ArchiveError
 from dock.enrollment import dock_key
+from dock.registry import is_withdrawn
 from sync import protocol as p
 from sync.mqtt import client as mqtt_client
+from sync.mqtt import close as mqtt_close
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class DockService:
         self._on_progress = on_progress
         self.invalid: list[tuple[str, str]] = []
         self._connected = threading.Event()
+        self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
         self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         # Chunks written but not yet durable: (device, ingest, file_id, offset, size).
@@ -111,8 +114,7 @@ class DockService:
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        mqtt_close(self.client)
         if self._worker.is_alive():
             self._inbox.put(None)
             self._worker.join()
@@ -140,6 +142,14 @@ class DockService:
                 archived={fid: p.Receipt(s.receipt, s.signature) for fid, s in done.items()})
         return self._ingests[device]
 
+    def refuses(self, device: str, fresh: bool = False) -> bool:
+        """True for a device withdrawn at this dock (``bodycam dock withdraw``): whatever it
+        sends is ignored. Read from the register at a device's first message and at each
+        hello (a session's start), so a withdrawal counts from the next session on."""
+        if fresh or device not in self._withdrawn:
+            self._withdrawn[device] = is_withdrawn(self.dock_dir, device)
+        return self._withdrawn[device]
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         arrived = self._now()
         if message.topic.endswith("/time/req"):
@@ -158,6 +168,9 @@ class DockService:
             return
         if parsed.direction != p.UP or not isinstance(request, p.TimeRequest):
             self.invalid.append((topic, "not a time request to the dock"))
+            return
+        if self.refuses(parsed.device):
+            self.invalid.append((topic, f"device {parsed.device} is withdrawn"))
             return
         response = p.TimeResponse(request.t1, arrived, self._now())
         self.client.publish(response.topic(parsed.device), response.encode(), qos=p.QOS)
@@ -193,6 +206,12 @@ class DockService:
         except p.ProtocolError as exc:
             self.invalid.append((topic_text, str(exc)))
             log.warning("ignored %s: %s", topic_text, exc)
+            return
+        if self.refuses(topic.device, fresh=topic.kind is p.Kind.HELLO):
+            self.invalid.append((topic_text, f"device {topic.device} is withdrawn"))
+            if topic.kind is p.Kind.HELLO:  # once a session, not once a chunk
+                log.warning("ignored %s: device %s is withdrawn at this dock", topic_text,
+                            topic.device)
             return
         if topic.kind is p.Kind.HELLO:
             # A new session starts from what is on disk, not from what a session cut short

@@ -336,12 +336,13 @@ def _check_value(source: str, key: str, value: Any, kind: type, meta: Mapping[st
 
 def _check_list(source: str, key: str, value: Any, kind: type,
                 meta: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A list of thresholds (a single value counts as a list of one), highest first."""
+    """A list of thresholds (a single value counts as a list of one), highest first; a list
+    of strings (names) keeps its order."""
     items = value if isinstance(value, list) else [value]
     checked = [_check_value(source, f"{key}[{i}]", item, kind, meta) for i, item in enumerate(items)]
     if len(set(checked)) != len(checked):
         raise ConfigError(source, key, f"{value!r} names a value twice")
-    return tuple(sorted(checked, reverse=True))
+    return tuple(checked) if kind is str else tuple(sorted(checked, reverse=True))
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -494,7 +495,9 @@ def _reference_rows(cls: type, prefix: str) -> list[str]:
         else:
             allowed = ""
         default = f.default if f.default is not MISSING else None
-        if isinstance(default, tuple) and default and not is_dataclass(default[0]):
+        items = get_args(hints[f.name])
+        of_tables = bool(items) and is_dataclass(items[0])  # phrases, reasons: the file has them
+        if isinstance(default, tuple) and not of_tables:
             default_text = f"`{list(default)}`"
         elif f.default_factory is not MISSING or isinstance(default, tuple):
             default_text = "see file"
@@ -513,10 +516,12 @@ def _reference_rows(cls: type, prefix: str) -> list[str]:
     return rows
 
 
-def reference_markdown() -> str:
-    """The configuration reference table for the README, from the dataclasses themselves."""
+def reference_markdown(files: tuple[tuple[str, type], ...] | None = None) -> str:
+    """The configuration reference table for the README, from the dataclasses themselves:
+    ``device.toml`` and ``policy.toml``, or the (file name, root dataclass) pairs given
+    (``scripts/update_readme.py`` adds the dock's, which lives above this package)."""
     lines: list[str] = []
-    for file_name, root in (("device.toml", DeviceConfig), ("policy.toml", PolicyConfig)):
+    for file_name, root in files or (("device.toml", DeviceConfig), ("policy.toml", PolicyConfig)):
         lines += [f"**`config/{file_name}`**", "", "| key | default | allowed | meaning |",
                   "|---|---|---|---|"]
         for section in fields(root):

@@ -8,13 +8,15 @@ import re
 import sys
 from pathlib import Path
 
+from dock.config import reference_markdown as dock_reference_markdown
 from firmware_py.config import reference_markdown
 from firmware_py.agent.signals import table_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[^(]+?) \(scripts/update_readme.py\) -->\n)(.*?)(<!-- end generated -->)", re.S)
-GENERATORS = {"config reference": reference_markdown, "indicator table": table_markdown}
+GENERATORS = {"config reference": lambda: reference_markdown() + "\n" + dock_reference_markdown(),
+              "indicator table": table_markdown}
 
 
 def render(text: str) -> str:

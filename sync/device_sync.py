@@ -30,6 +30,7 @@ from firmware_py.evidence.store import READ_ONLY, write_atomic
 from sync import protocol as p
 from sync.credentials import dock_public
 from sync.mqtt import client as mqtt_client
+from sync.mqtt import close as mqtt_close
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +258,7 @@ class DeviceSync:
                     self._last_heard = time.monotonic()
                     self._carry_out(self.uploader.start())
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
+            mqtt_close(self.client)
         return self.result
 
     def undock(self) -> None:

@@ -58,3 +58,16 @@ def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):  # not a TCP socket (a test double, a Unix socket)
         pass
+
+
+def close(c: mqtt.Client) -> None:
+    """Stop a client started with ``loop_start()`` and end its connection cleanly.
+
+    The network thread is stopped first (it finishes what is queued and in flight), then
+    the DISCONNECT is written on this thread. The other order — ``disconnect()``, then
+    ``loop_stop()`` — lets paho's thread close the socket after the DISCONNECT and go round
+    its loop once more before it sees that it should stop, and it then logs "Client is not
+    connected" as an ERROR at the end of a run that went well.
+    """
+    c.loop_stop()
+    c.disconnect()  # no network thread now: paho writes the DISCONNECT here and closes

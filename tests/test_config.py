@@ -153,3 +153,12 @@ def test_warning_thresholds_are_a_list_or_one_number(tmp_path):
         with pytest.raises(cfg.ConfigError, match=expected):
             cfg.load(policy_path=write(tmp_path, text.replace(shipped, f"storage_low_minutes = {wrong}"),
                                        "policy.toml"))
+
+
+def test_the_configuration_reference_includes_dock_toml():
+    from dock import config as dock_config
+
+    reference = (cfg.CONFIG_DIR.parent / "docs" / "configuration.md").read_text()
+    table = dock_config.reference_markdown().rstrip()
+    assert "**`config/dock.toml`**" in table and "| `broker.names` |" in table
+    assert table in reference

@@ -86,3 +86,20 @@ def test_every_injected_fault_is_in_the_audit_log(shift):
         if fault in LOGGED_AS:
             assert LOGGED_AS[fault] in logged, fault
     assert {"power_cut", "segment_recovered", "shutdown", "clock_corrected"} <= logged
+
+
+def test_the_smallest_soak_still_has_both_docking_faults_and_a_power_cut(tmp_path):
+    """Two visits of one recording: each docking carries little, yet its fault is armed
+    below that (undock mid-transfer, dock crash before a receipt) and the shift has its
+    power cut — what the README promises for every size."""
+    _, plan = soak.scenario(7, visits=2, recordings_per_visit=1, dock_after=(0, 1))
+    assert plan.power_cuts >= 1
+    out = tmp_path / "small"
+    code = main(["soak", "--seed", "7", "--visits", "2", "--recordings", "1", "--out", str(out),
+                 "--json"])
+    report = json.loads((out / "soak.json").read_text())
+    assert code == 0, {k: v for k, v in report.items() if k != "gaps"}
+    faults = [(s.get("fault"), s.get("happened")) for s in report["dock_sessions"]
+              if s.get("fault")]
+    assert faults == [("undock_mid_transfer", True), ("dock_crash", True)], report["dock_sessions"]
+    assert report["power_cuts"] == report["plan"]["power_cuts"] >= 1

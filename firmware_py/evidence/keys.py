@@ -30,6 +30,7 @@ from firmware_py.evidence.evidence_file import key_id
 from firmware_py.paths import AGENCY_KEY, AGENCY_PUB, DEVICE_KEY, DEVICE_PUB, ENROLLMENT
 
 REGISTRY = Path("devices")
+WITHDRAWN = Path("withdrawn")  # under REGISTRY: records of withdrawn devices (dock.registry)
 
 
 class KeyFileError(ValueError):
@@ -122,17 +123,19 @@ class EnrolledDevice:
     unit: str
     public_key: Ed25519PublicKey
     key_id: str
+    withdrawn_at: str | None = None  # a withdrawn device's key: its old evidence verifies
 
 
 def load_registry(path: Path) -> dict[str, EnrolledDevice]:
-    """Enrolled devices by key id, from a dock directory or its ``devices/`` folder."""
+    """Enrolled devices by key id, from a dock directory or its ``devices/`` folder — the
+    withdrawn ones (``devices/withdrawn/``) included, so what they sealed still verifies."""
     path = Path(path)
     folder = path / REGISTRY if (path / REGISTRY).is_dir() else path
     if not folder.is_dir():
         raise KeyFileError(f"{path}: no enrolled devices here (expected a dock directory or "
                            "its devices/ folder)")
     devices = {}
-    for entry in sorted(folder.glob("*.json")):
+    for entry in [*sorted((folder / WITHDRAWN).glob("*.json")), *sorted(folder.glob("*.json"))]:
         try:
             record = json.loads(entry.read_text())
             key = load_pem_public_key(record["public_key"].encode())
@@ -141,7 +144,7 @@ def load_registry(path: Path) -> dict[str, EnrolledDevice]:
         if not isinstance(key, Ed25519PublicKey):
             raise KeyFileError(f"{entry}: public key is not Ed25519")
         devices[key_id(raw(key))] = EnrolledDevice(record["device"], record["unit"], key,
-                                                   key_id(raw(key)))
+                                                   key_id(raw(key)), record.get("withdrawn_at"))
     return devices
 
 
@@ -189,7 +192,8 @@ def enroll(device_root: Path, dock_dir: Path, device_id: str, unit: str) -> dict
         old = json.loads(existing.read_text())
         if old.get("key_id") != record["key_id"]:
             raise KeyFileError(f"{existing}: device {device_id} is already enrolled with another "
-                               f"key ({old.get('key_id')}); withdraw it at the dock first")
+                               f"key ({old.get('key_id')}); withdraw it at the dock first "
+                               f"(bodycam dock withdraw {device_id})")
     _write_public(existing, json.dumps(record, indent=1).encode())
     _write_public(Path(device_root) / AGENCY_PUB, pem_public(agency.public_key()))
     enrollment = {"device": device_id, "unit": unit, "agency_key_id": key_id(raw(agency.public_key())),

@@ -379,18 +379,34 @@ def parse(data: dict[str, Any], source: str) -> Scenario:
                     tuple(route), float(speed), docked, events, source)
 
 
+def shipped() -> list[str]:
+    """The names of the scenarios shipped in ``scenarios/``."""
+    return sorted(s.stem for s in SCENARIO_DIR.glob("*.toml"))
+
+
 def load(path: str | Path) -> Scenario:
-    """Load a scenario by path, or by the name of a shipped one (``patrol``)."""
+    """Load a scenario by path, or by the name of a shipped one (``patrol``).
+
+    A shipped name wins unless the argument is an existing file or ends in ``.toml``, so a
+    folder of the same name (``simulate cold-start --out cold-start``) does not shadow it.
+    """
     p = Path(path)
-    if not p.exists() and not p.suffix:
+    if not p.is_file() and p.suffix != ".toml" and str(path) in shipped():
         p = SCENARIO_DIR / f"{path}.toml"
+    if p.is_dir():
+        raise ScenarioError(f"{path}: is a directory, not a scenario file (shipped: "
+                            f"{', '.join(shipped())})")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        shipped = ", ".join(sorted(s.stem for s in SCENARIO_DIR.glob("*.toml")))
-        raise ScenarioError(f"{path}: no such scenario file (shipped: {shipped})") from None
+        raise ScenarioError(f"{path}: no such scenario file (shipped: "
+                            f"{', '.join(shipped())})") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{p}: not a text file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read it: {exc.strerror}") from None
     return parse(data, str(p))
 
 

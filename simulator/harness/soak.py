@@ -34,6 +34,10 @@ CONFIG: dict[str, Any] = {
     "recording": {"segment_seconds": 30, "pre_event_seconds": 5},
     "device": {"officer": "OFF-0417"},
 }
+# What a second of recording weighs, roughly (video and audio at CONFIG's bitrates): a
+# docking fault is armed at a share of what that docking carries, so it always happens.
+RECORDING_BYTES_PER_S = (CONFIG["video"]["bitrate"] + CONFIG["audio"]["bitrate"]) / 8
+FAULT_AT_SHARE = 0.25  # of the recordings made since the last docking (encoders undershoot)
 REASON_PRESSES = (1, 2, 3)  # weather, obstruction, other force majeure (policy.toml)
 PROMPT_S = 9.0  # the spoken prompt before the officer answers with the marker button
 
@@ -58,6 +62,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
     cuts = 0
     slot = SHIFT_S / visits
     t = 0.0
+    recorded_s = 0.0  # recording time since the last docking
     for visit in range(visits):
         begin = visit * slot
         docks = visit in dock_after
@@ -72,7 +77,9 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
             start = t
             events.append(_press(start, "record"))
             end = start + length
-            if rng.random() < 0.35 and not docks:
+            # The shift always has a power cut: the last recording takes one if none has.
+            last_of_shift = visit == visits - 1 and n == recordings_per_visit - 1
+            if (rng.random() < 0.35 and not docks) or (last_of_shift and not cuts):
                 # The power goes in the middle of this recording; the device boots again
                 # and resumes by itself (power back within two minutes), and the officer
                 # stops later than planned.
@@ -82,6 +89,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
                 cuts += 1
                 end = max(end, cut_at + off + 30.0)
             spans.append((start, end))
+            recorded_s += end - start + CONFIG["recording"]["pre_event_seconds"]
             last = n == recordings_per_visit - 1
             if last:
                 events.append({"at": _r(end), "action": "long_press", "button": "record"})
@@ -98,9 +106,13 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
         if docks:
             # The midday docking is cut short by the officer; at the end of the shift the
             # dock crashes before a receipt and comes back: the rest must still arrive.
+            # The fault is armed below what this docking carries, whatever the sizes.
             fault, after_mb = (("undock_mid_transfer", 5.0) if visit != visits - 1
                                else ("dock_crash", 3.0))
-            events.append({"at": _r(t), "action": "dock", "fault": fault, "after_mb": after_mb})
+            carried_mb = recorded_s * RECORDING_BYTES_PER_S / 1e6
+            after_mb = max(0.01, min(after_mb, FAULT_AT_SHARE * carried_mb))
+            recorded_s = 0.0
+            events.append({"at": _r(t), "action": "dock", "fault": fault, "after_mb": _r(after_mb)})
             t += 600.0
             if visit != visits - 1:
                 events.append({"at": _r(t), "action": "undock"})
