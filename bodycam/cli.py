@@ -16,7 +16,7 @@ from bodycam import device_commands, dock_commands, evidence_commands, sim_comma
 from bodycam.options import EXIT_PROBLEM, EXIT_USAGE
 from device.hardware import HardwareError
 from firmware_py.config import ConfigError
-from firmware_py.evidence.keys import KeyFileError
+from firmware_py.evidence.keys import KeyFileError, NotEnrolledError
 from simulator.harness.scenario import ScenarioError
 
 log = logging.getLogger("bodycam")
@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HardwareError as exc:
         print(f"bodycam: hardware error: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except NotEnrolledError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyFileError as exc:
         print(f"bodycam: key error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
@@ -27,6 +27,7 @@ from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
+from firmware_py.evidence.keys import read_enrollment, require_enrolled
 from firmware_py.paths import DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
@@ -59,6 +60,7 @@ def build_device(config: Config, hardware: Hardware, root: Path,
     """The agent on ``hardware`` with its files under ``root``. With ``find_dock`` the
     agent syncs whenever it is docked; without (a simulation with no dock) it keeps
     everything."""
+    config = as_enrolled(config, root)
     layout = DeviceLayout.from_config(root, config.device)
     audit = AuditLog(layout.audit_log, hardware.clock)
     link = None
@@ -73,6 +75,19 @@ def build_device(config: Config, hardware: Hardware, root: Path,
         audit.close()
         raise
     return Device(agent, audit, layout, link)
+
+
+def as_enrolled(config: Config, root: Path) -> Config:
+    """The configuration with the id and unit the device root is enrolled as: enrolment
+    (``enrollment.json``, written by ``bodycam dock enroll`` or ``bodycam enroll --code``)
+    is what a recorder is, so a root enrolled at the dock runs as it is. An unenrolled root
+    is refused (``NotEnrolledError``: one line saying what to run)."""
+    enrollment = read_enrollment(root)
+    device = config.device.device
+    if (enrollment["device"], enrollment["unit"]) == (device.id, device.unit):
+        return config
+    section = replace(device, id=enrollment["device"], unit=enrollment["unit"])
+    return replace(config, device=replace(config.device, device=section))
 
 
 def configured_dock(config: Config, layout: DeviceLayout) -> FindDock:
@@ -127,6 +142,7 @@ class PiRecorder:
 
     def __init__(self, config: Config, root: Path, *, dock: bool = True) -> None:
         layout = DeviceLayout.from_config(root, config.device)
+        require_enrolled(layout.root, config.device.device.id)  # before any part is opened
         layout.evidence.mkdir(parents=True, exist_ok=True)
         self.hardware = build_pi_hardware(pi_settings(config.device), layout.evidence)
         try:
@@ -164,9 +180,12 @@ class SimRecorder:
     """The simulated recorder; ``advance`` moves virtual time."""
 
     def __init__(self, scenario: Scenario, out: Path, config: Config,
-                 on_entry: Callable[[TimelineEntry], None] | None = None) -> None:
+                 on_entry: Callable[[TimelineEntry], None] | None = None, *,
+                 enroll: bool = True) -> None:
         # No simulated dock: a recorder run by hand or checked alone keeps its evidence.
-        self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device)
+        # ``enroll=False``: the device must be enrolled already; nothing enrols it.
+        self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device,
+                                     **({} if enroll else {"enroll_with": None}))
 
     @property
     def agent(self) -> Agent:
@@ -195,15 +214,17 @@ class SimRecorder:
 
 def open_recorder(config: Config, root: Path, *, scenario: Scenario | None = None,
                   on_entry: Callable[[TimelineEntry], None] | None = None,
-                  dock: bool = True) -> Recorder:
+                  dock: bool = True, enroll: bool = True) -> Recorder:
     """The recorder of ``device.hardware``: the one place sim and pi part ways. A simulated
-    recorder starts in ``scenario``'s conditions (by default: now, for 48 hours)."""
+    recorder starts in ``scenario``'s conditions (by default: now, for 48 hours) and, unless
+    ``enroll`` is False, is enrolled with a simulated agency if it is not yet. A real one is
+    never enrolled here: unenrolled, it is refused."""
     if config.device.device.hardware == "pi":
         return PiRecorder(config, root, dock=dock)
     if scenario is None:
         scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(),
                             48 * 3600)
-    return SimRecorder(scenario, root, config, on_entry)
+    return SimRecorder(scenario, root, config, on_entry, enroll=enroll)
 
 
 def first_selfcheck(recorder: Recorder, within_s: float, step_s: float = 0.1):
