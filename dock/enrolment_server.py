@@ -43,11 +43,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from dock import pki
-from dock.enrollment import (EnrolmentError, check_device_id, dock_ca, issue_package)
+from dock.enrollment import EnrolmentError, check_device_id, dock_ca, issue_package
 from firmware_py.evidence import keys
 from sync import enrolment as wire
 
@@ -230,7 +231,8 @@ class EnrolmentService:
         except CodeRefused as exc:
             self._event("refused", source, device, str(exc))
             return exc.status, {"error": str(exc)}
-        except (ValueError, UnicodeDecodeError, EnrolmentError) as exc:  # JSON, PEM, CSR, id
+        except (ValueError, RecursionError, UnsupportedAlgorithm,
+                keys.KeyFileError) as exc:  # JSON, PEM, CSR, id
             reason = str(exc).splitlines()[0][:200]
             self._event("refused", source, device, reason)
             return 400, {"error": reason}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -141,7 +142,7 @@ def check_package(package: EnrolmentPackage, device_keys_: DeviceKeys) -> X25519
         raise keys.KeyFileError("enrolment answer: the client certificate names another device")
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no ValueError base
+    except (ValueError, TypeError, InvalidSignature) as exc:
         raise keys.KeyFileError(f"enrolment answer: client certificate not issued by the CA "
                                 f"({exc or type(exc).__name__})") from None
     if package.device_key_id != keys.key_id(keys.raw(device_keys_.signing.public_key())):

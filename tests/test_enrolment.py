@@ -296,6 +296,26 @@ def test_a_code_enrols_only_its_own_device(served, capsys):
     assert_complete(tmp / "rec-0103", tmp / "dock", "BC-0103")
 
 
+@pytest.mark.parametrize("body", [
+    b"[" * 15000, b"\xff\xfe", b"null", b'{"device_id": "../../x", "code": "a", '
+    b'"device_public_key": "k", "csr": "c"}',
+    json.dumps({"device_id": "BC-0110", "code": "x", "csr": "y",
+                "device_public_key": "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n"}
+               ).encode()])
+def test_hostile_bodies_get_an_answer_and_touch_nothing(served, body):
+    from sync.enrolment import pinned_context
+    tmp, _, port = served
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=pinned_context(
+        (tmp / "dock/ca/ca.crt").read_bytes()))
+    try:
+        conn.request("POST", "/v1/enrol", body=body)
+        response = conn.getresponse()
+        assert response.status == 400 and "error" in json.loads(response.read())
+    finally:
+        conn.close()
+    assert not (tmp / "x").exists() and not list((tmp / "dock").glob("**/x.json"))
+
+
 def test_expired_code_is_refused(served, capsys):
     tmp, config, port = served
     ca = (tmp / "dock/ca/ca.crt").read_bytes()
@@ -358,6 +378,32 @@ def test_device_refuses_a_server_certificate_not_from_the_pinned_ca(tmp_path, ca
     finally:
         server.shutdown()
     assert posted == [] and not (tmp_path / "rec").exists()
+
+
+def test_a_device_certificate_cannot_stand_in_for_the_dock(tmp_path):
+    """Host names are not checked against the pinned CA, so the server-auth usage must be:
+    a recorder's client certificate from the same CA does not pass as the dock."""
+    import socket
+    import threading
+    from sync.enrolment import pinned_context
+    ca = pki.create_ca(tmp_path / "ca")
+    client = pki.issue_client(ca, tmp_path / "c", "BC-0001")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(client.cert, client.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept():
+        conn, _ = listener.accept()
+        try:
+            server.wrap_socket(conn, server_side=True).recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    with pytest.raises(ssl.SSLCertVerificationError, match="purpose"):
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            pinned_context(ca.cert_path.read_bytes()).wrap_socket(raw)
+    listener.close()
 
 
 def test_oversize_request_is_refused_unread(served):
