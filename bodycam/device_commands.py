@@ -49,7 +49,9 @@ def register(sub: Any) -> None:
                        description="Run the recorder agent until interrupted. With "
                        "hardware = \"sim\" the simulated recorder runs in real time. When the "
                        "recorder is docked (on external power with the dock of [dock] "
-                       "reachable) it syncs its evidence to the dock.")
+                       "reachable) it syncs its evidence to the dock. A recorder that is not "
+                       "enrolled (bodycam dock enroll, or bodycam enroll --code) refuses to "
+                       "record: one line, exit code 2.")
     add_config_args(p)
     p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
                    help="working directory of the device (evidence and audit log under it)")

@@ -18,10 +18,11 @@ from dock import config as dock_config
 from dock import ledger
 from dock.archive import Archive
 from dock.broker import EmbeddedBroker, MosquittoBroker
-from dock.enrollment import check_device_id, dock_ca, dock_client, dock_key, enroll_device
-from firmware_py.evidence.keys import check_apart, registered_key
+from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
+                             enroll_device)
 from dock.enrolment_server import CodeBook, EnrolmentServer
 from dock.service import DeviceProgress, DockService
+from firmware_py.evidence.keys import check_apart, registered_key
 
 
 def register(sub: Any) -> None:
@@ -90,6 +91,7 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
     # Every check before anything is written, at the dock or in the device root.
     config = dock_config.load(args.config)
     check_device_id(args.device_id)
+    check_unit(args.unit)
     check_apart(args.device_root, Path(config.dock.dir))
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
@@ -98,13 +100,15 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(f"enrolled {result['device']} ({result['unit']}) at {dock_dir}: device key "
-              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}")
+              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}; "
+              f"run it with bodycam run --root {args.device_root}")
     return EXIT_OK
 
 
 def cmd_dock_enroll_code(args: argparse.Namespace) -> int:
     config = dock_config.load(args.config)
     check_device_id(args.device_id)  # before anything is written
+    check_unit(args.unit)
     dock_dir = Path(config.dock.dir)
     ca = dock_ca(dock_dir)
     code, expires = CodeBook(dock_dir).issue(args.device_id, args.unit,

@@ -78,11 +78,20 @@ def dock_client(dock_dir: Path) -> pki.CertFiles:
     return pki.issue_client(dock_ca(dock_dir), folder, DOCK_CLIENT)
 
 
+def check_unit(unit: str) -> str:
+    """A unit name for records and work records: 1-200 characters, no control characters."""
+    if (not isinstance(unit, str) or not unit.strip() or len(unit) > 200
+            or any(ord(c) < 32 or ord(c) == 127 for c in unit)):
+        raise EnrolmentError(f"unit {unit!r}: give 1-200 characters, no control characters")
+    return unit
+
+
 def issue_package(dock_dir: Path, device_id: str, unit: str, signing_public: Ed25519PublicKey,
                   csr_pem: bytes) -> EnrolmentPackage:
     """The dock's half of an enrolment: register the device's signing key with the agency,
     sign its MQTT key's certificate request, and return what the device needs."""
     check_device_id(device_id)
+    check_unit(unit)
     ca = dock_ca(dock_dir)
     certificate = pki.issue_client_from_csr(ca, csr_pem, device_id)  # before registering
     dock_key(dock_dir)
@@ -98,6 +107,7 @@ def enroll_device(device_root: Path, dock_dir: Path, device_id: str, unit: str) 
     into ``device_root`` (``bodycam run --root DEVICE_ROOT`` uses it as it is). Checks come
     first: a refused enrolment writes nothing anywhere."""
     check_device_id(device_id)
+    check_unit(unit)
     keys.check_apart(device_root, dock_dir)
     already = enrolled_device(device_root)
     if already is not None and already != device_id:

@@ -48,7 +48,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from dock import pki
-from dock.enrollment import EnrolmentError, check_device_id, dock_ca, issue_package
+from dock.enrollment import (EnrolmentError, check_device_id, check_unit, dock_ca,
+                             issue_package)
 from firmware_py.evidence import keys
 from sync import enrolment as wire
 
@@ -102,6 +103,7 @@ class CodeBook:
               now: float | None = None) -> tuple[wire.EnrolmentCode, float]:
         """A new code for ``device_id`` (replacing any code it had); returns it and its expiry."""
         check_device_id(device_id)
+        check_unit(unit)
         if not 0 < valid_minutes <= MAX_VALID_MINUTES:
             raise EnrolmentError(f"--valid-minutes {valid_minutes:g}: allowed 0 < minutes <= "
                                  f"{MAX_VALID_MINUTES}")

@@ -47,7 +47,8 @@ def device_sync_files(device_root: Path, device_id: str) -> DeviceSyncFiles:
     for path in (files.ca, files.cert, files.key, files.dock_public):
         if not path.exists():
             raise keys.KeyFileError(f"{path}: missing — enrol the device at the dock "
-                                    "(bodycam dock enroll)")
+                                    "(bodycam dock enroll, or bodycam enroll --code; "
+                                    "docs/enrolment.md)")
     return files
 
 

@@ -142,6 +142,15 @@ def test_dock_enroll_refuses_bad_ids_writing_nothing(tmp_path, capsys, device_id
     assert code == 2 and not (tmp_path / "dock").exists()
 
 
+@pytest.mark.parametrize("unit", ["", "line\nbreak", "x" * 201])
+def test_dock_enroll_refuses_bad_units_writing_nothing(tmp_path, unit):
+    config = dock_config(tmp_path)
+    for command in (["enroll", "--device-root", str(tmp_path / "device")], ["enroll-code"]):
+        assert main(["dock", "--config", str(config), *command, "--device-id", "BC-0002",
+                     f"--unit={unit}"]) == 2
+    assert not (tmp_path / "device").exists() and not (tmp_path / "dock").exists()
+
+
 @pytest.mark.parametrize("layout", ["same", "device inside dock", "dock inside device"])
 def test_no_enrolment_puts_the_dock_inside_a_device(tmp_path, layout):
     dock_dir = tmp_path / "dock"
