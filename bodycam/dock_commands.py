@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bodycam.options import EXIT_OK, EXIT_PROBLEM
+from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger
 from dock.archive import Archive
@@ -220,6 +220,18 @@ def progress_printer(every_s: float = 1.0) -> Callable[[DeviceProgress], None]:
 def cmd_dock_serve(args: argparse.Namespace) -> int:
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
+    enrolment = None
+    if config.enrolment.enabled:  # bound first: a port in use stops the dock before it starts
+        try:
+            enrolment = EnrolmentServer(
+                dock_dir, config.enrolment.host, config.enrolment.port,
+                attempts_per_minute=config.enrolment.attempts_per_minute,
+                on_event=lambda line: print(line, flush=True))
+        except OSError as exc:
+            print(f"bodycam: enrolment endpoint cannot listen on {config.enrolment.host}:"
+                  f"{config.enrolment.port} ({exc.strerror or exc}); set [enrolment] port, or "
+                  "enabled = false, in the dock configuration", file=sys.stderr)
+            return EXIT_USAGE
     broker: EmbeddedBroker | MosquittoBroker | None = None
     tls = None
     if config.broker.mode == "embedded":
@@ -242,11 +254,7 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     service.start()
     print(f"dock {config.dock.id} listening through {config.broker.mode} broker at {host}:{port}; "
           f"archive {config.dock.archive}", flush=True)
-    enrolment = None
-    if config.enrolment.enabled:
-        enrolment = EnrolmentServer(dock_dir, config.enrolment.host, config.enrolment.port,
-                                    attempts_per_minute=config.enrolment.attempts_per_minute,
-                                    on_event=lambda line: print(line, flush=True))
+    if enrolment is not None:
         enrolment.start()
         print(f"enrolment over HTTPS at {enrolment.host}:{enrolment.port} "
               "(codes: bodycam dock enroll-code)", flush=True)

@@ -239,6 +239,17 @@ def served(tmp_path_factory):
     out.close()
 
 
+def test_dock_serve_refuses_to_start_when_the_enrolment_port_is_taken(tmp_path):
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        config = dock_config(tmp_path, port=taken.getsockname()[1])
+        result = run_cli("dock", "--config", str(config), "serve", "--seconds", "5",
+                         cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "enrolment endpoint cannot listen" in result.stderr
+    assert "listening through" not in result.stdout
+
+
 def make_code(config: Path, device: str, capsys) -> str:
     capsys.readouterr()
     assert main(["dock", "--config", str(config), "enroll-code", "--device-id", device,
