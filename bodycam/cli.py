@@ -20,7 +20,7 @@ from bodycam import device_commands, dock_commands, evidence_commands, sim_comma
 from bodycam.options import EXIT_HARDWARE, EXIT_PROBLEM, EXIT_USAGE
 from device.hardware import HardwareError
 from firmware_py.config import ConfigError
-from firmware_py.evidence.keys import KeyFileError
+from firmware_py.evidence.keys import KeyFileError, NotEnrolledError
 from simulator.harness.scenario import ScenarioError
 
 log = logging.getLogger("bodycam")
@@ -69,6 +69,9 @@ def _run(args: argparse.Namespace) -> int:
     except HardwareError as exc:
         print(f"bodycam: hardware error: {exc}", file=sys.stderr)
         return EXIT_HARDWARE
+    except NotEnrolledError as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyFileError as exc:
         print(f"bodycam: key error: {exc}", file=sys.stderr)
         return EXIT_USAGE

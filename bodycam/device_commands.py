@@ -12,16 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bodycam.options import (EXIT_OK, EXIT_PROBLEM, add_config_args, load, print_json)
+from bodycam.options import (EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, add_config_args, load,
+                             print_json)
 from simulator.harness.runner import print_entry
 from bodycam import control
 from bodycam.control import Control, ControlSocket, Keyboard
 from bodycam.wiring import SimRecorder, first_selfcheck, open_recorder
 from firmware_py.config import ConfigError
 from firmware_py.evidence import audit
-from firmware_py.evidence.keys import enroll, load_registry
+from firmware_py.evidence.keys import KeyFileError, load_registry
 from firmware_py.paths import AUDIT_LOG
 from simulator.harness import scenario as scenarios
+from sync.enrolment import enroll_over_network, parse_address
 
 SIM_SELFCHECK_WITHIN_S = 60.0  # virtual seconds
 PI_SELFCHECK_MARGIN_S = 5.0  # beyond the probe window, wall seconds
@@ -52,7 +54,9 @@ def register(sub: Any) -> None:
                        description="Run the recorder agent until interrupted. With "
                        "hardware = \"sim\" the simulated recorder runs in real time. When the "
                        "recorder is docked (on external power with the dock of [dock] "
-                       "reachable) it syncs its evidence to the dock.")
+                       "reachable) it syncs its evidence to the dock. A recorder that is not "
+                       "enrolled (bodycam dock enroll, or bodycam enroll --code) refuses to "
+                       "record: one line, exit code 2.")
     add_config_args(p)
     p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
                    help="working directory of the device (evidence and audit log under it)")
@@ -96,19 +100,18 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print entries (or the result) as JSON")
     p.set_defaults(func=cmd_log)
 
-    p = sub.add_parser("enroll", help="enrol a device with the agency (keys, id, unit)",
-                       description="Enrol a device (R18.3): create its Ed25519 signing key on "
-                       "the device (if it has none), register the public key with the agency "
-                       "in the dock directory (creating the agency's X25519 key pair there if "
-                       "it has none), and give the device the agency's public key, its id and "
-                       "its unit.")
-    p.add_argument("--device-root", type=Path, required=True, metavar="DIR",
-                   help="the device's directory (keys/ and enrollment.json go here)")
-    p.add_argument("--dock", type=Path, required=True, metavar="DIR",
-                   help="the dock directory (agency keys and the devices/ registry)")
-    p.add_argument("--device-id", metavar="ID", help="default: from --config")
-    p.add_argument("--unit", metavar="UNIT", help="default: from --config")
-    add_config_args(p)
+    p = sub.add_parser("enroll", help="enrol this recorder over the dock's network with a code",
+                       description="Enrol the recorder (R18.3) with the dock at HOST[:PORT] "
+                       "(its `bodycam dock serve`) for a one-time code from `bodycam dock "
+                       "enroll-code`. The signing key and the MQTT client key are made here and "
+                       "never sent; the dock's CA is pinned by the code. Afterwards `bodycam run "
+                       "--root DIR` uses DIR as it is. A dock that can write the device root "
+                       "directly uses `bodycam dock enroll` instead (docs/enrolment.md).")
+    p.add_argument("--dock", required=True, metavar="HOST[:PORT]",
+                   help="the dock's enrolment endpoint (port default 8884)")
+    p.add_argument("--code", required=True, metavar="CODE", help="the one-time enrolment code")
+    p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                   help="the recorder's device root (default: the current directory)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_enroll)
 
@@ -157,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timer = threading.Timer(args.seconds, stop.set)
         timer.daemon = True
         timer.start()
+    # Nothing enrols the recorder here: unenrolled, it refuses (one line, what to run).
     recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
     hands: list[Any] = []  # the control socket and the keyboard, closed at the end
     try:
@@ -255,12 +259,20 @@ def cmd_log(args: argparse.Namespace) -> int:
 # --- enroll ------------------------------------------------------------------------------
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    config = load(args)
-    result = enroll(args.device_root, args.dock, args.device_id or config.device.device.id,
-                    args.unit or config.device.device.unit)
+    try:
+        parse_address(args.dock)
+    except ValueError as exc:
+        print(f"bodycam: --dock {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = enroll_over_network(args.dock, args.code, args.root)
+    except KeyFileError as exc:  # EnrolmentRefused, or an answer that does not fit
+        print(f"bodycam: enrolment failed: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     if args.json:
         print_json(result)
     else:
-        print(f"enrolled {result['device']} ({result['unit']}): device key "
-              f"{result['device_key_id']}, agency key {result['agency_key_id']}")
+        print(f"enrolled {result['device']} ({result['unit']}) into {args.root}: device key "
+              f"{result['device_key_id']}, agency key {result['agency_key_id']}; run it with "
+              f"bodycam run --root {args.root}")
     return EXIT_OK

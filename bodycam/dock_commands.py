@@ -9,16 +9,20 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bodycam.options import EXIT_OK, EXIT_PROBLEM
+from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger, registry
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
-from dock.enrollment import dock_ca, dock_client, dock_key, enroll_device
+from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
+                             enroll_device)
+from dock.enrolment_server import CodeBook, EnrolmentServer
 from dock.service import DeviceProgress, DockService
+from firmware_py.evidence.keys import check_apart, registered_key
 
 
 def register(sub: Any) -> None:
@@ -31,12 +35,36 @@ def register(sub: Any) -> None:
     d = dock_sub.add_parser("serve", help="run the sync service until interrupted")
     d.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     d.set_defaults(func=cmd_dock_serve)
-    d = dock_sub.add_parser("enroll", help="enrol a device: keys, client certificate, receipts key")
-    d.add_argument("--device-root", type=Path, required=True, metavar="DIR")
-    d.add_argument("--device-id", required=True, metavar="ID")
-    d.add_argument("--unit", required=True, metavar="UNIT")
+    d = dock_sub.add_parser(
+        "enroll", help="enrol a device whose root the dock can write (everything it needs)",
+        description="Enrol a device (R18.3) into DIR, which `bodycam run --root DIR` then uses "
+        "as it is: its Ed25519 signing key made there and registered with the agency, the "
+        "agency's public key, enrollment.json (id, unit), an MQTT client certificate from the "
+        "dock's CA for a key made there, the CA certificate and the dock's receipt key. For a "
+        "recorder on the dock's network, use `bodycam dock enroll-code` instead "
+        "(docs/enrolment.md).")
+    d.add_argument("--device-root", type=Path, required=True, metavar="DIR",
+                   help="the recorder's device root")
+    d.add_argument("--device-id", required=True, metavar="ID",
+                   help="1-32 letters, digits, '_', '-' (not 'dock' or 'incoming')")
+    d.add_argument("--unit", required=True, metavar="UNIT", help="the unit it is enrolled to")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_enroll)
+    d = dock_sub.add_parser(
+        "enroll-code", help="a one-time code to enrol a recorder over the dock's network",
+        description="Make a one-time enrolment code for DEVICE-ID (single use, expires, burnt "
+        "after 5 wrong tries; the dock keeps only its hash). On the recorder, with `bodycam "
+        "dock serve` running: bodycam enroll --dock HOST[:PORT] --code CODE --root DIR. The "
+        "code also pins the dock's CA. See docs/enrolment.md.")
+    d.add_argument("--device-id", required=True, metavar="ID",
+                   help="1-32 letters, digits, '_', '-' (not 'dock' or 'incoming')")
+    d.add_argument("--unit", required=True, metavar="UNIT", help="the unit it is enrolled to")
+    d.add_argument("--valid-minutes", type=float, default=15.0, metavar="M",
+                   help="how long the code may be used (default 15)")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--quiet", action="store_true",
+                   help="print the code alone (for a script: CODE=$(bodycam dock … --quiet))")
+    d.set_defaults(func=cmd_dock_enroll_code)
     d = dock_sub.add_parser("assign", help="check a device out to an officer (R4.1)")
     d.add_argument("device", metavar="DEVICE")
     d.add_argument("officer", metavar="OFFICER")
@@ -100,6 +128,11 @@ def _dock_setup(args: argparse.Namespace):
 
 
 def cmd_dock_enroll(args: argparse.Namespace) -> int:
+    # Every check before anything is written, at the dock or in the device root.
+    config = dock_config.load(args.config)
+    check_device_id(args.device_id)
+    check_unit(args.unit)
+    check_apart(args.device_root, Path(config.dock.dir))
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
     result = enroll_device(args.device_root, dock_dir, args.device_id, args.unit)
@@ -107,7 +140,39 @@ def cmd_dock_enroll(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(f"enrolled {result['device']} ({result['unit']}) at {dock_dir}: device key "
-              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}")
+              f"{result['device_key_id']}, client certificate {result['mqtt_certificate']}; "
+              f"run it with bodycam run --root {args.device_root}")
+    return EXIT_OK
+
+
+def cmd_dock_enroll_code(args: argparse.Namespace) -> int:
+    config = dock_config.load(args.config)
+    check_device_id(args.device_id)  # before anything is written
+    check_unit(args.unit)
+    dock_dir = Path(config.dock.dir)
+    ca = dock_ca(dock_dir)
+    code, expires = CodeBook(dock_dir).issue(args.device_id, args.unit,
+                                             ca.cert_path.read_bytes(), args.valid_minutes)
+    address = f"{config.enrolment.host}:{config.enrolment.port}"
+    until = datetime.fromtimestamp(expires, timezone.utc).isoformat(timespec="seconds")
+    registered = registered_key(dock_dir, args.device_id)
+    if args.json:
+        print(json.dumps({"device": args.device_id, "unit": args.unit, "code": str(code),
+                          "expires_at": until, "enrolment": address,
+                          "already_enrolled_key": registered}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if args.quiet:
+        print(code)
+        return EXIT_OK
+    print(f"enrolment code for {args.device_id} ({args.unit}), single use, valid until {until}:")
+    print(f"  {code}")
+    print(f"on the recorder, while `bodycam dock serve` runs (enrolment at {address}"
+          f"{'' if config.enrolment.enabled else ', now disabled in [enrolment]'}):")
+    port = f":{config.enrolment.port}" if config.enrolment.port else "[:PORT]"
+    print(f"  bodycam enroll --dock HOST{port} --code {code} --root DIR")
+    if registered is not None:
+        print(f"note: {args.device_id} is already enrolled with key {registered}: only the "
+              "device holding that key can use this code")
     return EXIT_OK
 
 
@@ -204,6 +269,18 @@ def progress_printer(every_s: float = 1.0) -> Callable[[DeviceProgress], None]:
 def cmd_dock_serve(args: argparse.Namespace) -> int:
     config, dock_dir, archive = _dock_setup(args)
     archive.close()
+    enrolment = None
+    if config.enrolment.enabled:  # bound first: a port in use stops the dock before it starts
+        try:
+            enrolment = EnrolmentServer(
+                dock_dir, config.enrolment.host, config.enrolment.port,
+                attempts_per_minute=config.enrolment.attempts_per_minute,
+                on_event=lambda line: print(line, flush=True))
+        except OSError as exc:
+            print(f"bodycam: enrolment endpoint cannot listen on {config.enrolment.host}:"
+                  f"{config.enrolment.port} ({exc.strerror or exc}); set [enrolment] port, or "
+                  "enabled = false, in the dock configuration", file=sys.stderr)
+            return EXIT_USAGE
     broker: EmbeddedBroker | MosquittoBroker | None = None
     tls = None
     where = ""
@@ -247,11 +324,17 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
                f"{_addresses([config.broker.host], port)}" if broker is not None
                else "through an external broker")
     print(f"dock {config.dock.id} {through}: {where}; archive {config.dock.archive}", flush=True)
+    if enrolment is not None:
+        enrolment.start()
+        print(f"enrolment over HTTPS at {enrolment.host}:{enrolment.port} "
+              "(codes: bodycam dock enroll-code)", flush=True)
     try:
         stop.wait(args.seconds)
     except KeyboardInterrupt:
         pass
     finally:
+        if enrolment is not None:
+            enrolment.stop()
         service.stop()
         if broker is not None:
             broker.stop()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -28,8 +28,8 @@ from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
-from firmware_py.evidence.keys import KeyFileError
-from firmware_py.paths import ENROLLMENT, DeviceLayout
+from firmware_py.evidence.keys import read_enrollment, require_enrolled
+from firmware_py.paths import DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
@@ -61,6 +61,7 @@ def build_device(config: Config, hardware: Hardware, root: Path,
     """The agent on ``hardware`` with its files under ``root``. With ``find_dock`` the
     agent syncs whenever it is docked; without (a simulation with no dock) it keeps
     everything."""
+    config = as_enrolled(config, root)
     layout = DeviceLayout.from_config(root, config.device)
     audit = AuditLog(layout.audit_log, hardware.clock)
     link = None
@@ -75,6 +76,19 @@ def build_device(config: Config, hardware: Hardware, root: Path,
         audit.close()
         raise
     return Device(agent, audit, layout, link)
+
+
+def as_enrolled(config: Config, root: Path) -> Config:
+    """The configuration with the id and unit the device root is enrolled as: enrolment
+    (``enrollment.json``, written by ``bodycam dock enroll`` or ``bodycam enroll --code``)
+    is what a recorder is, so a root enrolled at the dock runs as it is. An unenrolled root
+    is refused (``NotEnrolledError``: one line saying what to run)."""
+    enrollment = read_enrollment(root)
+    device = config.device.device
+    if (enrollment["device"], enrollment["unit"]) == (device.id, device.unit):
+        return config
+    section = replace(device, id=enrollment["device"], unit=enrollment["unit"])
+    return replace(config, device=replace(config.device, device=section))
 
 
 def configured_dock(config: Config, layout: DeviceLayout) -> FindDock:
@@ -131,6 +145,7 @@ class PiRecorder:
 
     def __init__(self, config: Config, root: Path, *, dock: bool = True) -> None:
         layout = DeviceLayout.from_config(root, config.device)
+        require_enrolled(layout.root, config.device.device.id)  # before any part is opened
         layout.evidence.mkdir(parents=True, exist_ok=True)
         self.hardware = build_pi_hardware(pi_settings(config.device), layout.evidence)
         try:
@@ -170,9 +185,12 @@ class SimRecorder:
 
     def __init__(self, scenario: Scenario, out: Path, config: Config,
                  on_entry: Callable[[TimelineEntry], None] | None = None, *,
-                 device_root: Path | None = None, find_dock: FindDock | None = None) -> None:
+                 device_root: Path | None = None, find_dock: FindDock | None = None,
+                 enroll: bool = True) -> None:
+        # ``enroll=False``: the device must be enrolled already; nothing enrols it.
         self.simulation = Simulation(scenario, out, config, on_entry, build_device=build_device,
-                                     device_root=device_root, find_dock=find_dock)
+                                     device_root=device_root, find_dock=find_dock,
+                                     **({} if enroll else {"enroll_with": None}))
 
     @property
     def agent(self) -> Agent:
@@ -223,29 +241,23 @@ def open_recorder(config: Config, root: Path, *, scenario: Scenario | None = Non
     """The recorder of ``device.hardware``: the one place sim and pi part ways.
 
     Without ``scenario`` the recorder is the one of ``root``: its files are ``root`` itself,
-    it must be enrolled there (``bodycam dock enroll``), and with ``dock`` it syncs to the
-    dock of ``[dock]`` whenever it is docked — a simulated recorder, started now for 48
-    hours, exactly as a Pi. With ``scenario`` it is a simulated recorder in that scenario's
-    conditions, its files under ``root/device`` beside a simulated agency in ``root/dock``.
+    it must be enrolled there (``bodycam dock enroll``; nothing here enrols it), and with
+    ``dock`` it syncs to the dock of ``[dock]`` whenever it is docked — a simulated
+    recorder, started now for 48 hours, exactly as a Pi. With ``scenario`` it is a simulated
+    recorder in that scenario's conditions, its files under ``root/device``, enrolled with a
+    simulated agency in ``root/dock``.
     """
     if config.device.device.hardware == "pi":
         return PiRecorder(config, root, dock=dock)
     if scenario is not None:
         return SimRecorder(scenario, root, config, on_entry)
     layout = DeviceLayout.from_config(root, config.device)
-    require_enrolment(layout.root)
+    require_enrolled(layout.root, config.device.device.id)
     scenario = Scenario("run", "interactive", datetime.now(timezone.utc).timestamp(),
                         48 * 3600)
     return SimRecorder(scenario, root, config, on_entry, device_root=layout.root,
-                       find_dock=configured_dock(config, layout) if dock else None)
-
-
-def require_enrolment(root: Path) -> None:
-    """Refuse a recorder that is not enrolled, saying what to run."""
-    if not (Path(root) / ENROLLMENT).is_file():
-        raise KeyFileError(
-            f"{root}: this recorder is not enrolled, so it will not record; at the dock run "
-            f"`bodycam dock enroll --device-root {root} --device-id ID --unit UNIT`")
+                       find_dock=configured_dock(config, layout) if dock else None,
+                       enroll=False)
 
 
 def first_selfcheck(recorder: Recorder, within_s: float, step_s: float = 0.1):

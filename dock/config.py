@@ -1,4 +1,5 @@
-"""``config/dock.toml``: the dock's directories and broker, validated like device.toml."""
+"""``config/dock.toml``: the dock's directories, broker and enrolment endpoint, validated like
+device.toml."""
 
 from __future__ import annotations
 
@@ -42,10 +43,22 @@ class DeadlineSection:
 
 
 @dataclass(frozen=True)
+class EnrolmentSection:
+    enabled: bool = setting(True, "Serve enrolment over the network (HTTPS) while the dock "
+                            "runs: a recorder redeems a code from `bodycam dock enroll-code`.")
+    host: str = setting("127.0.0.1", "Address the enrolment endpoint listens on (0.0.0.0: "
+                        "every interface, for recorders on the dock's network).")
+    port: int = setting(8884, "Its port; 0 picks a free one.", min=0, max=65535)
+    attempts_per_minute: int = setting(10, "Enrolment requests one source address may make "
+                                       "in a minute.", min=1, max=1000)
+
+
+@dataclass(frozen=True)
 class DockConfig:
     dock: DockSection = field(default_factory=DockSection)
     broker: BrokerSection = field(default_factory=BrokerSection)
     deadline: DeadlineSection = field(default_factory=DeadlineSection)
+    enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
 
 
 def load(path: Path | None = None) -> DockConfig:

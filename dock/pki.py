@@ -161,10 +161,47 @@ def issue_client(ca: CA, dir: Path | str, common_name: str, *,
                   ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
 
 
-def _issue(ca: CA, root: Path, stem: str, cn: str, usage: x509.ObjectIdentifier,
-           validity: dt.timedelta, san: x509.SubjectAlternativeName | None) -> CertFiles:
-    root.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
+class CSRError(ValueError):
+    """A certificate signing request the dock will not sign."""
+
+
+#: A CSR is a few hundred bytes; anything far larger is not one of ours.
+MAX_CSR_BYTES = 8 * 1024
+
+
+def issue_client_from_csr(ca: CA, csr_pem: bytes, common_name: str, *,
+                          validity: dt.timedelta = LEAF_VALIDITY) -> bytes:
+    """A client certificate (PEM) for the key in ``csr_pem``, made and kept on the device.
+
+    Only the CSR's public key is taken, after its self-signature is checked: the subject
+    (``common_name``, the device id the dock decided), the usages and the lifetime are the
+    dock's, whatever the request asks for. The key must be EC P-256, as every other one.
+    """
+    if not _COMMON_NAME.fullmatch(common_name):
+        raise ValueError(f"invalid client common name {common_name!r}")
+    public = csr_public_key(csr_pem)
+    cert = _build(ca, public, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def csr_public_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The EC P-256 key of a certificate request whose self-signature verifies."""
+    if len(csr_pem) > MAX_CSR_BYTES:
+        raise CSRError(f"certificate request larger than {MAX_CSR_BYTES} bytes")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise CSRError(f"not a PEM certificate request ({exc})") from None
+    if not csr.is_signature_valid:
+        raise CSRError("certificate request signature does not verify")
+    public = csr.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise CSRError("certificate request key must be EC P-256")
+    return public
+
+
+def _build(ca: CA, public: ec.EllipticCurvePublicKey, cn: str, usage: x509.ObjectIdentifier,
+           validity: dt.timedelta, san: x509.SubjectAlternativeName | None) -> x509.Certificate:
     now = _now()
     # A leaf must not outlive its CA: verifiers reject the chain once the CA expires.
     not_after = min(now + validity, ca.certificate.not_valid_after_utc)
@@ -172,22 +209,27 @@ def _issue(ca: CA, root: Path, stem: str, cn: str, usage: x509.ObjectIdentifier,
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
             ca.private_key.public_key()), critical=False)
     )
     if san is not None:
         builder = builder.add_extension(san, critical=False)
-    cert = builder.sign(ca.private_key, hashes.SHA256())
+    return builder.sign(ca.private_key, hashes.SHA256())
 
+
+def _issue(ca: CA, root: Path, stem: str, cn: str, usage: x509.ObjectIdentifier,
+           validity: dt.timedelta, san: x509.SubjectAlternativeName | None) -> CertFiles:
+    root.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _build(ca, key.public_key(), cn, usage, validity, san)
     files = CertFiles(root / f"{stem}.crt", root / f"{stem}.key")
     _write_key(files.key, key)
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

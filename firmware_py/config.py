@@ -47,10 +47,12 @@ def required(doc: str, *, min: float | None = None, max: float | None = None,
 
 @dataclass(frozen=True)
 class DeviceSection:
-    id: str = setting("BC-0001", "Device id, burned into the picture and every record.",
+    id: str = setting("BC-0001", "Device id, burned into the picture and every record; an "
+                      "enrolled recorder runs as the id of its enrollment.json.",
                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
     unit: str = setting("Baofeng County HRSS Labour Inspection Brigade",
-                        "The unit the device is enrolled to (R18.3).")
+                        "The unit the device is enrolled to (R18.3); an enrolled recorder "
+                        "runs as the unit of its enrollment.json.")
     officer: str = setting("", "Assigned officer id; empty when unassigned (set at the dock).",
                            pattern=r"^[A-Za-z0-9_-]{0,32}$")
     hardware: str = setting("sim", "Which backends drive the parts.", choices=("sim", "pi"))

@@ -257,6 +257,8 @@ archive = "{tmp_path / 'archive'}"
 mode = "mosquitto"
 host = "127.0.0.1"
 port = {port}
+[enrolment]
+port = 0
 """)
     serve = subprocess.Popen([sys.executable, "-m", "bodycam", "dock", "--config",
                               str(config), "serve", "--seconds", "60"],

@@ -246,7 +246,7 @@ def test_no_plaintext_reaches_the_device_storage(sealed, tmp_path):
 def test_keys_are_owner_only_and_missing_keys_are_named(sealed, tmp_path):
     for key in ("device/keys/device_ed25519.pem", "dock/keys/agency_x25519.pem"):
         assert (sealed / key).stat().st_mode & 0o077 == 0
-    with pytest.raises(KeyFileError, match="device not enrolled"):
+    with pytest.raises(KeyFileError, match="is not enrolled"):
         device_identity(tmp_path / "nowhere")
     proc = bodycam("verify", sealed / "device" / "evidence", "--trust", tmp_path / "empty")
     assert proc.returncode == 2 and "no enrolled devices here" in proc.stderr

@@ -177,14 +177,63 @@ def device_key(device_root: Path) -> Ed25519PrivateKey:
     return _load_private(path, Ed25519PrivateKey)  # type: ignore[return-value]
 
 
-def enroll(device_root: Path, dock_dir: Path, device_id: str, unit: str) -> dict[str, str]:
-    """Enrol a device with the agency whose dock directory is ``dock_dir``."""
-    signing = device_key(device_root)
+class NotEnrolledError(KeyFileError):
+    """The device root holds no enrolment: the recorder must not record (R18.3)."""
+
+
+def not_enrolled_message(device_root: Path, device_id: str | None = None) -> str:
+    """One line: the recorder is not enrolled, and the commands that enrol it."""
+    root = Path(device_root)
+    return (f"this recorder is not enrolled (no {root / ENROLLMENT}) and will not record; enrol "
+            f"it at the dock: bodycam dock enroll --device-root {root} --device-id "
+            f"{device_id or 'ID'} --unit UNIT, or over the dock's network: bodycam enroll "
+            f"--dock HOST[:PORT] --code CODE --root {root}")
+
+
+def require_enrolled(device_root: Path, device_id: str | None = None) -> None:
+    """Raise ``NotEnrolledError`` (one line, what to run) unless ``device_root`` is enrolled."""
+    if not (Path(device_root) / ENROLLMENT).is_file():
+        raise NotEnrolledError(not_enrolled_message(device_root, device_id))
+
+
+def read_enrollment(device_root: Path) -> dict[str, str]:
+    """The device's ``enrollment.json``; ``NotEnrolledError`` when there is none."""
+    root = Path(device_root)
+    path = root / ENROLLMENT
+    try:
+        enrollment = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotEnrolledError(not_enrolled_message(root)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise KeyFileError(f"{path}: not JSON ({exc.msg})") from None
+    if not isinstance(enrollment, dict) or not all(
+            isinstance(enrollment.get(k), str) for k in ("device", "unit", "device_key_id",
+                                                         "agency_key_id")):
+        raise KeyFileError(f"{path}: not an enrolment record")
+    return enrollment
+
+
+def check_apart(device_root: Path, dock_dir: Path) -> None:
+    """Refuse a device root that is, holds or lies inside the dock directory: the agency's
+    private key (and the dock's) live there and must never become part of a device."""
+    device, dock = Path(device_root).resolve(), Path(dock_dir).resolve()
+    if device == dock or dock in device.parents or device in dock.parents:
+        raise KeyFileError(f"device root {device_root} and dock directory {dock_dir} overlap: "
+                           "the dock's private keys would be inside the device; give the "
+                           "device a directory of its own")
+
+
+def register(dock_dir: Path, device_id: str, unit: str, public: Ed25519PublicKey,
+             enrolled_at: str) -> tuple[dict[str, str], X25519PublicKey]:
+    """The agency's side: record the device's public key in ``<dock>/devices/<id>.json``
+    (refused when the id is enrolled with another key) and return the record and the
+    agency's public key (its key pair made in the dock directory if there is none).
+    ``device_id`` must already be checked: it becomes a file name."""
     agency = agency_key(dock_dir, create=True)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    public = signing.public_key()
     record = {"device": device_id, "unit": unit, "public_key": pem_public(public).decode(),
-              "key_id": key_id(raw(public)), "enrolled_at": now}
+              "key_id": key_id(raw(public)), "enrolled_at": enrolled_at}
     registry = Path(dock_dir) / REGISTRY
     registry.mkdir(parents=True, exist_ok=True)
     existing = registry / f"{device_id}.json"
@@ -195,24 +244,58 @@ def enroll(device_root: Path, dock_dir: Path, device_id: str, unit: str) -> dict
                                f"key ({old.get('key_id')}); withdraw it at the dock first "
                                f"(bodycam dock withdraw {device_id})")
     _write_public(existing, json.dumps(record, indent=1).encode())
-    _write_public(Path(device_root) / AGENCY_PUB, pem_public(agency.public_key()))
-    enrollment = {"device": device_id, "unit": unit, "agency_key_id": key_id(raw(agency.public_key())),
-                  "device_key_id": record["key_id"], "enrolled_at": now}
-    _write_public(Path(device_root) / ENROLLMENT, json.dumps(enrollment, indent=1).encode())
+    return record, agency.public_key()
+
+
+def registered_key(dock_dir: Path, device_id: str) -> str | None:
+    """The key id the dock has registered for ``device_id`` (a checked id), if any."""
+    path = Path(dock_dir) / REGISTRY / f"{device_id}.json"
+    try:
+        return json.loads(path.read_text()).get("key_id")
+    except FileNotFoundError:
+        return None
+
+
+def write_enrollment(device_root: Path, device_id: str, unit: str,
+                     agency_public: X25519PublicKey, device_key_id: str,
+                     enrolled_at: str) -> dict[str, str]:
+    """The device's side: the agency's PUBLIC key and ``enrollment.json`` (written last: its
+    presence is what makes the device enrolled)."""
+    root = Path(device_root)
+    _write_public(root / AGENCY_PUB, pem_public(agency_public))
+    enrollment = {"device": device_id, "unit": unit, "agency_key_id": key_id(raw(agency_public)),
+                  "device_key_id": device_key_id, "enrolled_at": enrolled_at}
+    _write_public(root / ENROLLMENT, json.dumps(enrollment, indent=1).encode())
     return enrollment
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def store_device_key(device_root: Path, key: Ed25519PrivateKey) -> None:
+    """Keep a signing key made on the device (network enrolment makes it in memory and
+    keeps it once the dock has registered it)."""
+    _write_private(Path(device_root) / DEVICE_KEY, _pem_private(key))
+    _write_public(Path(device_root) / DEVICE_PUB, pem_public(key.public_key()))
+
+
+def enroll(device_root: Path, dock_dir: Path, device_id: str, unit: str) -> dict[str, str]:
+    """Enrol a device with the agency whose dock directory is ``dock_dir`` (keys only; the
+    dock's ``dock.enrollment.enroll_device`` adds what sync needs)."""
+    check_apart(device_root, dock_dir)
+    signing = device_key(device_root)
+    now = now_utc()
+    record, agency_public = register(dock_dir, device_id, unit, signing.public_key(), now)
+    return write_enrollment(device_root, device_id, unit, agency_public, record["key_id"], now)
 
 
 def device_identity(device_root: Path, device_id: str | None = None) -> DeviceIdentity:
     """What the agent signs and encrypts with; fails clearly when not enrolled."""
     root = Path(device_root)
     path = root / ENROLLMENT
-    try:
-        enrollment = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: device not enrolled (run: bodycam enroll --device-root "
-                           f"{root} --dock DOCK_DIR)") from None
-    except json.JSONDecodeError as exc:
-        raise KeyFileError(f"{path}: not JSON ({exc.msg})") from None
+    require_enrolled(root, device_id)
+    enrollment = read_enrollment(root)
     if device_id is not None and enrollment.get("device") != device_id:
         raise KeyFileError(f"{path}: enrolled as {enrollment.get('device')!r} but configured as "
                            f"{device_id!r}")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, TextIO
 
 from firmware_py.config import Config, load as load_config
 from firmware_py.agent.core import State
-from firmware_py.evidence.keys import ENROLLMENT, enroll
+from firmware_py.evidence.keys import ENROLLMENT, enroll, require_enrolled
 from firmware_py.agent.selfcheck import SelfCheckReport
 from simulator.harness.dock import Arrival
 from simulator.harness.scenario import Scenario, ScenarioEvent
@@ -116,13 +116,17 @@ class Simulation:
     ``restart`` continues a scenario after a power cut on the files the dead run left, from
     the moment the power is back; ``on_power_cut`` is what a ``power_cut`` event does (the
     harness in ``simulator.harness.powercut`` kills the process). Without it a power cut is
-    refused: use ``run_scenario`` (``simulator.harness.run``).
+    refused: use ``run_scenario`` (``simulator.harness.run``). A device not yet enrolled is
+    enrolled with the simulated agency in ``enroll_with`` (default ``OUT/dock``); with
+    ``enroll_with=None`` nothing enrols it, and an unenrolled one is refused
+    (``NotEnrolledError``).
     """
 
     def __init__(self, scenario: Scenario, out: Path, config: Config | None = None,
                  on_entry: Callable[[TimelineEntry], None] | None = None, *,
                  build_device: BuildDevice, dock: Any = None,
                  find_dock: Callable[[], Any] | None = None, device_root: Path | None = None,
+                 enroll_with: Path | None = Path("dock"),
                  restart: PowerOff | None = None,
                  on_power_cut: Callable[["Simulation", ScenarioEvent], None] | None = None) -> None:
         self.scenario = scenario
@@ -134,11 +138,16 @@ class Simulation:
         # The device's own files: OUT/device beside the simulated dock's OUT/dock, or the
         # root a recorder run by hand was given.
         self.device_root = Path(device_root) if device_root is not None else self.out / "device"
+        device = self.config.device.device
+        enrolled = (self.device_root / ENROLLMENT).exists()
+        if enroll_with is None and not enrolled:
+            require_enrolled(self.device_root, device.id)  # refused before anything is made
         self.world: SimWorld = build_world(self.config.device, scenario, self.device_root,
                                            restart)
-        self.dock_dir = self.out / "dock"
-        device = self.config.device.device
-        if not (self.device_root / ENROLLMENT).exists():
+        # ``enroll_with``: the simulated agency's dock directory (relative: under ``out``);
+        # None: the device must already be enrolled (``bodycam run``).
+        self.dock_dir = self.out / (enroll_with or "dock")
+        if not enrolled and enroll_with is not None:
             # The simulated device is enrolled with a simulated agency beside it, as a real
             # one would be at its dock before its first shift.
             enroll(self.device_root, self.dock_dir, device.id, device.unit)
