@@ -112,8 +112,8 @@ def test_dock_enroll_writes_a_root_the_recorder_runs_as_it_is(tmp_path, capsys):
     assert_no_dock_secrets(device_root, tmp_path / "dock")
     # The recorder on that root, nothing enrolling it: configured as BC-0001 (device.toml's
     # default), it runs as what the dock enrolled, and signs with the registered key.
-    recorder = open_recorder(load_config(overrides=FAST), tmp_path / "rec", enroll=False,
-                             scenario=Scenario("run", "test", time.time(), 3600))
+    # (``bodycam run --root``'s recorder: the root is the device's, nothing enrols it.)
+    recorder = open_recorder(load_config(overrides=FAST), device_root, dock=False)
     try:
         report = first_selfcheck(recorder, 30)
     finally:
@@ -124,6 +124,7 @@ def test_dock_enroll_writes_a_root_the_recorder_runs_as_it_is(tmp_path, capsys):
     boot = next(e for e in entries if e["kind"] == "boot")
     assert boot["fields"]["device"] == "BC-0002" and boot["fields"]["unit"] == UNIT
     assert not (tmp_path / "rec" / "dock").exists()  # no simulated agency was made
+    assert not (device_root / "dock").exists()
 
 
 @pytest.mark.parametrize("device_id", ["../../x", "a/b", "BC.0002", "x" * 33, "", "-BC",
