@@ -4,7 +4,8 @@ recorder docked through its control socket — and the evidence arrives at the d
 verified and receipted, the recorder's evidence directory empty (R13.1, R13.2).
 
 Everything here runs as separate programs, as at a brigade: ``bodycam dock serve`` with
-Mosquitto (mutual TLS, the shipped ACL), ``bodycam dock enroll``, ``bodycam run`` on
+Mosquitto (mutual TLS, the shipped ACL) listening on every interface with a certificate
+naming the address the recorder uses, ``bodycam dock enroll``, ``bodycam run`` on
 simulated hardware paced by the wall clock, ``bodycam verify``.
 """
 
@@ -76,8 +77,11 @@ dir = "{tmp_path / 'dock'}"
 archive = "{tmp_path / 'archive'}"
 [broker]
 mode = "mosquitto"
-host = "127.0.0.1"
+host = "0.0.0.0"
 port = {port}
+names = ["localhost", "127.0.0.1"]
+[enrolment]
+port = 0
 """)
     return path
 
