@@ -72,7 +72,7 @@ def test_hardware_error_is_exit_3(monkeypatch, capsys):
     assert main(["selfcheck", "--hardware", "pi", "--root", "."]) == 3
     assert "hardware error: /dev/serial0: no such device" in capsys.readouterr().err
     readme = (ROOT / "README.md").read_text()
-    assert "code 3 means a hardware part could not be opened" in " ".join(readme.split())
+    assert "3 a part of the hardware could not be opened" in " ".join(readme.split())
 
 
 # --- (4d) no paho ERROR at the end of a run that went well --------------------------------
