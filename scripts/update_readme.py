@@ -1,6 +1,6 @@
-"""Rewrite the generated tables of the documents (configuration reference, indicators) from
-the code: every ``<!-- generated: NAME (scripts/update_readme.py) -->`` block in the README
-and in ``docs/*.md``. ``--check`` exits 1 when one is out of date."""
+"""Rewrite the generated tables of the documents (configuration reference, indicators,
+requirements) from the code: every ``<!-- generated: NAME (scripts/update_readme.py) -->``
+block in the README and in ``docs/*.md``. ``--check`` exits 1 when one is out of date."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 from dock.config import reference_markdown as dock_reference_markdown
 from firmware_py.config import reference_markdown
 from firmware_py.agent.signals import table_markdown
+from requirements import table_markdown as requirements_markdown  # scripts/requirements.py
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[^(]+?) \(scripts/update_readme.py\) -->\n)(.*?)(<!-- end generated -->)", re.S)
 GENERATORS = {"config reference": lambda: reference_markdown() + "\n" + dock_reference_markdown(),
-              "indicator table": table_markdown}
+              "indicator table": table_markdown,
+              "requirements table": requirements_markdown}
 
 
 def render(text: str) -> str:

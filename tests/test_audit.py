@@ -51,6 +51,7 @@ def test_torn_last_line_is_set_aside_and_chain_continues(tmp_path):
     assert b'"kind":"recor' in (tmp_path / "audit.jsonl.torn").read_bytes()
 
 
+@pytest.mark.req("R18.2")
 @pytest.mark.parametrize("tamper", ["edit", "remove", "swap"])
 def test_tampering_breaks_the_chain(tmp_path, tamper):
     path = tmp_path / "audit.jsonl"
@@ -72,6 +73,7 @@ def test_tampering_breaks_the_chain(tmp_path, tamper):
         audit.read(path)
 
 
+@pytest.mark.req("R18.2")
 def test_checkpoints_every_n_entries_and_at_close(tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

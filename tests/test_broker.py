@@ -244,6 +244,7 @@ def peers(broker: MosquittoBroker, enrolment: Enrolment) -> Iterator[Callable[[s
         p.close()
 
 
+@pytest.mark.req("R14.1")
 def test_device_and_dock_exchange_messages_over_mutual_tls(
         peers: Callable[[str], Peer], broker: MosquittoBroker) -> None:
     dock, device = peers("dock"), peers("BC-0001")
@@ -292,6 +293,7 @@ def test_device_cannot_read_another_devices_topics(peers: Callable[[str], Peer])
     assert set(snoop.received_topics()) == {f"{DOWN}/BC-0002/sentinel"}
 
 
+@pytest.mark.req("R14.1")
 @pytest.mark.parametrize("credentials", ["none", "foreign-ca", "plain-tcp"])
 def test_clients_without_a_certificate_from_the_dock_ca_are_refused(
         broker: MosquittoBroker, enrolment: Enrolment, credentials: str) -> None:

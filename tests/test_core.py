@@ -48,6 +48,7 @@ def ready(config) -> AgentCore:
     return core
 
 
+@pytest.mark.req("R7.1", "R7.6")
 def test_boot_starts_camera_and_self_check(config):
     core = AgentCore(config)
     actions = core.handle(Booted(0.0))
@@ -62,6 +63,7 @@ def test_boot_starts_camera_and_self_check(config):
     assert "selfcheck" in logs(actions)
 
 
+@pytest.mark.req("R7.6")
 def test_failed_self_check_warns_and_still_reaches_ready(config):
     core = AgentCore(config)
     core.handle(Booted(0.0))
@@ -71,6 +73,7 @@ def test_failed_self_check_warns_and_still_reaches_ready(config):
     assert StartRecording in kinds(core.handle(press()))
 
 
+@pytest.mark.req("R7.6")
 def test_record_during_self_check_is_never_blocked(config):
     core = AgentCore(config)
     core.handle(Booted(0.0))
@@ -80,6 +83,7 @@ def test_record_during_self_check_is_never_blocked(config):
     assert core.state is State.RECORDING  # the check's result does not stop the recording
 
 
+@pytest.mark.req("R7.1")
 def test_record_toggles_and_first_recording_checks_once(config):
     core = ready(config)
     actions = core.handle(press())
@@ -94,6 +98,7 @@ def test_record_toggles_and_first_recording_checks_once(config):
     assert not any(isinstance(a, BeginSelfCheck) for a in actions)  # same activity
 
 
+@pytest.mark.req("R11.1", "R11.2", "R16.1")
 def test_photo_and_markers(config):
     core = ready(config)
     assert TakePhoto in kinds(core.handle(press(Button.PHOTO)))
@@ -108,6 +113,7 @@ def test_long_press_of_record_does_not_toggle(config):
     assert core.state is State.READY
 
 
+@pytest.mark.req("R7.1")
 def test_dock_and_undock(config):
     core = ready(config)
     actions = core.handle(PowerUpdate(PowerReading(60, ChargeStatus.CHARGING, True), 10.0))
@@ -137,6 +143,7 @@ def off_power(percent: float, at: float) -> PowerUpdate:
     return PowerUpdate(PowerReading(percent, ChargeStatus.DISCHARGING, False), at)
 
 
+@pytest.mark.req("R13.1")
 def test_docking_starts_the_sync_once_and_undocking_stops_it(config):
     core = ready(config)
     actions = core.handle(on_power(60, 10.0))
@@ -149,6 +156,7 @@ def test_docking_starts_the_sync_once_and_undocking_stops_it(config):
     assert kinds(core.handle(on_power(90, 30.0))).count(StartSync) == 1  # docked again
 
 
+@pytest.mark.req("R13.1")
 @pytest.mark.parametrize("setup", ["checking", "recording", "power_save"])
 def test_docking_starts_the_sync_in_any_state(config, setup):
     core = AgentCore(config)
@@ -209,6 +217,7 @@ def test_gnss_lost_after_policy_age_and_regained(config):
     assert RaiseAlert(Alert.GNSS_REGAINED) in actions
 
 
+@pytest.mark.req("R7.4")
 def test_clock_corrected_only_above_threshold(config):
     core = ready(config)
     assert core.handle(ClockOffsetMeasured(TimeSource.GNSS, 0.5, 1e9, 3.0)) == []
@@ -240,6 +249,7 @@ def find(actions, kind):
     return [a for a in actions if isinstance(a, kind)]
 
 
+@pytest.mark.req("R8.3", "R12.1")
 def test_stop_inside_activity_is_an_interruption_with_a_prompt(config):
     core = recording(config)
     actions = core.handle(press(at=20.0))
@@ -249,6 +259,7 @@ def test_stop_inside_activity_is_an_interruption_with_a_prompt(config):
     assert core.activity_open  # a stop never ends the activity (R8.3)
 
 
+@pytest.mark.req("R12.2")
 @pytest.mark.parametrize("presses, reason", [(1, "weather"), (2, "obstruction"), (3, "force_majeure")])
 def test_marker_presses_choose_the_reason(config, presses, reason):
     core = recording(config)
@@ -267,6 +278,7 @@ def test_marker_presses_choose_the_reason(config, presses, reason):
     assert closed.reason == reason and closed.off_s == pytest.approx(40.0)
 
 
+@pytest.mark.req("R12.2")
 def test_no_gesture_leaves_the_reason_pending_for_the_dock(config):
     core = recording(config)
     core.handle(press(at=20.0))
@@ -288,6 +300,7 @@ def test_unknown_press_count_is_left_pending(config):
     assert core.interruption.reason == "pending"
 
 
+@pytest.mark.req("R12.2")
 def test_presses_then_immediate_resume_still_count(config):
     core = recording(config)
     core.handle(press(at=20.0))
@@ -297,6 +310,7 @@ def test_presses_then_immediate_resume_still_count(config):
     assert closed.reason == "weather"
 
 
+@pytest.mark.req("R8.3")
 def test_end_activity_is_a_long_press_and_closes_an_open_interruption(config):
     core = recording(config)
     actions = core.handle(press(Button.RECORD, Gesture.LONG_PRESS, at=30.0))
@@ -311,6 +325,7 @@ def test_end_activity_is_a_long_press_and_closes_an_open_interruption(config):
     assert "end_activity_ignored" in logs(core.handle(press(Button.RECORD, Gesture.LONG_PRESS, at=50.0)))
 
 
+@pytest.mark.req("R12.1", "R12.2")
 def test_battery_cutoff_stops_cleanly_as_reason_one(config):
     core = recording(config)
     actions = core.handle(PowerUpdate(PowerReading(3.0, ChargeStatus.DISCHARGING, False), 30.0))
@@ -322,6 +337,7 @@ def test_battery_cutoff_stops_cleanly_as_reason_one(config):
     assert "button_ignored" in logs(core.handle(press(at=40.0)))
 
 
+@pytest.mark.req("R12.2")
 def test_storage_full_stops_and_refuses_until_space_returns(config):
     core = recording(config)
     full = StorageReading("/e", 10**12, 50_000_000)
@@ -333,6 +349,7 @@ def test_storage_full_stops_and_refuses_until_space_returns(config):
     assert StartRecording(resumed=True) in core.handle(press(at=45.0))
 
 
+@pytest.mark.req("R12.2")
 def test_camera_stall_interrupts_the_picture_while_sound_records_on(config):
     core = recording(config)
     actions = core.handle(CameraStalled(30.0, last_frame_at=27.0))
@@ -380,6 +397,7 @@ def test_reminder_tone_while_recording(config):
     assert RaiseAlert(Alert.REMINDER) not in core.handle(Tick(306.5))
 
 
+@pytest.mark.req("R5.3")
 def test_only_the_record_button_starts_a_recording(config):
     """R5.3: no remote, scheduled or covert start; every other event leaves it off."""
     core = ready(config)

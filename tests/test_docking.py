@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bodycam.wiring import Device
 from firmware_py.agent.assembly import assemble
 from firmware_py.evidence.audit import AuditLog
@@ -44,6 +46,7 @@ def simulation(tmp_path, docking: RecordingDocking) -> Simulation:
     return Simulation(s, tmp_path, build_device=build)
 
 
+@pytest.mark.req("R13.1")
 def test_agent_calls_the_docking_hook(tmp_path):
     docking = RecordingDocking()
     sim = simulation(tmp_path, docking)

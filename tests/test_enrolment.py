@@ -102,6 +102,7 @@ def assert_complete(device_root: Path, dock_dir: Path, device: str) -> None:
 
 # --- enrolment at the dock ------------------------------------------------------------------
 
+@pytest.mark.req("R14.1", "R18.3")
 def test_dock_enroll_writes_a_root_the_recorder_runs_as_it_is(tmp_path, capsys):
     config = dock_config(tmp_path)
     device_root = tmp_path / "rec" / "device"
@@ -167,6 +168,7 @@ def test_no_enrolment_puts_the_dock_inside_a_device(tmp_path, layout):
     assert not dock_dir.exists()
 
 
+@pytest.mark.req("R14.1")
 def test_simulated_device_is_enrolled_beside_its_dock_without_agency_secrets(tmp_path):
     from bodycam.simulation import simulation
     from simulator.harness import scenario as sc
@@ -188,6 +190,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
                           timeout=timeout, env=env)
 
 
+@pytest.mark.req("R18.3")
 @pytest.mark.parametrize("hardware", ["sim", "pi"])
 def test_unenrolled_recorder_refuses_in_one_line(tmp_path, hardware):
     (tmp_path / "device.toml").write_text(f'[device]\nhardware = "{hardware}"\n')
@@ -265,6 +268,7 @@ def served_output(tmp: Path, needle: str) -> str:
     return text
 
 
+@pytest.mark.req("R14.1", "R18.3")
 def test_network_enrolment_end_to_end(served, capsys):
     tmp, config, port = served
     code = make_code(config, "BC-0101", capsys)

@@ -212,6 +212,7 @@ def picture_gap_only(shift, fault_at: float, back_at: float) -> tuple[float, flo
     return last_good, first_back
 
 
+@pytest.mark.req("R12.2")
 def test_camera_stall_loses_only_the_picture_and_sound_records_on(tmp_path):
     """The camera stops delivering for 6 s: the recording goes on with sound, the gap in the
     picture is an automatic interruption (Art. 12 (1)), and video joins again by itself."""
@@ -254,6 +255,7 @@ def test_camera_dead_before_the_press_still_records_sound_from_the_press(tmp_pat
         assert decode_errors(segment.path) == ""
 
 
+@pytest.mark.req("R12.2")
 def test_camera_garbage_is_dropped_and_the_segment_stays_clean(tmp_path):
     """The camera hands over random bytes for 6 s: they are counted and dropped, never muxed;
     the segment decodes without one error; sound records on; the picture is back at the
@@ -359,6 +361,7 @@ def stamp_mismatch(picture: np.ndarray, t: float, segment: Segment, lines: tuple
     return float(np.abs(picture[:height][corner].astype(int) - reference[:height][corner].astype(int)).mean())
 
 
+@pytest.mark.req("R10.1", "R10.2")
 def test_gnss_loss_and_garbage_leave_the_recording_alone_and_are_on_record(tmp_path):
     """Under a bridge for 20 s, with nonsense on the NMEA line twice: recording is untouched;
     the stamp reads NO FIX with the age of the last fix; the metadata has the epochs
@@ -414,6 +417,7 @@ def test_gnss_loss_and_garbage_leave_the_recording_alone_and_are_on_record(tmp_p
 # --- wall clock ---------------------------------------------------------------------------
 
 
+@pytest.mark.req("R8.2")
 def test_wall_clock_jumps_leave_the_evidence_in_order_and_are_logged(tmp_path):
     """The wall clock steps back an hour, then forward half an hour, with no GNSS to correct
     it: segments stay in sequence, their media timestamps run on without a gap (they follow
@@ -450,6 +454,7 @@ def test_wall_clock_jumps_leave_the_evidence_in_order_and_are_logged(tmp_path):
 # --- battery ------------------------------------------------------------------------------
 
 
+@pytest.mark.req("R12.2")
 def test_battery_dying_under_load_warns_then_closes_the_segment_at_the_cutoff(tmp_path):
     """A small battery drains while recording: a warning at each threshold (15 and 8 %),
     then at the 3 % cut-off the segment is closed and sealed, the automatic interruption
@@ -492,6 +497,7 @@ STORAGE_FILL_MB = 30  # leaves about 35 s of recording above the reserve
 STORAGE_RESERVE_MB = 2
 
 
+@pytest.mark.req("R12.2")
 def test_storage_filling_up_warns_ahead_and_closes_the_segment_before_the_reserve(tmp_path):
     """Something else takes most of the card while recording: the officer is warned as the
     recording time left falls below each threshold, and the segment is closed and sealed

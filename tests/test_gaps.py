@@ -44,6 +44,7 @@ def verify(out, evidence):
     return proc.returncode, json.loads(proc.stdout)
 
 
+@pytest.mark.req("R12.1", "R12.3")
 def test_an_interruption_longer_than_the_buffer_is_an_explained_gap(shift):
     code, report = verify(shift, shift / "device" / "evidence")
     assert code == 0, report["gaps"]
@@ -57,6 +58,7 @@ def test_an_interruption_longer_than_the_buffer_is_an_explained_gap(shift):
     assert report["unexplained_gaps"] == 0
 
 
+@pytest.mark.req("R12.3", "R18.1")
 def test_without_its_work_record_the_gap_is_unexplained(shift, tmp_path):
     evidence = tmp_path / "evidence"
     shutil.copytree(shift / "device" / "evidence", evidence)
@@ -69,6 +71,7 @@ def test_without_its_work_record_the_gap_is_unexplained(shift, tmp_path):
     assert any(report["missing"].values()), "the work record's seal is missing from the chain"
 
 
+@pytest.mark.req("R18.1")
 def test_a_segment_taken_from_inside_a_recording_is_an_unexplained_break(shift, tmp_path):
     evidence = tmp_path / "evidence"
     shutil.copytree(shift / "device" / "evidence", evidence)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -161,6 +162,7 @@ def encrypted_files() -> list[str]:
     return sorted(sealed_set().plaintext)
 
 
+@pytest.mark.req("R18.1")
 @examples(150)
 @given(st.sampled_from(range(4)), damages)
 def test_damaged_file_is_refused_by_the_reader_with_its_own_error(which: int,
@@ -259,6 +261,7 @@ def verify_report(evidence: Path, key: bool) -> dict:
     return json.loads(json.dumps(report.to_json()))  # as printed: it must be JSON
 
 
+@pytest.mark.req("R18.1")
 @examples(60)
 @given(st.sampled_from(range(11)), damages, st.booleans())
 def test_verify_reports_the_damaged_item_and_changes_nothing_on_disk(
@@ -338,6 +341,7 @@ def test_manifest_rewritten_and_signed_by_its_device_never_breaks_verify(
         assert not report["ok"], "the next item's chain link no longer points at this one"
 
 
+@pytest.mark.req("R18.1")
 def test_untouched_set_verifies_and_a_damaged_one_exits_1(tmp_path: Path) -> None:
     evidence = sealed_set()
     for key in (False, True):

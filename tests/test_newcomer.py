@@ -107,6 +107,7 @@ retry_s = 1.0
     return path
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_a_new_recorder_records_docks_and_its_evidence_reaches_the_dock(tmp_path):
     port = free_port("127.0.0.1")
     dock_toml = dock_config(tmp_path, port)
@@ -165,6 +166,7 @@ def test_a_new_recorder_records_docks_and_its_evidence_reaches_the_dock(tmp_path
     assert {"segment", "photo", "activity"} <= kinds
 
 
+@pytest.mark.req("R18.3")
 def test_an_unenrolled_recorder_refuses_and_says_what_to_run(tmp_path):
     result = bodycam("run", "--root", tmp_path / "new", "--seconds", "5")
     assert result.returncode == 2

@@ -50,6 +50,7 @@ def record_a_little(out):
                          "event": events}, "pi.toml"), out).run()
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_a_pi_recorder_syncs_its_evidence_when_docked(tmp_path, broker, mock_pins):
     record_a_little(tmp_path)
     root, dock_dir = tmp_path / "device", tmp_path / "dock"
@@ -97,6 +98,7 @@ def test_a_pi_recorder_syncs_its_evidence_when_docked(tmp_path, broker, mock_pin
     assert kinds.index("docked") < kinds.index("evidence_deleted_after_receipt")
 
 
+@pytest.mark.req("R13.2")
 def test_a_pi_recorder_without_its_dock_keeps_everything_and_says_why(tmp_path, mock_pins):
     record_a_little(tmp_path)
     root = tmp_path / "device"

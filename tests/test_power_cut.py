@@ -59,6 +59,7 @@ def verify_cli(out):
     return proc.returncode, json.loads(proc.stdout)
 
 
+@pytest.mark.req("R12.2", "R12.3", "R18.1")
 def test_sigkill_while_recording_loses_under_a_second_and_the_activity_goes_on(tmp_path):
     cut_at = 20.75  # just before a flush of the open segment (every 0.5 s of media): the worst case
     result = run_scenario(scenario([{"at": 5, "action": "press", "button": "record"},
@@ -127,6 +128,7 @@ def test_sigkill_while_recording_loses_under_a_second_and_the_activity_goes_on(t
     assert stops[0]["reason"] == "power_cut" and stops[0]["files"] == cut_files
 
 
+@pytest.mark.req("R12.1")
 def test_cut_while_stopped_keeps_the_activity_and_its_open_interruption(tmp_path):
     result = run_scenario(scenario([{"at": 3, "action": "press", "button": "record"},
                                     {"at": 5, "action": "press", "button": "record"},
@@ -173,6 +175,7 @@ def test_cut_before_any_activity_is_logged_and_nothing_else(tmp_path):
     assert entries[-2]["kind"] == "shutdown"  # the second run ends in order
 
 
+@pytest.mark.req("R12.2")
 def test_random_moment_cut_through_the_command_line(tmp_path, capsys):
     window = {"action": "power_cut", "between": ["12s", "18s"], "off": "4s"}
     events = [{"at": 5, "action": "press", "button": "record"}, window]
@@ -307,6 +310,7 @@ def test_core_closes_a_picture_gap_the_cut_ended():
     assert opened.number == 2 and opened.detail.startswith("power lost")
 
 
+@pytest.mark.req("R7.4")
 def test_the_clock_correction_survives_the_cut(tmp_path):
     """The RTC jumps 15 minutes ahead, GNSS corrects the clock, then the power is cut while
     recording. The correction is kept across the reboot (``.clock.json``): before the next

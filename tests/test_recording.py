@@ -62,6 +62,7 @@ def ffprobe_packets(path: Path, stream: str) -> list[dict]:
     return json.loads(proc.stdout)["packets"]
 
 
+@pytest.mark.req("R8.1", "R8.2")
 def test_segments_are_continuous_and_start_before_the_press(shift):
     scenario, out, entries, segments = shift
     started = next(e for e in entries if e["kind"] == "recording_started")["fields"]
@@ -97,6 +98,7 @@ def first_stamped_frame(path: Path):
             return frame.to_ndarray(format="yuv420p"), float(frame.pts * stream.time_base)
 
 
+@pytest.mark.req("R10.1")
 def test_stamp_is_burned_into_the_picture(shift):
     scenario, out, entries, segments = shift
     header = metadata.read(segments[1].with_suffix(".meta.jsonl"))[0]
@@ -113,6 +115,7 @@ def test_stamp_is_burned_into_the_picture(shift):
     assert np.abs(y_stamped[rest] - y_clean[rest]).mean() < 4  # the scene itself untouched
 
 
+@pytest.mark.req("R11.1", "R11.2", "R16.1")
 def test_photo_is_stamped_evidence_with_metadata(shift):
     scenario, out, entries, segments = shift
     photo = next(e for e in entries if e["kind"] == "photo")["fields"]
@@ -130,6 +133,7 @@ def test_photo_is_stamped_evidence_with_metadata(shift):
     assert [m["incident"] for m in markers] == [False, True]
 
 
+@pytest.mark.req("R10.2")
 def test_gnss_track_follows_the_route(shift):
     scenario, out, entries, segments = shift
     route = Route([(p.latitude, p.longitude) for p in scenario.route], speed_mps=scenario.speed_mps)
@@ -172,6 +176,7 @@ def test_segment_cut_anywhere_decodes_to_within_a_second_of_the_cut(shift, tmp_p
         assert decoded and decoded[-1] >= written[-1] - 1.0, (cut, written[-1], decoded[-1:])
 
 
+@pytest.mark.req("R5.1")
 def test_evidence_is_read_only_and_named_by_device_activity_sequence_time(shift):
     scenario, out, entries, segments = shift
     stored = sorted((out / "device" / "evidence").glob("*/*.ts.bce"))
@@ -185,6 +190,7 @@ def test_evidence_is_read_only_and_named_by_device_activity_sequence_time(shift)
     assert numbers == sorted(numbers)
 
 
+@pytest.mark.req("R8.1")
 def test_pre_event_audio_when_configured(tmp_path):
     data = {"scenario": {"name": "audio", "duration": "20s"},
             "config": {"video": {"width": 320, "height": 180, "fps": FPS},
@@ -201,6 +207,7 @@ def test_pre_event_audio_when_configured(tmp_path):
     assert float(video[-1]["pts_time"]) - first_video > 12
 
 
+@pytest.mark.req("R8.1")
 def test_without_pre_event_audio_the_buffered_part_is_a_video_only_file(shift):
     scenario, out, entries, segments = shift
     header = metadata.read(segments[0].with_suffix(".meta.jsonl"))[0]

@@ -32,6 +32,7 @@ def scenario(start, events, duration="60s"):
                      "config": FAST, "event": events}, "cut.toml")
 
 
+@pytest.mark.req("R18.1")
 def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     first = simulation(scenario(START, [{"at": 5, "action": "press", "button": "record"}]), tmp_path)
     first.start()
@@ -82,6 +83,7 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     assert 31.3 - 1.0 <= last_frame <= 31.3  # at most a second lost to the cut
 
 
+@pytest.mark.req("R18.1")
 def test_cut_during_sealing_and_before_the_first_chunk(tmp_path):
     """The two cuts that could leave a seal half made or a file with nothing in it."""
     from firmware_py.evidence.evidence_file import StoredFile

@@ -17,6 +17,7 @@ def frames(seconds: float, start: int = 0, size: int = 1000):
         yield EncodedFrame(bytes(size), i % GOP == 0, i, round(i * 1e6 / FPS))
 
 
+@pytest.mark.req("R8.1")
 @pytest.mark.parametrize("length", [0, 1, 5, 30, 120])
 def test_span_and_first_keyframe(length):
     ring = PreEventRing(length)

@@ -73,6 +73,7 @@ def manifest_of(path):
     return path.with_name(path.name.split(".")[0] + ".manifest.json")
 
 
+@pytest.mark.req("R2.1")
 def test_untouched_evidence_is_valid_with_and_without_the_key(sealed, tmp_path):
     code, report = check(sealed, sealed / "device" / "evidence", key=False)
     assert code == 0 and report["ok"]
@@ -96,6 +97,7 @@ def refused(sealed, evidence, tmp_path):
     return proc.stderr
 
 
+@pytest.mark.req("R18.1")
 @pytest.mark.parametrize("target", ["segment", "photo", "metadata", "manifest", "signature"])
 def test_one_flipped_byte_anywhere_is_altered(sealed, tmp_path, target):
     evidence = copy(sealed, tmp_path)
@@ -118,6 +120,7 @@ def test_one_flipped_byte_anywhere_is_altered(sealed, tmp_path, target):
     assert refused(sealed, evidence, tmp_path)
 
 
+@pytest.mark.req("R18.1")
 def test_removed_segment_shows_as_a_gap(sealed, tmp_path):
     evidence = copy(sealed, tmp_path)
     victim = segments(evidence)[2]
@@ -130,6 +133,7 @@ def test_removed_segment_shows_as_a_gap(sealed, tmp_path):
     assert f"[{sequence}] missing" in refused(sealed, evidence, tmp_path)
 
 
+@pytest.mark.req("R18.1")
 def test_removed_activity_from_the_middle_shows_as_a_gap(sealed, tmp_path):
     evidence = copy(sealed, tmp_path)
     middle = sorted(p for p in evidence.iterdir() if p.is_dir())[1]
@@ -142,6 +146,7 @@ def test_removed_activity_from_the_middle_shows_as_a_gap(sealed, tmp_path):
     assert f"sequence {numbers[0]}-{numbers[-1]} absent" in proc.stdout
 
 
+@pytest.mark.req("R18.1")
 def test_two_segments_swapped_are_out_of_order(sealed, tmp_path):
     evidence = copy(sealed, tmp_path)
     a, b = segments(evidence)[1], segments(evidence)[2]
@@ -155,6 +160,7 @@ def test_two_segments_swapped_are_out_of_order(sealed, tmp_path):
     refused(sealed, evidence, tmp_path)
 
 
+@pytest.mark.req("R18.1")
 def test_segment_signed_by_an_unknown_device(sealed, tmp_path):
     evidence = copy(sealed, tmp_path)
     manifest = manifest_of(segments(evidence)[1])
@@ -171,6 +177,7 @@ def test_segment_signed_by_an_unknown_device(sealed, tmp_path):
     refused(sealed, evidence, tmp_path)
 
 
+@pytest.mark.req("R18.1")
 def test_truncated_file_is_altered_and_a_dropped_final_chunk_is_caught_by_decryption(sealed, tmp_path):
     evidence = copy(sealed, tmp_path)
     victim = segments(evidence)[0]
@@ -181,6 +188,7 @@ def test_truncated_file_is_altered_and_a_dropped_final_chunk_is_caught_by_decryp
     assert code == 1 and any("bytes stored, manifest says" in p for p in bad[0]["problems"])
 
 
+@pytest.mark.req("R18.1")
 def test_chunk_tampering_is_detected_by_the_agency_key(tmp_path):
     agency = load_agency_private_for_test(tmp_path)
     path = tmp_path / "x.ts.bce"
@@ -213,6 +221,7 @@ def load_agency_private_for_test(folder):
     return load_agency_private(folder / "dock")
 
 
+@pytest.mark.req("R14.1")
 def test_no_plaintext_reaches_the_device_storage(sealed, tmp_path):
     # What the plaintext looks like: the agency's export of the same evidence.
     plain = tmp_path / "plain"
@@ -260,6 +269,7 @@ def test_audit_log_carries_the_seals(sealed):
     assert any(e["kind"] == "recording_stopped" for e in entries)
 
 
+@pytest.mark.req("R18.2")
 def test_audit_checkpoints_are_signed_by_the_device(sealed, tmp_path):
     log = sealed / "device" / "audit.jsonl"
     proc = bodycam("log", log, "--verify", "--trust", sealed / "dock", "--json")

@@ -188,6 +188,7 @@ def test_segments_are_cut_on_keyframes_every_three_seconds(recorded, seven_secon
         assert info.codec["audio_profile"] == "LC"
 
 
+@pytest.mark.req("R8.2")
 def test_ffprobe_reads_every_segment_with_the_timestamps_given(recorded, seven_seconds):
     rec, paths = recorded
     probes = [ffprobe(p) for p in paths]
@@ -216,6 +217,7 @@ def test_ffprobe_reads_every_segment_with_the_timestamps_given(recorded, seven_s
         assert first - last == pytest.approx(FRAME_S, abs=1e-3)
 
 
+@pytest.mark.req("R8.2")
 def test_audio_runs_on_across_segments_without_loss(recorded, seven_seconds):
     rec, paths = recorded
     probes = [ffprobe(p) for p in paths]

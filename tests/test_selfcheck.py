@@ -38,6 +38,7 @@ def check(config, name, **changes):
     return next(c for c in report.checks if c.name == name), report
 
 
+@pytest.mark.req("R7.5")
 def test_all_good_passes(config):
     report = evaluate(readings(), config.device, config.policy.selfcheck, CheckReason.BOOT, AT)
     assert report.passed and all(c.status is Status.PASS for c in report.checks)
@@ -47,6 +48,7 @@ def test_all_good_passes(config):
     assert "SELF-CHECK PASSED" in report.summary()
 
 
+@pytest.mark.req("R7.2")
 @pytest.mark.parametrize("percent, status", [(30.0, Status.PASS), (29.9, Status.FAIL)])
 def test_battery_percent_threshold(config, percent, status):
     # Energy high enough that only the percentage decides.
@@ -56,6 +58,7 @@ def test_battery_percent_threshold(config, percent, status):
     assert report.passed is (status is Status.PASS)
 
 
+@pytest.mark.req("R7.2")
 @pytest.mark.parametrize("energy, status", [(7.4, Status.PASS), (7.39, Status.FAIL)])
 def test_battery_recording_time_threshold(config, energy, status):
     # 2 h at 3.7 W recording draw needs 7.4 Wh, whatever the percentage says.
@@ -66,6 +69,7 @@ def test_battery_recording_time_threshold(config, energy, status):
         assert "less than 2 h" in c.message
 
 
+@pytest.mark.req("R7.2")
 def test_battery_time_from_percentage_when_gauge_has_no_energy(config):
     # 18.5 Wh × 40 % = 7.4 Wh → exactly 2 h at 3.7 W.
     c, _ = check(config, "battery", power=PowerReading(40.0, ChargeStatus.DISCHARGING, False))
@@ -74,11 +78,13 @@ def test_battery_time_from_percentage_when_gauge_has_no_energy(config):
     assert c.status is Status.FAIL
 
 
+@pytest.mark.req("R7.2")
 def test_unreadable_battery_fails_with_reason(config):
     c, _ = check(config, "battery", power=None, power_error="no battery under /sys")
     assert c.status is Status.FAIL and "no battery under /sys" in c.message
 
 
+@pytest.mark.req("R7.3")
 @pytest.mark.parametrize("hours, status", [(4.0, Status.PASS), (3.99, Status.FAIL)])
 def test_storage_threshold_in_hours_at_configured_bitrate(config, hours, status):
     rate = config.device.recording_bitrate / 8  # bytes per second
@@ -87,6 +93,7 @@ def test_storage_threshold_in_hours_at_configured_bitrate(config, hours, status)
     assert c.status is status
 
 
+@pytest.mark.req("R7.4")
 @pytest.mark.parametrize("offset, corrected, status", [
     (2.0, False, Status.PASS), (-2.0, False, Status.PASS), (2.01, False, Status.FAIL),
     (-47.0, True, Status.WARN), (1.0, True, Status.PASS),
@@ -97,22 +104,26 @@ def test_clock_offset_threshold(config, offset, corrected, status):
     assert report.passed is (status is not Status.FAIL)
 
 
+@pytest.mark.req("R7.4")
 def test_clock_without_trusted_source_warns_only(config):
     c, report = check(config, "clock", clock=ClockReading(None, None))
     assert c.status is Status.WARN and report.passed
 
 
+@pytest.mark.req("R7.5")
 @pytest.mark.parametrize("frames, status", [(24, Status.PASS), (23, Status.FAIL), (0, Status.FAIL)])
 def test_camera_frame_ratio(config, frames, status):
     c, _ = check(config, "camera", camera_frames=frames)  # 0.8 × 30 fps × 1 s = 24
     assert c.status is status
 
 
+@pytest.mark.req("R7.5")
 def test_camera_error_fails(config):
     c, _ = check(config, "camera", camera_error="camera: no backend", camera_frames=0)
     assert c.status is Status.FAIL and "no backend" in c.message
 
 
+@pytest.mark.req("R7.5")
 @pytest.mark.parametrize("level, status", [(-70.0, Status.PASS), (-70.1, Status.FAIL),
                                            (float("-inf"), Status.FAIL)])
 def test_microphone_level(config, level, status):
@@ -120,6 +131,7 @@ def test_microphone_level(config, level, status):
     assert c.status is status
 
 
+@pytest.mark.req("R7.5")
 def test_microphone_missing_blocks_fail(config):
     c, _ = check(config, "microphone", microphone_blocks=39)
     assert c.status is Status.FAIL
@@ -127,6 +139,7 @@ def test_microphone_missing_blocks_fail(config):
     assert c.status is Status.PASS
 
 
+@pytest.mark.req("R7.5")
 def test_gnss_states(config):
     c, _ = check(config, "gnss")
     assert c.status is Status.PASS and "fix 33.86830" in c.message
@@ -137,6 +150,7 @@ def test_gnss_states(config):
     assert c.status is Status.FAIL and "silent" in c.message
 
 
+@pytest.mark.req("R7.5")
 def test_gnss_fix_required_by_policy(config):
     policy = replace(config.policy.selfcheck, gnss_fix_required=True)
     no_fix = replace(FIX, valid=False, latitude=None, longitude=None, quality=0)
@@ -144,6 +158,7 @@ def test_gnss_fix_required_by_policy(config):
     assert not report.passed and report.failed[0].name == "gnss"
 
 
+@pytest.mark.req("R7.6")
 def test_failed_report_says_recording_still_possible(config):
     _, report = check(config, "battery", power=PowerReading(5.0, ChargeStatus.DISCHARGING, False))
     assert not report.passed

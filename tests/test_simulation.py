@@ -33,6 +33,7 @@ def kinds(entries, kind):
     return [e for e in entries if e["kind"] == kind]
 
 
+@pytest.mark.req("R7.4", "R8.1", "R9.2", "R11.1", "R11.2")
 def test_shift_records_photographs_marks_and_docks(tmp_path):
     s = scenario([
         {"at": 20, "action": "press", "button": "record"},
@@ -85,6 +86,7 @@ def test_shift_records_photographs_marks_and_docks(tmp_path):
     assert result.gnss_stats["malformed"] == 0 and result.gnss_stats["fixes"] > 80
 
 
+@pytest.mark.req("R7.1")
 def test_undocking_runs_the_self_check_again(tmp_path):
     s = scenario([{"at": 10, "action": "undock"}], duration="20s",
                  scenario={"name": "t", "duration": "20s", "docked_at_start": True})
@@ -98,6 +100,7 @@ def test_undocking_runs_the_self_check_again(tmp_path):
     assert reasons == ["boot", "left_dock"]
 
 
+@pytest.mark.req("R7.2", "R7.3", "R7.4", "R7.6")
 def test_cold_start_fails_checks_but_never_blocks_recording(tmp_path):
     s = sc.load("cold-start")
     s = sc.parse({**_raw("cold-start"), "config": FAST}, s.source)
@@ -113,6 +116,7 @@ def test_cold_start_fails_checks_but_never_blocks_recording(tmp_path):
     assert kinds(entries, "battery_low") == []  # 22 % is above the 15 % warning
 
 
+@pytest.mark.req("R12.1", "R12.2")
 def test_faults_are_logged_and_the_agent_keeps_going(tmp_path):
     s = sc.parse({**_raw("faults"), "config": {**FAST, "recording": {"segment_seconds": 30}}},
                  "faults.toml")

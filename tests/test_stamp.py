@@ -53,6 +53,7 @@ def chroma(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.n
 
 # --- the text ----------------------------------------------------------------------------
 
+@pytest.mark.req("R10.1")
 def test_lines_as_specified() -> None:
     lines = stamp_lines(at("2026-11-29 09:01:05", 8 * 3600), "BC-0001", "OFF-0417",
                         fix(33.8683, 113.0542), 0.4, recording=True)
@@ -90,6 +91,7 @@ def test_hemispheres(lat: float, lon: float, shown: str) -> None:
     assert stamp_lines(ts, "D", "O", fix(lat, lon), 1.0, False)[2] == shown
 
 
+@pytest.mark.req("R10.1")
 @pytest.mark.parametrize("the_fix, age, shown", [
     (None, None, "NO FIX"),
     (None, 12.0, "NO FIX"),
@@ -341,6 +343,7 @@ def stamped_video() -> dict:
             "still_stamper": still_stamper}
 
 
+@pytest.mark.req("R10.1")
 @pytest.mark.parametrize("index", [0, 14])  # the keyframe, and a P-frame half a second on
 def test_stamp_survives_h264(stamped_video: dict, index: int) -> None:
     frames = stamped_video["frames"]
@@ -352,6 +355,7 @@ def test_stamp_survives_h264(stamped_video: dict, index: int) -> None:
     compare(pictures[index], reference, stamped_video["stamper"], VIDEO.height)
 
 
+@pytest.mark.req("R10.1", "R11.1")
 def test_stamp_survives_jpeg_still(stamped_video: dict) -> None:
     still = stamped_video["still"]
     with av.open(io.BytesIO(still.jpeg)) as container:

@@ -37,6 +37,7 @@ def test_names_and_activities(tmp_path):
     assert path.name == f"BC-9_{a.id}_000042_{a.id}.ts"
 
 
+@pytest.mark.req("R5.1")
 def test_evidence_files_are_exclusive_and_read_only(tmp_path):
     path = tmp_path / "x.ts"
     f = DurableFile(path)

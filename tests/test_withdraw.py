@@ -38,6 +38,7 @@ def _enroll(conf: Path, root: Path, device: str = "BC-W") -> int:
                  "--device-id", device, "--unit", "Brigade"])
 
 
+@pytest.mark.req("R18.3")
 def test_assign_refuses_a_device_never_enrolled(dock_conf, tmp_path, capsys):
     conf, _ = dock_conf
     assert main(["dock", "assign", "BC-NEVER", "OFF-1", "--config", str(conf)]) == 1
@@ -84,6 +85,7 @@ def test_withdraw_then_enrol_again_and_the_old_evidence_still_verifies(dock_conf
     assert "1 signed checkpoints verified" in capsys.readouterr().out
 
 
+@pytest.mark.req("R18.3")
 def test_the_dock_ignores_a_withdrawn_device(dock_conf, tmp_path):
     conf, dock_dir = dock_conf
     assert _enroll(conf, tmp_path / "w", "BC-W") == 0

@@ -43,6 +43,7 @@ def kinds(entries, kind):
     return [e["fields"] for e in entries if e["kind"] == kind]
 
 
+@pytest.mark.req("R5.2", "R6.2", "R12.1", "R12.2", "R12.3")
 def test_one_activity_two_interruptions_two_work_records(day):
     sim, result, out, activities = day
     assert len(activities) == 1
@@ -71,6 +72,7 @@ def test_one_activity_two_interruptions_two_work_records(day):
     assert files == {p.name + ".bce" for p in folder.glob("*.ts")}
 
 
+@pytest.mark.req("R7.1", "R8.3", "R12.1")
 def test_audit_log_tells_the_same_story(day):
     sim, result, out, activities = day
     entries = audit.read(out / "device" / "audit.jsonl")
@@ -104,6 +106,7 @@ def decoded_audio(path):
     return np.concatenate(chunks).astype(np.float64), first
 
 
+@pytest.mark.req("R8.4", "R9.1")
 def test_announcement_is_in_the_recorded_audio(day):
     sim, result, out, activities = day
     folder = activities[0]
@@ -145,6 +148,7 @@ def bodycam(*args):
                           text=True)
 
 
+@pytest.mark.req("R18.2")
 @pytest.mark.parametrize("tamper", ["remove", "edit", "swap", "truncate_middle"])
 def test_log_verify_detects_any_removed_or_edited_line(day, tmp_path, tamper):
     sim, result, out, activities = day
@@ -182,6 +186,7 @@ def test_log_prints_entries(day):
     assert data["intact"] and data["entries"][0]["kind"] == "boot"
 
 
+@pytest.mark.req("R5.2")
 def test_unassigned_use_is_flagged(tmp_path):
     data = {"scenario": {"name": "unassigned", "duration": "20s"}, "config": FAST,
             "event": [{"at": 5, "action": "press", "button": "record"}]}
