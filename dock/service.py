@@ -194,9 +194,11 @@ class DockService:
             self.invalid.append((topic_text, str(exc)))
             log.warning("ignored %s: %s", topic_text, exc)
             return
-        if topic.kind is p.Kind.HELLO:
+        if topic.kind is p.Kind.HELLO and _first_page(topic_text, payload):
             # A new session starts from what is on disk, not from what a session cut short
-            # left in memory: the durable offsets and receipts are the truth.
+            # left in memory: the durable offsets and receipts are the truth. The later
+            # pages of a long backlog continue the same session (rebuilding from the index
+            # for each would read every receipt of the device again).
             self._flush()
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
@@ -249,9 +251,13 @@ class DockService:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
-                self.archive.docked(device, time.time(),
-                                    [(f.file_id, f.name, f.activity) for f in hello.files])
-                progress.new_session(len(hello.files), sum(f.size for f in hello.files))
+                offered = [(f.file_id, f.name, f.activity) for f in hello.files]
+                if hello.page == 0:
+                    self.archive.docked(device, time.time(), offered)
+                    progress.new_session(len(hello.files) + hello.more_files,
+                                         sum(f.size for f in hello.files) + hello.more_bytes)
+                else:  # the next page of the same docking
+                    self.archive.offered(device, time.time(), offered)
             case p.OpenFile(init):
                 try:
                     self.archive.begin(device, init.file_id, init.name, init.activity,
@@ -273,3 +279,12 @@ class DockService:
                 self.invalid.append((topic, reason))
                 log.warning("%s: %s", topic, reason)
         return []
+
+
+def _first_page(topic: str, payload: bytes) -> bool:
+    """Whether a hello starts a docking (page 0; an unreadable one counts as a start)."""
+    try:
+        _, hello = p.decode_message(topic, payload)
+    except p.ProtocolError:
+        return True
+    return not isinstance(hello, p.Hello) or hello.page == 0

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,9 @@ class DeviceSync:
         self._correct_above_s = correct_above_s
         self._dock_key = dock_public(self.root)
         snapshot_audit(Path(audit_log), self.evidence)
-        self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._files: dict[str, tuple[p.FileOffer, Path]] = {}
+        self._left: Counter[tuple[str, str | None]] = Counter()
+        self._take_offers()
         self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
@@ -206,6 +209,12 @@ class DeviceSync:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
+
+    def _take_offers(self) -> None:
+        """What is waiting now, and per seal how many of its files are still here."""
+        self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._left = Counter((o.activity, o.manifest) for o, _ in self._files.values()
+                             if o.manifest and o.kind not in SEAL_KINDS)
 
     def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
         _, path = self._files[offer.file_id]
@@ -246,7 +255,7 @@ class DeviceSync:
                 with self._lock:
                     log.info("%s: %d files failed, offering them again", self.device,
                              len(self.result.failed))
-                    self._files = {o.file_id: (o, path) for o, path in offers(self.evidence)}
+                    self._take_offers()
                     self._held = {}  # held seals are offered again, and receipted again
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
@@ -361,20 +370,23 @@ class DeviceSync:
             return
         self.result.receipted.append(offer.name)
         seal = offer.kind in SEAL_KINDS
-        if seal and self._sealed_files_left(offer.manifest):
+        if seal and self._sealed_files_left(offer):
             # A seal leaves the device after the files it covers, never before: the device
             # finds what it still has to send through its manifests, so a file whose seal
             # were gone would never be offered again.
             self._held.setdefault(offer.manifest or "", []).append((offer, path, receipt))
             return
         self._delete(offer, path, receipt)
-        if not seal and offer.manifest and not self._sealed_files_left(offer.manifest):
-            for held_offer, held_path, held_receipt in self._held.pop(offer.manifest, []):
-                self._delete(held_offer, held_path, held_receipt)
+        if not seal and offer.manifest:
+            self._left[(offer.activity, offer.manifest)] -= 1
+            if not self._sealed_files_left(offer):
+                for held_offer, held_path, held_receipt in self._held.pop(offer.manifest, []):
+                    self._delete(held_offer, held_path, held_receipt)
 
-    def _sealed_files_left(self, manifest: str | None) -> bool:
-        return any(o.manifest == manifest and o.kind not in SEAL_KINDS and path.exists()
-                   for o, path in self._files.values())
+    def _sealed_files_left(self, offer: p.FileOffer) -> bool:
+        """Whether files sealed by ``offer``'s manifest are still on the device (counted,
+        not searched: a receipt costs the same with ten files waiting or fifty thousand)."""
+        return self._left[(offer.activity, offer.manifest)] > 0
 
     def _delete(self, offer: p.FileOffer, path: Path, receipt: p.Receipt) -> None:
         os.chmod(path, 0o644)
@@ -384,8 +396,11 @@ class DeviceSync:
                   {"file": offer.name, "activity": offer.activity, "sha256": offer.sha256,
                    "dock": receipt.body.get("dock"), "archive_path": receipt.body.get("archive_path")})
         folder = path.parent
-        if folder != self.evidence and not any(folder.iterdir()):
-            folder.rmdir()
+        if folder != self.evidence:
+            try:
+                folder.rmdir()  # the last file of the activity has gone (else: not empty)
+            except OSError:
+                pass
 
     def _log(self, kind: str, fields: dict[str, Any]) -> None:
         if self.audit is not None:

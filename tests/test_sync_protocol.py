@@ -670,8 +670,7 @@ def test_uploader_input_checks() -> None:
     with pytest.raises(ProtocolError, match="chunk_size"):
         Uploader(DEVICE, [offer], lambda o, a, b: b"", chunk_size=MAX_CHUNK_BYTES + 1)
     many = [offer_for(f"f{i:05d}.ts.bce", str(i).encode()) for i in range(1500)]
-    with pytest.raises(ProtocolError, match="split_offers"):
-        Uploader(DEVICE, many, lambda o, a, b: b"")
+    assert Uploader(DEVICE, many, lambda o, a, b: b"").pages > 1  # offered in pages
     batches = split_offers(many)
     assert [o for b in batches for o in b] == many and len(batches) > 1
     for batch in batches:
@@ -682,6 +681,71 @@ def test_uploader_input_checks() -> None:
     up.start()
     with pytest.raises(ProtocolError):
         up.start()
+
+
+def backlog(n: int) -> dict[str, bytes]:
+    """``n`` small files with long, realistic names: far more than one hello holds."""
+    return {f"BC-0001_20261129T010100Z_{i:06d}_20261129T010130Z.ts.bce": i.to_bytes(4, "big") * 3
+            for i in range(n)}
+
+
+def test_a_backlog_too_long_for_one_hello_goes_page_after_page_in_one_session() -> None:
+    files = backlog(2500)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    assert device.uploader.pages >= 3
+    order = [offer.name for offer, _ in device.files.values()]
+    dock = DockEdge()
+    assert run(device, dock)
+    assert_all_archived(device, dock, files)
+    hellos = [e.hello for e in dock.log if isinstance(e, DeviceHello)]
+    assert [h.page for h in hellos] == list(range(device.uploader.pages))
+    assert [o.name for h in hellos for o in h.files] == order, "oldest first, each once"
+    assert hellos[0].more_files == len(files) - len(hellos[0].files)
+    assert hellos[0].more_bytes == sum(map(len, files.values())) - sum(o.size for o in hellos[0].files)
+    assert hellos[-1].more_files == hellos[-1].more_bytes == 0
+    for hello in hellos:
+        assert len(hello.encode()) <= MAX_HELLO_BYTES
+    (done,) = device.of_type(Done)  # one Done, after the last page
+    assert len(done.receipted) == len(files) and not done.failed
+    assert set(dock.archived_count.values()) == {1}
+
+
+def test_paged_backlog_resumes_mid_page_after_a_cut() -> None:
+    files = backlog(2000)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    dock = DockEdge()
+    assert not run(device, dock, cut_after_chunks=1200)  # the link drops in the second page
+    assert 0 < len(device.files) < len(files)
+    dock.restart()
+    device.new_session()  # the next docking offers only what is left
+    assert run(device, dock)
+    assert not device.files and set(dock.archived_count.values()) == {1}
+    assert max(device.chunks_sent.values()) <= 2  # at most the chunk in flight at the cut
+
+
+def test_a_late_want_for_an_earlier_page_is_not_taken_for_the_present_one() -> None:
+    files = backlog(1500)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    dock = DockEdge()
+    wants: list[Publish] = []
+    replayed: list[list] = []
+
+    def replay_the_first_want(publish: Publish) -> list[Publish]:
+        # When page 1's hello goes out, the dock's answer to page 0 arrives once more
+        # (the device had sent page 0's hello twice): it must change nothing.
+        if publish.topic.endswith("/hello") and Hello.decode(publish.payload).page == 1:
+            replayed.append(device.uploader.receive(wants[0].topic, wants[0].payload))
+            assert device.uploader.state is UploaderState.HELLO_SENT
+        return [publish]
+
+    hello = device.uploader.start()
+    answer = dock.receive(hello[0])
+    wants += [p for p in answer if p.topic.endswith("/want")]
+    assert Want.decode(wants[0].payload).page == 0
+    first = device.uploader.receive(wants[0].topic, wants[0].payload)
+    assert run(device, dock, first=first, tamper=replay_the_first_want)
+    assert replayed == [[]]
+    assert not device.files and not device.of_type(FileFailed)
 
 
 def test_empty_session_is_done_at_once() -> None:
@@ -754,6 +818,22 @@ def test_decode_errors_name_the_field() -> None:
     good["files"][1]["size"] = -1
     with pytest.raises(ProtocolError, match=r"hello\.files\[1\]\.size: -1 is outside"):
         Hello.decode(json.dumps(good).encode())
+    # The page members a later revision added: optional, but checked when present.
+    good["files"][1]["size"] = 1
+    assert Hello.decode(json.dumps({k: v for k, v in good.items()
+                                    if k not in ("page", "more_files", "more_bytes")}
+                                   ).encode()).page == 0
+    for key, value, expect in [("page", -1, "hello.page: -1 is outside"),
+                               ("page", "1", "hello.page: must be an integer"),
+                               ("more_files", True, "hello.more_files: must be an integer"),
+                               ("more_bytes", 2**53, "hello.more_bytes: 9007199254740992")]:
+        with pytest.raises(ProtocolError, match=expect.replace(".", r"\.")):
+            Hello.decode(json.dumps({**good, key: value}).encode())
+    want = json.loads(Want(((offer.file_id, 0),), (), page=2).encode())
+    assert Want.decode(json.dumps(want).encode()).page == 2
+    assert Want.decode(json.dumps({k: v for k, v in want.items() if k != "page"}).encode()).page == 0
+    with pytest.raises(ProtocolError, match=r"want\.page: must be an integer"):
+        Want.decode(json.dumps({**want, "page": None}).encode())
     init = json.loads(Init.from_offer(offer).encode())
     for key, value, expect in [("sha256", "xyz", "init.sha256"),
                                ("name", "../../etc/passwd", "init.name"),

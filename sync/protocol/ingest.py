@@ -116,7 +116,7 @@ class Ingest:
                     out += self._reset(entry, f"{entry.confirmed} bytes stored, more than "
                                               f"the file's {offer.size}")
                 wanted.append((offer.file_id, entry.confirmed))
-        want = Want(tuple(wanted), tuple(known), self.chunk_limit)
+        want = Want(tuple(wanted), tuple(known), self.chunk_limit, hello.page)
         return out + [publish(self.device, want)] + receipts
 
     def _on_init(self, init: FileOffer) -> list[IngestOutput]:

@@ -3,6 +3,12 @@
 Uploader states (per session)::
 
     IDLE --start()--> HELLO_SENT --want--> TRANSFERRING --every file receipted or failed--> DONE
+                          ^                     |
+                          +---- next page ------+  (a backlog too long for one hello)
+
+A backlog is offered in pages that each fit one ``hello`` (``split_offers``), in the order
+given (the device's: oldest first). When every file of a page is receipted or has failed,
+the hello of the next page goes out, in the same session; ``Done`` comes after the last.
 
 Per file on the device: OFFERED --want--> SENDING --all chunks acked--> FIN_SENT --receipt-->
 RECEIPTED; OFFERED --want.known--> KNOWN --receipt--> RECEIPTED; resend/restart return to
@@ -21,7 +27,7 @@ from typing import Callable, Sequence
 from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, MAX_CHUNK_BYTES,
                      MAX_HELLO_BYTES, ProtocolError, check_device, check_int)
 from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Receipt, TimeRequest,
-                       TimeResponse, Want, decode_message)
+                       TimeResponse, Want, decode_message, split_offers)
 from .outputs import (Done, FileFailed, FileProgress, InvalidMessage, Publish, ReceiptReceived,
                       TimeReceived, UploaderOutput, publish, topic_text)
 from .topics import DOWN, hello_topic, parse_topic
@@ -51,6 +57,7 @@ ReadFn = Callable[[FileOffer, int, int], bytes]
 class _Upload:
     offer: FileOffer
     index: int  # position in the dock's want order: lower goes first
+    page: int = 0  # the hello page that offers it
     phase: UploadPhase = UploadPhase.OFFERED
     acked: int = 0  # the dock has stored [0, acked) durably
     sent: int = 0  # next offset to send
@@ -79,18 +86,28 @@ class Uploader:
         self.window = check_int(window, "window", 1, 1 << 16)
         self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
-        files = tuple(files)
-        self._hello = Hello(device, firmware, battery_percent, files)
-        encoded = self._hello.encode()
-        if len(encoded) > MAX_HELLO_BYTES:
-            raise ProtocolError(f"a hello offering {len(files)} files is {len(encoded)} "
-                                f"bytes, over {MAX_HELLO_BYTES}; offer them in several "
-                                "sessions (split_offers)", "files")
-        self._hello_bytes = encoded
-        self._files = {offer.file_id: _Upload(offer, i) for i, offer in enumerate(files)}
+        self._firmware, self._battery = firmware, battery_percent
+        self._files: dict[str, _Upload] = {}
+        for i, offer in enumerate(files):
+            if not isinstance(offer, FileOffer):
+                raise ProtocolError(f"must be a FileOffer, not {type(offer).__name__}",
+                                    f"files[{i}]")
+            if offer.file_id in self._files:
+                # Content-addressed ids: two files with the same bytes cannot be told apart.
+                raise ProtocolError("offered twice", f"files[{i}].file_id")
+            self._files[offer.file_id] = _Upload(offer, i)
+        # Pages that each fit one hello, in the order given. A page's hello is encoded when
+        # it goes out, without the files settled by then (a receipt that came early).
+        self._pages: list[list[FileOffer]] = split_offers(tuple(o.offer for o in self._files.values()))
+        for number, page in enumerate(self._pages):
+            for offer in page:
+                self._files[offer.file_id].page = number
+        self._page = -1  # the page being worked on; -1 before start()
+        self._current: list[_Upload] = []  # its files
+        self._hello_bytes = b""
         self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
         self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
-        self._unsettled = len(self._files)  # neither receipted nor failed
+        self._unsettled = 0  # files of the present page neither receipted nor failed
         self._time_requests: deque[float] = deque(maxlen=8)
         self.state = UploaderState.IDLE
 
@@ -100,8 +117,47 @@ class Uploader:
         """Begin the session: the hello."""
         if self.state is not UploaderState.IDLE:
             raise ProtocolError(f"start() in state {self.state}", "state")
+        out = self._next_page()
+        if self.state is UploaderState.IDLE:  # nothing to offer: an empty hello all the same
+            self._page = 0
+            self._offer_page(0, [])
+            out = [Publish(hello_topic(self.device), self._hello_bytes)]
+        return out
+
+    @property
+    def pages(self) -> int:
+        """How many hello pages the backlog takes."""
+        return len(self._pages)
+
+    @property
+    def page(self) -> int:
+        """The page being offered or sent now (0 first); -1 before start()."""
+        return self._page
+
+    def _next_page(self) -> list[UploaderOutput]:
+        """Offer the next page that still holds a file to send; none left: stay as is."""
+        while self._page + 1 < len(self._pages):
+            self._page += 1
+            files = [o for o in self._pages[self._page]
+                     if self._files[o.file_id].phase is UploadPhase.OFFERED]
+            if files:
+                self._offer_page(self._page, files)
+                return [Publish(hello_topic(self.device), self._hello_bytes)]
+        return []
+
+    def _offer_page(self, number: int, files: list[FileOffer]) -> None:
+        later = [o for page in self._pages[number + 1:] for o in page
+                 if self._files[o.file_id].phase is UploadPhase.OFFERED]
+        hello = Hello(self.device, self._firmware, self._battery, tuple(files),
+                      page=number, more_files=len(later),
+                      more_bytes=sum(o.size for o in later))
+        self._hello_bytes = hello.encode()
+        if len(self._hello_bytes) > MAX_HELLO_BYTES:  # split_offers leaves room; never here
+            raise ProtocolError(f"a hello of {len(files)} files is {len(self._hello_bytes)} "
+                                f"bytes, over {MAX_HELLO_BYTES}", "files")
+        self._current = [self._files[o.file_id] for o in files]
+        self._unsettled = len(files)
         self.state = UploaderState.HELLO_SENT
-        return [Publish(hello_topic(self.device), self._hello_bytes)]
 
     def request_time(self, t1: float) -> list[UploaderOutput]:
         """Ask the dock for its time (after start()); ``t1`` is the device clock now."""
@@ -146,7 +202,7 @@ class Uploader:
         if self.state is not UploaderState.TRANSFERRING:
             return []
         out: list[UploaderOutput] = []
-        for upload in self._files.values():
+        for upload in self._current:
             if upload.phase is UploadPhase.SENDING:
                 self._rewind(upload, upload.acked)
             elif upload.phase is UploadPhase.FIN_SENT:
@@ -164,20 +220,20 @@ class Uploader:
     # --- handlers -----------------------------------------------------------------------------
 
     def _on_want(self, topic: str, want: Want) -> list[UploaderOutput]:
-        if self.state is not UploaderState.HELLO_SENT:
-            return []  # one want per session; a repeat changes nothing
+        if self.state is not UploaderState.HELLO_SENT or want.page != self._page:
+            return []  # one want per page; a repeat, or a late one for an earlier page
         self.state = UploaderState.TRANSFERRING
         self.chunk_size = min(self.chunk_size, want.chunk_limit)
         out: list[UploaderOutput] = []
         for file_id in want.known:
             upload = self._files.get(file_id)
-            if upload is None:
+            if upload is None or upload.page != self._page:
                 out.append(InvalidMessage(topic, f"known file {file_id} was not offered"))
             elif upload.phase is UploadPhase.OFFERED:
                 upload.phase = UploadPhase.KNOWN
         for order, (file_id, offset) in enumerate(want.files):
             upload = self._files.get(file_id)
-            if upload is None:
+            if upload is None or upload.page != self._page:
                 out.append(InvalidMessage(topic, f"wanted file {file_id} was not offered"))
             elif upload.phase is not UploadPhase.OFFERED:
                 continue  # receipted before the want arrived
@@ -189,7 +245,7 @@ class Uploader:
                 upload.phase = UploadPhase.SENDING
                 upload.acked = offset  # stored durably at the dock: never sent again
                 self._rewind(upload, offset)
-        for upload in self._files.values():
+        for upload in self._current:
             if upload.phase is not UploadPhase.SENDING:
                 upload.index += len(want.files)
             if upload.phase is UploadPhase.OFFERED:
@@ -263,7 +319,7 @@ class Uploader:
         # Any valid receipt settles the file, even one that failed in this session: the
         # dock holds it, and whether to delete is the edge's check of the signature.
         self._drop_in_flight(upload)
-        if upload.phase is not UploadPhase.FAILED:
+        if upload.phase is not UploadPhase.FAILED and upload.page == self._page:
             self._unsettled -= 1
         upload.phase = UploadPhase.RECEIPTED
         upload.acked = upload.offer.size
@@ -335,7 +391,7 @@ class Uploader:
 
     def _fail(self, upload: _Upload, reason: str) -> list[UploaderOutput]:
         self._drop_in_flight(upload)
-        if upload.phase is not UploadPhase.FAILED:
+        if upload.phase is not UploadPhase.FAILED and upload.page == self._page:
             self._unsettled -= 1
         upload.phase = UploadPhase.FAILED
         return [FileFailed(upload.offer.file_id, reason)]
@@ -343,6 +399,9 @@ class Uploader:
     def _check_done(self) -> list[UploaderOutput]:
         if self.state is not UploaderState.TRANSFERRING or self._unsettled:
             return []
+        out = self._next_page()  # the page is over: on to the next, in this session
+        if out:
+            return out
         self.state = UploaderState.DONE
         return [Done(tuple(f for f, u in self._files.items() if u.phase is UploadPhase.RECEIPTED),
                      tuple(f for f, u in self._files.items() if u.phase is UploadPhase.FAILED))]
