@@ -110,6 +110,9 @@ class DockEdge:
                              archived=dict(self.receipts), chunk_limit=self.chunk_limit)
 
     def receive(self, publish: Publish, now: float = 1_000.0) -> list[Publish]:
+        if publish.topic.endswith("/hello") and Hello.decode(publish.payload).page == 0:
+            # As dock/service.py: a docking starts from what is on disk, not from memory.
+            self.restart()
         return self.handle(self.ingest.receive(publish.topic, publish.payload, now))
 
     def handle(self, outputs: list) -> list[Publish]:
@@ -529,8 +532,16 @@ def test_ingest_unknown_file_and_fin_checks() -> None:
     data = b"abc" * 10
     ingest = Ingest(DEVICE)
     init = Init.from_offer(offer_for("a.ts.bce", data))
+    # No init (lost on the link, or the dock restarted): asked for, with the bytes from
+    # what is stored — not refused, so the file goes on in the same session.
     ack = only_ack(ingest.receive(*chunk(init, 0, data), 0.0))
-    assert (ack.status, ack.reason) == (AckStatus.REJECTED, Reason.UNKNOWN_FILE)
+    assert (ack.status, ack.reason, ack.next_offset) == (AckStatus.RESEND, Reason.UNKNOWN_FILE, 0)
+    fin = Fin(init.file_id, init.size, init.sha256)
+    ack = only_ack(ingest.receive(fin.topic(DEVICE), fin.encode(), 0.0))
+    assert (ack.status, ack.reason) == (AckStatus.RESEND, Reason.UNKNOWN_FILE)
+    resumed = Ingest(DEVICE, stored={init.file_id: 3})
+    ack = only_ack(resumed.receive(*chunk(init, 3, data[3:]), 0.0))
+    assert (ack.status, ack.reason, ack.next_offset) == (AckStatus.RESEND, Reason.UNKNOWN_FILE, 3)
     ingest.receive(init.topic(DEVICE), init.encode(), 0.0)
     fin = Fin(init.file_id, init.size, init.sha256)
     ack = only_ack(ingest.receive(fin.topic(DEVICE), fin.encode(), 0.0))
@@ -658,7 +669,9 @@ def test_uploader_retry_goes_back_to_the_last_ack() -> None:
     up, offer, out = uploader_with(bytes(300), chunk_size=100, window=2)
     deliver(up, Ack(offer.file_id, 100, AckStatus.OK, "stored"))
     out = up.retry()
-    assert [parse_topic(p.topic).offset for p in out] == [100, 200]
+    # The init again (the link that lost the chunks may have lost it), then the chunks.
+    assert [parse_topic(p.topic).kind for p in out] == [Kind.INIT, Kind.CHUNK, Kind.CHUNK]
+    assert [parse_topic(p.topic).offset for p in out[1:]] == [100, 200]
 
 
 def test_uploader_input_checks() -> None:
@@ -1037,3 +1050,102 @@ def test_clock_offset_recovers_the_error_over_a_symmetric_path(
 def test_clock_offset_known_values() -> None:
     # Device 5 s behind the dock, 0.1 s each way, 0.02 s in the dock.
     assert clock_offset(10.0, 15.1, 15.12, 10.22) == pytest.approx((5.0, 0.2))
+
+
+# --- a broker restart at any moment: the session finishes by itself -------------------------
+
+def run_dropping(device: DeviceEdge, dock: DockEdge, drop_at: int, *,
+                 first: list | None = None) -> int:
+    """Carry messages both ways in order; at the ``drop_at``-th message everything on the
+    link is lost (a broker restart loses what it holds, both ways). Returns how many
+    messages were carried."""
+    link: deque[tuple[str, Publish]] = deque()
+    link.extend(("up", p) for p in device.handle(first if first is not None
+                                                  else device.uploader.start()))
+    carried = 0
+    while link:
+        if carried == drop_at:
+            link.clear()
+            break
+        direction, publish = link.popleft()
+        carried += 1
+        if direction == "up":
+            link.extend(("down", q) for q in dock.receive(publish))
+        else:
+            outputs = device.uploader.receive(publish.topic, publish.payload)
+            link.extend(("up", q) for q in device.handle(outputs))
+    return carried
+
+
+def finish_with_retries(device: DeviceEdge, dock: DockEdge, retries: int = 8) -> None:
+    """What the device edge does after the link is back: retry(), and again after each
+    silence, until the session is over — in the same session, without a new hello."""
+    for _ in range(retries):
+        if device.uploader.state is UploaderState.DONE:
+            return
+        run_dropping(device, dock, -1, first=device.uploader.retry())
+
+
+def interleavings() -> list[int]:
+    """Every point of a clean session's message sequence."""
+    device, dock = DeviceEdge(sample_files(), chunk_size=CHUNK, window=4), DockEdge()
+    return list(range(run_dropping(device, dock, -1) + 1))
+
+
+@pytest.mark.parametrize("drop_at", interleavings())
+def test_a_link_lost_at_any_message_is_recovered_by_retry_in_the_same_session(drop_at: int) -> None:
+    """A broker restart can lose any message in flight either way — an init, a chunk, an
+    ack, a fin, a receipt, the want. retry() after the reconnect must bring every file to
+    its receipt in the same session: none failed, none left for the next docking."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=4), DockEdge()
+    run_dropping(device, dock, drop_at)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed), device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert set(dock.archived_count.values()) == {1}
+    # Nothing the dock confirmed was stored again.
+    assert max(dock.stores.values()) == 1
+
+
+@FAST
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=3), st.integers(1, 6))
+def test_repeated_restarts_still_finish_in_the_same_session(drops: list[int], window: int) -> None:
+    """Several restarts, each at any point of what is left: retry() after each brings every
+    file home in one session, nothing confirmed is stored twice."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=window), DockEdge()
+    first = None
+    for drop_at in drops:
+        run_dropping(device, dock, drop_at, first=first)
+        first = device.uploader.retry()
+    run_dropping(device, dock, -1, first=first)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert max(dock.stores.values()) == 1
+
+
+def test_a_hello_sent_twice_reaches_the_dock_mid_transfer_and_the_session_still_finishes() -> None:
+    """The want was slow (a busy dock), so the device said hello again; the dock answers the
+    first, the device starts sending, then the second hello makes the dock start over from
+    its disk, forgetting the inits it had. The files go on in the same session."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=4), DockEdge()
+    (hello,) = device.handle(device.uploader.start())
+    again = device.uploader.retry()  # silence: the hello once more
+    assert again == [hello]
+    answer = dock.receive(hello)
+    want = next(p for p in answer if p.topic.endswith("/want"))
+    sending = device.handle(device.uploader.receive(want.topic, want.payload))
+    up = deque(sending)
+    for _ in range(3):  # the first init and chunks arrive ...
+        dock.receive(up.popleft())
+    dock.receive(hello)  # ... then the second hello: a new Ingest from the disk
+    link = [p for item in up for p in dock.receive(item)]
+    outputs = [o for p in link for o in device.uploader.receive(p.topic, p.payload)]
+    run_dropping(device, dock, -1, first=outputs)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert max(dock.stores.values()) == 1

@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, MAX_CHUNK_BYTES,
                      MAX_HELLO_BYTES, ProtocolError, check_device, check_int)
-from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Receipt, TimeRequest,
-                       TimeResponse, Want, decode_message, split_offers)
+from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Reason, Receipt,
+                       TimeRequest, TimeResponse, Want, decode_message, split_offers)
 from .outputs import (Done, FileFailed, FileProgress, InvalidMessage, Publish, ReceiptReceived,
                       TimeReceived, UploaderOutput, publish, topic_text)
 from .topics import DOWN, hello_topic, parse_topic
@@ -194,9 +194,10 @@ class Uploader:
 
     def retry(self) -> list[UploaderOutput]:
         """Nothing heard from the dock for a while: send again what it has not confirmed
-        (go back to the last acknowledged offset), every fin still unanswered, an init for
-        each file whose receipt is awaited (the dock answers it with the receipt), or the
-        hello. A message the broker dropped silently is recovered this way."""
+        (the init and everything from the last acknowledged offset), every fin still
+        unanswered (after its init), an init for each file whose receipt is awaited (the dock answers it
+        with the receipt), or the hello. A message the broker dropped silently, or lost in
+        a restart, is recovered this way."""
         if self.state is UploaderState.HELLO_SENT:
             return [Publish(hello_topic(self.device), self._hello_bytes)]
         if self.state is not UploaderState.TRANSFERRING:
@@ -204,9 +205,14 @@ class Uploader:
         out: list[UploaderOutput] = []
         for upload in self._current:
             if upload.phase is UploadPhase.SENDING:
+                # The init goes again too: the link that lost the chunks may have lost it,
+                # and chunks for a file the dock has no init for are refused (unknown_file),
+                # which would fail the file for the whole session.
+                upload.init_sent = False
                 self._rewind(upload, upload.acked)
             elif upload.phase is UploadPhase.FIN_SENT:
-                out.append(self._fin(upload))
+                # Init first, for the same reason: a fin without one is refused.
+                out += [publish(self.device, upload.offer), self._fin(upload)]
             elif upload.phase is UploadPhase.KNOWN:
                 out.append(publish(self.device, upload.offer))
         out += self._pump()
@@ -290,6 +296,8 @@ class Uploader:
             # Trust the dock even below what it confirmed before: it knows its disk.
             upload.phase = UploadPhase.SENDING
             upload.acked = ack.next_offset
+            if ack.reason == Reason.UNKNOWN_FILE:
+                upload.init_sent = False  # the dock has no init for it (lost, or restarted)
             self._rewind(upload, ack.next_offset)
             return self._pump()
         if ack.status is AckStatus.RESTART:
