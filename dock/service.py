@@ -220,9 +220,13 @@ class DockService:
             for device, ingest, file_id, offset, _ in stores:
                 self._carry_out(device, ingest, ingest.chunk_failed(file_id, offset, str(exc)))
             return
+        # One cumulative ack per file for all its chunks made durable now, per device.
+        grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
         for device, ingest, file_id, offset, size in stores:
             self.progress[device].received_bytes += size
-            self._carry_out(device, ingest, ingest.chunk_stored(file_id, offset, size))
+            grouped.setdefault(id(ingest), (device, ingest, []))[2].append((file_id, offset, size))
+        for device, ingest, done in grouped.values():
+            self._carry_out(device, ingest, ingest.chunks_stored(done))
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)

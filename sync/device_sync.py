@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -204,6 +205,10 @@ class DeviceSync:
         self._subscribed = threading.Event()
         self._started = False
         self._last_heard = time.monotonic()
+        # What the broker brought, for the sender thread: paho's network thread only reads
+        # and queues, so reading evidence files for the next chunks never holds it up.
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, device, ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -244,6 +249,9 @@ class DeviceSync:
         if not self._files:
             self.result.done = True
             return self.result
+        self._worker = threading.Thread(target=self._work, name=f"sync-{self.device}",
+                                        daemon=True)
+        self._worker.start()
         self.client.loop_start()
         deadline = time.monotonic() + timeout
         try:
@@ -268,6 +276,8 @@ class DeviceSync:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            self._inbox.put(None)
+            self._worker.join(10)
         return self.result
 
     def undock(self) -> None:
@@ -311,12 +321,33 @@ class DeviceSync:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self._cancelled.is_set():
             return  # undocked: the link is gone, whatever the socket still holds
-        with self._lock:
-            self._last_heard = time.monotonic()
-            try:
-                self._carry_out(self.uploader.receive(message.topic, message.payload))
-            except Exception:
-                log.exception("%s: handling %s failed", self.device, message.topic)
+        self._last_heard = time.monotonic()
+        self._inbox.put((message.topic, message.payload))
+
+    def _work(self) -> None:
+        """The sender thread: the protocol, the reads of evidence files, the publishes and
+        the receipts' checks and deletions, for every message queued — several at a time,
+        under one hold of the lock."""
+        while True:
+            item = self._inbox.get()
+            batch = [item]
+            while item is not None and len(batch) < 256:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            with self._lock:
+                for entry in batch:
+                    if entry is None or self._cancelled.is_set():
+                        continue
+                    topic, payload = entry
+                    try:
+                        self._carry_out(self.uploader.receive(topic, payload))
+                    except Exception:
+                        log.exception("%s: handling %s failed", self.device, topic)
+            if batch[-1] is None or None in batch:
+                return
 
     def _carry_out(self, outputs: list[Any]) -> None:
         for out in outputs:

@@ -202,10 +202,25 @@ class Ingest:
             return []  # a store from before a resend or restart: no longer counted
         entry.pending.popleft()
         entry.confirmed = offset + size
-        out: list[IngestOutput] = [self._ack(entry, AckStatus.OK, Reason.STORED)]
         if entry.fin_waiting and entry.init is not None and entry.confirmed == entry.init.size:
-            out += self._complete(entry)
-        return out
+            # Every byte durable and the fin here: the receipt (or a restart) answers for
+            # the last chunks, no ack needed.
+            return self._complete(entry)
+        return [self._ack(entry, AckStatus.OK, Reason.STORED)]
+
+    def chunks_stored(self, stores: list[tuple[str, int, int]]) -> list[IngestOutput]:
+        """Several ``chunk_stored`` at once, (file_id, offset, size) in the order written,
+        answered with one cumulative ``ok`` ack per file — its ``next_offset`` confirms every
+        chunk below it — instead of one per chunk."""
+        out: list[IngestOutput] = []
+        acks: dict[str, Publish] = {}
+        for file_id, offset, size in stores:
+            for item in self.chunk_stored(file_id, offset, size):
+                if isinstance(item, Publish):  # chunk_stored publishes only its ok ack
+                    acks[file_id] = item  # a later one for the file replaces it
+                else:
+                    out.append(item)
+        return list(acks.values()) + out
 
     def chunk_failed(self, file_id: str, offset: int, reason: str) -> list[IngestOutput]:
         """The edge could not store the chunk at ``offset``: ask again from what is stored."""

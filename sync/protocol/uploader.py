@@ -79,11 +79,19 @@ class Uploader:
 
     def __init__(self, device: str, files: Sequence[FileOffer], read: ReadFn, *,
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
+                 window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
                  max_retries: int = DEFAULT_MAX_RETRIES) -> None:
         self.device = check_device(device)
         self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
+        # The window: at most ``window`` chunks and ``window_bytes`` bytes unacknowledged
+        # (at least one chunk goes whatever its size). Without ``window_bytes`` it is
+        # ``window`` chunks of the chunk size; the edge may change ``window_bytes`` as it
+        # measures the link (bandwidth times round trip), and ``window`` then only caps
+        # how many small chunks — small files — may be in flight at once.
         self.window = check_int(window, "window", 1, 1 << 16)
+        self.window_bytes = check_int(window_bytes if window_bytes is not None
+                                      else window * chunk_size, "window_bytes", 1)
         self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
         self._firmware, self._battery = firmware, battery_percent
@@ -107,6 +115,7 @@ class Uploader:
         self._hello_bytes = b""
         self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
         self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
+        self._in_flight_bytes = 0  # and their bytes
         self._unsettled = 0  # files of the present page neither receipted nor failed
         self._time_requests: deque[float] = deque(maxlen=8)
         self.state = UploaderState.IDLE
@@ -204,6 +213,8 @@ class Uploader:
             return []
         out: list[UploaderOutput] = []
         for upload in self._current:
+            if upload.phase is UploadPhase.FIN_SENT and upload.acked < upload.offer.size:
+                upload.phase = UploadPhase.SENDING  # its fin went with chunks unconfirmed
             if upload.phase is UploadPhase.SENDING:
                 # The init goes again too: the link that lost the chunks may have lost it,
                 # and chunks for a file the dock has no init for are refused (unknown_file),
@@ -272,16 +283,18 @@ class Uploader:
                                           f"of {upload.offer.name} ({size} bytes)")]
         why = f"{ack.reason}: {ack.detail}" if ack.detail else ack.reason
         if ack.status is AckStatus.OK:
-            if upload.phase is not UploadPhase.SENDING:
+            # Cumulative: next_offset confirms every chunk below it, however many.
+            if upload.phase not in (UploadPhase.SENDING, UploadPhase.FIN_SENT):
                 return []  # a late duplicate ack
             if ack.next_offset > upload.acked:
                 upload.acked = ack.next_offset
                 upload.retries = 0  # progress: earlier trouble is over
-            if upload.acked > upload.sent:  # the dock had more than we knew: skip ahead
-                self._rewind(upload, upload.acked)
+            if upload.phase is UploadPhase.SENDING and upload.acked > upload.sent:
+                self._rewind(upload, upload.acked)  # the dock had more than we knew
             while upload.in_flight and sum(upload.in_flight[0]) <= upload.acked:
-                upload.in_flight.popleft()
+                _, length = upload.in_flight.popleft()
                 self._in_flight -= 1
+                self._in_flight_bytes -= length
             return self._maybe_fin(upload) + self._pump()
         if ack.status is AckStatus.RESEND:
             if upload.phase is UploadPhase.KNOWN:
@@ -351,12 +364,14 @@ class Uploader:
 
     def _drop_in_flight(self, upload: _Upload) -> None:
         self._in_flight -= len(upload.in_flight)
+        self._in_flight_bytes -= sum(length for _, length in upload.in_flight)
         upload.in_flight.clear()
 
     def _pump(self) -> list[UploaderOutput]:
         """Fill the window, the first file in the dock's order first."""
         out: list[UploaderOutput] = []
-        while self._queue and self._in_flight < self.window:
+        while self._queue and self._in_flight < self.window and (
+                self._in_flight_bytes < self.window_bytes or not self._in_flight):
             upload = self._files[self._queue[0][1]]
             if upload.phase is UploadPhase.SENDING and not upload.init_sent:
                 # Init every time a file is (re)started in a session, even to resume:
@@ -384,11 +399,16 @@ class Uploader:
             upload.in_flight.append((upload.sent, length))
             upload.sent += length
             self._in_flight += 1
+            self._in_flight_bytes += length
+            out += self._maybe_fin(upload)  # its last chunk is out: the fin follows at once
         return out
 
     def _maybe_fin(self, upload: _Upload) -> list[UploaderOutput]:
+        """The fin goes as soon as the file's last chunk is out, without waiting for the
+        acks: the dock holds it until every byte is durable, and answers with the receipt
+        (or asks for what it lacks). A small file costs one round trip, not two."""
         if (upload.phase is UploadPhase.SENDING and upload.init_sent
-                and upload.acked == upload.sent == upload.offer.size and not upload.in_flight):
+                and upload.sent == upload.offer.size):
             upload.phase = UploadPhase.FIN_SENT
             return [self._fin(upload)]
         return []
