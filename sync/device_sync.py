@@ -322,7 +322,17 @@ class DeviceSync:
         if self._cancelled.is_set():
             return  # undocked: the link is gone, whatever the socket still holds
         self._last_heard = time.monotonic()
+        if self._worker is None:  # not running (driven by hand, as the tests do): now
+            with self._lock:
+                self._handle(message.topic, message.payload)
+            return
         self._inbox.put((message.topic, message.payload))
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        try:
+            self._carry_out(self.uploader.receive(topic, payload))
+        except Exception:
+            log.exception("%s: handling %s failed", self.device, topic)
 
     def _work(self) -> None:
         """The sender thread: the protocol, the reads of evidence files, the publishes and
@@ -341,11 +351,7 @@ class DeviceSync:
                 for entry in batch:
                     if entry is None or self._cancelled.is_set():
                         continue
-                    topic, payload = entry
-                    try:
-                        self._carry_out(self.uploader.receive(topic, payload))
-                    except Exception:
-                        log.exception("%s: handling %s failed", self.device, topic)
+                    self._handle(*entry)
             if batch[-1] is None or None in batch:
                 return
 
