@@ -299,6 +299,10 @@ class Bench:
             "devices": len(devices), "files": sum(r["files"] for r in reports),
             "chunk_bytes": chunk, "effective_chunk_bytes": reports[0]["chunk_bytes"],
             "window": window,
+            # The device side's own CPU (its processes: reading, hashing, TLS, paho, the
+            # protocol), per GB of evidence synced: what a Raspberry Pi would pay.
+            "device_cpu_s": round(sum(r["cpu"] for r in reports), 3),
+            "device_cpu_s_per_gb": round(sum(r["cpu"] for r in reports) / (offered / 1e9), 2),
             # From the first CONNACK: the session minus its TLS connect, for comparison with
             # the raw figure, which starts on a connected client.
             "after_connect_mb_s": round(rate(offered, ended - min(connacks, default=started)), 1)})
@@ -532,6 +536,8 @@ def _line(label: str, row: dict[str, Any]) -> str:
     if "ratio_to_raw" in row:
         text += (f"  {row['ratio_to_raw']:.2f}x raw ({_verdict(row)}; "
                  f"{row['after_connect_mb_s']:.0f} MB/s after connect)")
+    if "device_cpu_s_per_gb" in row:
+        text += f"  device cpu {row['device_cpu_s_per_gb']:.1f} s/GB"
     return text
 
 

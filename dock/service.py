@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -77,7 +78,7 @@ class DockService:
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
                  on_progress: Callable[[DeviceProgress], None] | None = None,
                  now: Callable[[], float] = time.time,
-                 chunk_limit: int = p.DEFAULT_CHUNK_BYTES) -> None:
+                 chunk_limit: int = p.MAX_CHUNK_BYTES) -> None:
         self.dock_dir = Path(dock_dir)
         self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
         self.dock_id = dock_id
@@ -165,27 +166,55 @@ class DockService:
     # --- the archive thread -------------------------------------------------------------------
 
     def _work(self) -> None:
+        """Take what the network thread queued, per device, and serve the devices in turn:
+        one message of each device with messages waiting, round and round, until a batch
+        (``BATCH_BYTES``) is written; then make it durable and acknowledge it. A device
+        with a huge backlog, or a window larger than it should be, fills its own queue,
+        not the others' turns: four docked devices each get a fair share."""
+        waiting: dict[str, deque[tuple[str, bytes, float]]] = {}
+        turn: deque[str] = deque()  # devices with messages waiting, in the order served
+        stopping = False
         while True:
-            item = self._inbox.get()
-            handled, batch = 1, 0
+            if not turn and not stopping:
+                stopping = self._take(self._inbox.get(), waiting, turn)  # idle: wait
+            while True:  # and everything else that is there now
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                stopping = self._take(item, waiting, turn) or stopping
+            handled, batch = 0, 0
             try:
-                while item is not None:
-                    topic, payload, arrived = item
+                while turn and batch < BATCH_BYTES:
+                    device = turn.popleft()
+                    topic, payload, arrived = waiting[device].popleft()
+                    if waiting[device]:
+                        turn.append(device)
+                    else:
+                        del waiting[device]
                     self._handle(topic, payload, arrived)
-                    batch += len(payload)
-                    if batch >= BATCH_BYTES:
-                        break
-                    try:
-                        item = self._inbox.get_nowait()
-                    except queue.Empty:
-                        break
                     handled += 1
+                    batch += len(payload)
                 self._flush()
             finally:
                 for _ in range(handled):
                     self._inbox.task_done()
-            if item is None:
+            if stopping and not turn:
+                self._inbox.task_done()  # the stop marker
                 return
+
+    def _take(self, item: tuple[str, bytes, float] | None,
+              waiting: dict[str, deque[tuple[str, bytes, float]]], turn: deque[str]) -> bool:
+        """Queue one message under its device; True for the stop marker."""
+        if item is None:
+            return True
+        parts = item[0].split("/", 4)  # bodycam/v1/up/<device>/...: no full parse here
+        device = parts[3] if len(parts) > 3 else ""
+        if device not in waiting:
+            waiting[device] = deque()
+            turn.append(device)
+        waiting[device].append(item)
+        return False
 
     def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
         try:
