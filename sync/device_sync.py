@@ -39,6 +39,9 @@ SEAL_KINDS = ("manifest", "signature")
 AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
 AUDIT_STATE = ".audit-sent.json"  # beside the audit log: how much of it the snapshots cover
 RETRY_AFTER_S = 3.0
+# 32 chunks of 256 KiB (8 MiB) in flight: the best of bench/sync.py's sweep here, and more
+# than the bandwidth-delay product of a LAN; small files go 32 at a time.
+WINDOW = 32
 
 
 @dataclass
@@ -192,7 +195,8 @@ class DeviceSync:
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
                  clock: Clock | None = None,
-                 chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = p.DEFAULT_WINDOW) -> None:
+                 chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = WINDOW,
+                 window_bytes: int | None = None) -> None:
         self.root = Path(device_root)
         self.evidence = Path(evidence)
         self.device = device
@@ -207,9 +211,10 @@ class DeviceSync:
         self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
-        self._chunk_size, self._window = chunk_size, window
+        self._chunk_size, self._window, self._window_bytes = chunk_size, window, window_bytes
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
-                                   chunk_size=chunk_size, window=window, firmware=firmware,
+                                   chunk_size=chunk_size, window=window,
+                                   window_bytes=window_bytes, firmware=firmware,
                                    battery_percent=battery_percent)
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
@@ -280,7 +285,8 @@ class DeviceSync:
                     self._held = {}  # held seals are offered again, and receipted again
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
-                                               window=self._window)
+                                               window=self._window,
+                                               window_bytes=self._window_bytes)
                     self.result.failed = []
                     self.result.done = False
                     self._finished.clear()
