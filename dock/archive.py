@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -123,7 +124,8 @@ class Archive:
                         "kind, size, sha256, state, offset, started_at) VALUES "
                         "(?,?,?,?,?,?,?,?, 'incoming', 0, ?)",
                         (file_id, device, name, activity, manifest, kind, size, sha256, time.time()))
-        self.db.commit()
+        # Committed with the file's first chunks (sync): a dock that stops before that has an
+        # empty .part and no row, and begins the file again when it comes back.
         return 0
 
     def store_chunk(self, device: str, file_id: str, offset: int, data: bytes) -> int:
@@ -163,8 +165,10 @@ class Archive:
         finally:
             for fh in dirty.values():
                 fh.close()
-        self.db.executemany("UPDATE files SET offset=? WHERE device=? AND file_id=?", ends)
-        self.db.commit()
+        if ends:
+            self.db.executemany("UPDATE files SET offset=? WHERE device=? AND file_id=?", ends)
+        if ends or self.db.in_transaction:
+            self.db.commit()
 
     def discard(self, device: str, file_id: str) -> None:
         """A file whose whole-file hash failed: start again from nothing."""
@@ -230,8 +234,15 @@ class Archive:
                              body.get("officer"), start.get("utc_ms"), end.get("utc_ms"), name))
             return True
         # The manifest the device named for the file first; any other in the folder after.
+        # The folder is listed only when the named manifest does not cover the file: with
+        # thousands of files in an activity, a listing per file would make a docking
+        # quadratic in its size.
         named = [folder / sealed_by] if sealed_by and (folder / sealed_by).is_file() else []
-        for manifest in named + sorted(set(folder.glob(f"*{MANIFEST}")) - set(named)):
+
+        def others() -> Any:
+            yield from sorted(set(folder.glob(f"*{MANIFEST}")) - set(named))
+
+        for manifest in itertools.chain(named, others()):
             body = json.loads(manifest.read_bytes())
             for record in file_records(body):
                 if record.get("name") == name:
@@ -252,6 +263,10 @@ class Archive:
     def docked(self, device: str, at: float, offered: list[tuple[str, str, str]] = ()) -> None:
         """A device came back (its hello): when, and what it says is waiting on it."""
         self.db.execute("INSERT INTO dockings (device, docked_at) VALUES (?, ?)", (device, at))
+        self.offered(device, at, offered)
+
+    def offered(self, device: str, at: float, offered: list[tuple[str, str, str]]) -> None:
+        """What a device says is waiting on it (a hello, or a later page of one)."""
         self.db.executemany("INSERT OR IGNORE INTO offers VALUES (?,?,?,?,?)",
                             [(device, fid, name, activity, at) for fid, name, activity in offered])
         self.db.commit()

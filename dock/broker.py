@@ -423,6 +423,78 @@ class MosquittoBroker:
         return f"<MosquittoBroker {self.host}:{self.port} {state}>"
 
 
+class LoopbackMosquitto(MosquittoBroker):
+    """Mosquitto for the demo on one machine: loopback only, no TLS, anonymous clients —
+    the same trust as :class:`EmbeddedBroker`, a hundred times its speed. The rest of the
+    configuration (message size limit, no Nagle, logging) is the shipped one's."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 workdir: Path | str | None = None, binary: str | None = None,
+                 start_timeout: float = 10.0) -> None:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("a broker without TLS or ACL listens on loopback only")
+        super().__init__(None, workdir, port=port, host=host,  # type: ignore[arg-type]
+                         binary=binary, start_timeout=start_timeout)
+
+    def _prepare(self) -> None:
+        self.conf_path.write_text("\n".join([
+            "per_listener_settings false",
+            "allow_anonymous true",
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "persistence false",
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}",
+            "set_tcp_nodelay true",
+            "max_queued_messages 0",  # a slow subscriber's QoS 1 messages are kept, not dropped
+            "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+            "connection_messages true",
+            f"listener {self.port} {self.host}", "protocol mqtt", ""]))
+
+    @property
+    def ca_file(self) -> Path:
+        raise AttributeError("a loopback demo broker has no TLS")
+
+    def _wait_ready(self, log_offset: int) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                if "Address already in use" in self.log[log_offset:]:
+                    raise _PortTaken()
+                raise RuntimeError(f"mosquitto exited with status {self._proc.returncode} "
+                                   f"during start\n{self._log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.port} "
+                                   f"within {self.start_timeout} s\n{self._log_tail()}")
+            time.sleep(_POLL_INTERVAL)
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "stopped"
+        return f"<LoopbackMosquitto {self.host}:{self.port} {state}>"
+
+
+DEMO_BROKER_ENV = "BODYCAM_DEMO_BROKER"
+
+
+def local_broker(host: str = "127.0.0.1", port: int = 0) -> LoopbackMosquitto | EmbeddedBroker:
+    """The demo's broker on this machine: Mosquitto on loopback when it is installed (the
+    demo's docking then runs at hundreds of MB/s), amqtt in a thread when it is not (a few
+    MB/s, nothing to install). Neither has TLS or an ACL. Not started.
+    ``BODYCAM_DEMO_BROKER=amqtt`` in the environment picks amqtt even when Mosquitto is
+    there (to measure or test the fallback)."""
+    if os.environ.get(DEMO_BROKER_ENV, "").strip().lower() == "amqtt":
+        return EmbeddedBroker(host, port)
+    try:
+        return LoopbackMosquitto(host, port)
+    except FileNotFoundError:
+        log.info("mosquitto is not installed: the demo uses the embedded amqtt broker")
+        return EmbeddedBroker(host, port)
+
+
 class _PortTaken(Exception):
     """Mosquitto could not bind the chosen port."""
 

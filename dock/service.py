@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -79,7 +80,7 @@ class DockService:
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
                  on_progress: Callable[[DeviceProgress], None] | None = None,
                  now: Callable[[], float] = time.time,
-                 chunk_limit: int = p.DEFAULT_CHUNK_BYTES) -> None:
+                 chunk_limit: int = p.MAX_CHUNK_BYTES) -> None:
         self.dock_dir = Path(dock_dir)
         self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
         self.dock_id = dock_id
@@ -178,27 +179,55 @@ class DockService:
     # --- the archive thread -------------------------------------------------------------------
 
     def _work(self) -> None:
+        """Take what the network thread queued, per device, and serve the devices in turn:
+        one message of each device with messages waiting, round and round, until a batch
+        (``BATCH_BYTES``) is written; then make it durable and acknowledge it. A device
+        with a huge backlog, or a window larger than it should be, fills its own queue,
+        not the others' turns: four docked devices each get a fair share."""
+        waiting: dict[str, deque[tuple[str, bytes, float]]] = {}
+        turn: deque[str] = deque()  # devices with messages waiting, in the order served
+        stopping = False
         while True:
-            item = self._inbox.get()
-            handled, batch = 1, 0
+            if not turn and not stopping:
+                stopping = self._take(self._inbox.get(), waiting, turn)  # idle: wait
+            while True:  # and everything else that is there now
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                stopping = self._take(item, waiting, turn) or stopping
+            handled, batch = 0, 0
             try:
-                while item is not None:
-                    topic, payload, arrived = item
+                while turn and batch < BATCH_BYTES:
+                    device = turn.popleft()
+                    topic, payload, arrived = waiting[device].popleft()
+                    if waiting[device]:
+                        turn.append(device)
+                    else:
+                        del waiting[device]
                     self._handle(topic, payload, arrived)
-                    batch += len(payload)
-                    if batch >= BATCH_BYTES:
-                        break
-                    try:
-                        item = self._inbox.get_nowait()
-                    except queue.Empty:
-                        break
                     handled += 1
+                    batch += len(payload)
                 self._flush()
             finally:
                 for _ in range(handled):
                     self._inbox.task_done()
-            if item is None:
+            if stopping and not turn:
+                self._inbox.task_done()  # the stop marker
                 return
+
+    def _take(self, item: tuple[str, bytes, float] | None,
+              waiting: dict[str, deque[tuple[str, bytes, float]]], turn: deque[str]) -> bool:
+        """Queue one message under its device; True for the stop marker."""
+        if item is None:
+            return True
+        parts = item[0].split("/", 4)  # bodycam/v1/up/<device>/...: no full parse here
+        device = parts[3] if len(parts) > 3 else ""
+        if device not in waiting:
+            waiting[device] = deque()
+            turn.append(device)
+        waiting[device].append(item)
+        return False
 
     def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
         try:
@@ -213,9 +242,11 @@ class DockService:
                 log.warning("ignored %s: device %s is withdrawn at this dock", topic_text,
                             topic.device)
             return
-        if topic.kind is p.Kind.HELLO:
+        if topic.kind is p.Kind.HELLO and _first_page(topic_text, payload):
             # A new session starts from what is on disk, not from what a session cut short
-            # left in memory: the durable offsets and receipts are the truth.
+            # left in memory: the durable offsets and receipts are the truth. The later
+            # pages of a long backlog continue the same session (rebuilding from the index
+            # for each would read every receipt of the device again).
             self._flush()
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
@@ -237,9 +268,13 @@ class DockService:
             for device, ingest, file_id, offset, _ in stores:
                 self._carry_out(device, ingest, ingest.chunk_failed(file_id, offset, str(exc)))
             return
+        # One cumulative ack per file for all its chunks made durable now, per device.
+        grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
         for device, ingest, file_id, offset, size in stores:
             self.progress[device].received_bytes += size
-            self._carry_out(device, ingest, ingest.chunk_stored(file_id, offset, size))
+            grouped.setdefault(id(ingest), (device, ingest, []))[2].append((file_id, offset, size))
+        for device, ingest, done in grouped.values():
+            self._carry_out(device, ingest, ingest.chunks_stored(done))
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
@@ -268,9 +303,13 @@ class DockService:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
-                self.archive.docked(device, time.time(),
-                                    [(f.file_id, f.name, f.activity) for f in hello.files])
-                progress.new_session(len(hello.files), sum(f.size for f in hello.files))
+                offered = [(f.file_id, f.name, f.activity) for f in hello.files]
+                if hello.page == 0:
+                    self.archive.docked(device, time.time(), offered)
+                    progress.new_session(len(hello.files) + hello.more_files,
+                                         sum(f.size for f in hello.files) + hello.more_bytes)
+                else:  # the next page of the same docking
+                    self.archive.offered(device, time.time(), offered)
             case p.OpenFile(init):
                 try:
                     self.archive.begin(device, init.file_id, init.name, init.activity,
@@ -292,3 +331,12 @@ class DockService:
                 self.invalid.append((topic, reason))
                 log.warning("%s: %s", topic, reason)
         return []
+
+
+def _first_page(topic: str, payload: bytes) -> bool:
+    """Whether a hello starts a docking (page 0; an unreadable one counts as a start)."""
+    try:
+        _, hello = p.decode_message(topic, payload)
+    except p.ProtocolError:
+        return True
+    return not isinstance(hello, p.Hello) or hello.page == 0

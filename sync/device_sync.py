@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ SEAL_KINDS = ("manifest", "signature")
 AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
 AUDIT_STATE = ".audit-sent.json"  # beside the audit log: how much of it the snapshots cover
 RETRY_AFTER_S = 3.0
+# 32 chunks of 256 KiB (8 MiB) in flight: the best of bench/sync.py's sweep here, and more
+# than the bandwidth-delay product of a LAN; small files go 32 at a time.
+WINDOW = 32
 
 
 @dataclass
@@ -138,13 +143,25 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
     out: list[tuple[p.FileOffer, Path]] = []
     covered: set[Path] = set()
 
-    def add(path: Path, manifest: str | None, kind: str) -> None:
-        if path in covered or not path.exists():
+    def add(path: Path, manifest: str | None, kind: str,
+            record: dict[str, Any] | None = None) -> None:
+        if path in covered:
+            return
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
             return
         covered.add(path)
-        out.append((p.FileOffer.of(name=path.name, activity=path.parent.name,
-                                   size=path.stat().st_size, sha256=_sha256(path),
-                                   manifest=manifest, kind=kind), path))
+        # A sealed file's hash is in its manifest: hashing it again here would read every
+        # byte of the evidence one more time per docking (the device hashes what it sends
+        # as it sends it, and checks that before it deletes). A file whose size differs
+        # from its record is hashed as it is, and the dock's seal check says the rest.
+        sealed = record.get("stored_sha256") if record else None
+        digest = (sealed if isinstance(sealed, str) and record.get("stored_bytes") == size
+                  and len(sealed) == 64 and not sealed.strip("0123456789abcdef")
+                  else _sha256(path))
+        out.append((p.FileOffer.of(name=path.name, activity=path.parent.name, size=size,
+                                   sha256=digest, manifest=manifest, kind=kind), path))
 
     for folder in sorted(d for d in Path(evidence).iterdir() if d.is_dir()):
         for manifest in sorted(folder.glob(f"*{MANIFEST}")):
@@ -153,7 +170,8 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
             add(folder / (stem + SIGNATURE), manifest.name, "signature")
             add(manifest, manifest.name, "manifest")
             for record in body.get("files", []):
-                add(folder / record["name"], manifest.name, str(record.get("role", "file")))
+                add(folder / record["name"], manifest.name, str(record.get("role", "file")),
+                    record)
         if (folder / "activity.manifest.json").exists():  # the activity has ended
             add(folder / "activity.jsonl", None, "activity_log")
         for torn in sorted(folder.glob("*.torn")):
@@ -178,7 +196,8 @@ class DeviceSync:
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
                  clock: Clock | None = None,
-                 chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = p.DEFAULT_WINDOW) -> None:
+                 chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = WINDOW,
+                 window_bytes: int | None = None) -> None:
         self.root = Path(device_root)
         self.evidence = Path(evidence)
         self.device = device
@@ -187,13 +206,16 @@ class DeviceSync:
         self._correct_above_s = correct_above_s
         self._dock_key = dock_public(self.root)
         snapshot_audit(Path(audit_log), self.evidence)
-        self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._files: dict[str, tuple[p.FileOffer, Path]] = {}
+        self._left: Counter[tuple[str, str | None]] = Counter()
+        self._take_offers()
         self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
-        self._chunk_size, self._window = chunk_size, window
+        self._chunk_size, self._window, self._window_bytes = chunk_size, window, window_bytes
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
-                                   chunk_size=chunk_size, window=window, firmware=firmware,
+                                   chunk_size=chunk_size, window=window,
+                                   window_bytes=window_bytes, firmware=firmware,
                                    battery_percent=battery_percent)
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
@@ -202,11 +224,21 @@ class DeviceSync:
         self._subscribed = threading.Event()
         self._started = False
         self._last_heard = time.monotonic()
+        # What the broker brought, for the sender thread: paho's network thread only reads
+        # and queues, so reading evidence files for the next chunks never holds it up.
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, device, ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
+
+    def _take_offers(self) -> None:
+        """What is waiting now, and per seal how many of its files are still here."""
+        self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._left = Counter((o.activity, o.manifest) for o, _ in self._files.values()
+                             if o.manifest and o.kind not in SEAL_KINDS)
 
     def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
         _, path = self._files[offer.file_id]
@@ -236,6 +268,9 @@ class DeviceSync:
         if not self._files:
             self.result.done = True
             return self.result
+        self._worker = threading.Thread(target=self._work, name=f"sync-{self.device}",
+                                        daemon=True)
+        self._worker.start()
         self.client.loop_start()
         deadline = time.monotonic() + timeout
         try:
@@ -247,11 +282,12 @@ class DeviceSync:
                 with self._lock:
                     log.info("%s: %d files failed, offering them again", self.device,
                              len(self.result.failed))
-                    self._files = {o.file_id: (o, path) for o, path in offers(self.evidence)}
+                    self._take_offers()
                     self._held = {}  # held seals are offered again, and receipted again
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
-                                               window=self._window)
+                                               window=self._window,
+                                               window_bytes=self._window_bytes)
                     self.result.failed = []
                     self.result.done = False
                     self._finished.clear()
@@ -259,6 +295,8 @@ class DeviceSync:
                     self._carry_out(self.uploader.start())
         finally:
             mqtt_close(self.client)
+            self._inbox.put(None)
+            self._worker.join(10)
         return self.result
 
     def undock(self) -> None:
@@ -302,12 +340,39 @@ class DeviceSync:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self._cancelled.is_set():
             return  # undocked: the link is gone, whatever the socket still holds
-        with self._lock:
-            self._last_heard = time.monotonic()
-            try:
-                self._carry_out(self.uploader.receive(message.topic, message.payload))
-            except Exception:
-                log.exception("%s: handling %s failed", self.device, message.topic)
+        self._last_heard = time.monotonic()
+        if self._worker is None:  # not running (driven by hand, as the tests do): now
+            with self._lock:
+                self._handle(message.topic, message.payload)
+            return
+        self._inbox.put((message.topic, message.payload))
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        try:
+            self._carry_out(self.uploader.receive(topic, payload))
+        except Exception:
+            log.exception("%s: handling %s failed", self.device, topic)
+
+    def _work(self) -> None:
+        """The sender thread: the protocol, the reads of evidence files, the publishes and
+        the receipts' checks and deletions, for every message queued — several at a time,
+        under one hold of the lock."""
+        while True:
+            item = self._inbox.get()
+            batch = [item]
+            while item is not None and len(batch) < 256:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            with self._lock:
+                for entry in batch:
+                    if entry is None or self._cancelled.is_set():
+                        continue
+                    self._handle(*entry)
+            if batch[-1] is None or None in batch:
+                return
 
     def _carry_out(self, outputs: list[Any]) -> None:
         for out in outputs:
@@ -361,20 +426,23 @@ class DeviceSync:
             return
         self.result.receipted.append(offer.name)
         seal = offer.kind in SEAL_KINDS
-        if seal and self._sealed_files_left(offer.manifest):
+        if seal and self._sealed_files_left(offer):
             # A seal leaves the device after the files it covers, never before: the device
             # finds what it still has to send through its manifests, so a file whose seal
             # were gone would never be offered again.
             self._held.setdefault(offer.manifest or "", []).append((offer, path, receipt))
             return
         self._delete(offer, path, receipt)
-        if not seal and offer.manifest and not self._sealed_files_left(offer.manifest):
-            for held_offer, held_path, held_receipt in self._held.pop(offer.manifest, []):
-                self._delete(held_offer, held_path, held_receipt)
+        if not seal and offer.manifest:
+            self._left[(offer.activity, offer.manifest)] -= 1
+            if not self._sealed_files_left(offer):
+                for held_offer, held_path, held_receipt in self._held.pop(offer.manifest, []):
+                    self._delete(held_offer, held_path, held_receipt)
 
-    def _sealed_files_left(self, manifest: str | None) -> bool:
-        return any(o.manifest == manifest and o.kind not in SEAL_KINDS and path.exists()
-                   for o, path in self._files.values())
+    def _sealed_files_left(self, offer: p.FileOffer) -> bool:
+        """Whether files sealed by ``offer``'s manifest are still on the device (counted,
+        not searched: a receipt costs the same with ten files waiting or fifty thousand)."""
+        return self._left[(offer.activity, offer.manifest)] > 0
 
     def _delete(self, offer: p.FileOffer, path: Path, receipt: p.Receipt) -> None:
         os.chmod(path, 0o644)
@@ -384,8 +452,11 @@ class DeviceSync:
                   {"file": offer.name, "activity": offer.activity, "sha256": offer.sha256,
                    "dock": receipt.body.get("dock"), "archive_path": receipt.body.get("archive_path")})
         folder = path.parent
-        if folder != self.evidence and not any(folder.iterdir()):
-            folder.rmdir()
+        if folder != self.evidence:
+            try:
+                folder.rmdir()  # the last file of the activity has gone (else: not empty)
+            except OSError:
+                pass
 
     def _log(self, kind: str, fields: dict[str, Any]) -> None:
         if self.audit is not None:

@@ -302,10 +302,13 @@ def forged(draw: st.DrawFn) -> Message:
         return Message("up", fin.topic(DEVICE), fin.encode())
     if how == "hello":
         hello = p.Hello(DEVICE, "x", None, tuple(draw(st.lists(st.sampled_from(offers()),
-                                                               unique=True))))
+                                                               unique=True))),
+                        page=draw(st.integers(0, 3)), more_files=draw(st.integers(0, 10**6)),
+                        more_bytes=draw(st.integers(0, 2**53 - 1)))
         return Message("up", hello.topic(DEVICE), hello.encode())
     if how == "want":
-        want = p.Want(((fid, draw(st.integers(0, offer.size + 5))),), ())
+        want = p.Want(((fid, draw(st.integers(0, offer.size + 5))),), (),
+                      page=draw(st.integers(0, 3)))
         return Message("down", want.topic(DEVICE), want.encode())
     if how == "time":
         response = p.TimeResponse(draw(st.floats(-1e9, 1e9)), NOW, NOW)

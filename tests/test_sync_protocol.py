@@ -110,6 +110,9 @@ class DockEdge:
                              archived=dict(self.receipts), chunk_limit=self.chunk_limit)
 
     def receive(self, publish: Publish, now: float = 1_000.0) -> list[Publish]:
+        if publish.topic.endswith("/hello") and Hello.decode(publish.payload).page == 0:
+            # As dock/service.py: a docking starts from what is on disk, not from memory.
+            self.restart()
         return self.handle(self.ingest.receive(publish.topic, publish.payload, now))
 
     def handle(self, outputs: list) -> list[Publish]:
@@ -370,7 +373,41 @@ def test_a_chunk_the_broker_dropped_silently_is_recovered_by_retry() -> None:
         return [p]
 
     assert run(device, dock, tamper=drop_last)
-    assert dropped and not device.of_type(Done), "stalled, waiting for an ack"
+    # The fin follows the last chunk at once; the dock, short of bytes, asks for them
+    # (incomplete), so a dropped last chunk costs one round trip, not a retry's wait.
+    assert dropped and device.of_type(Done)
+    assert dock.acks(Reason.INCOMPLETE)
+    assert_all_archived(device, dock, files)
+
+
+def test_a_chunk_dropped_mid_file_is_recovered_by_retry() -> None:
+    # A chunk dropped with later chunks of its file still to come is a gap at the dock
+    # (asked for once); if that ask is lost too, only the missing ack tells the device:
+    # the edge calls retry() after a while.
+    files = sample_files()
+    device = DeviceEdge(files, chunk_size=CHUNK, window=4)
+    dock = DockEdge()
+    dropped = []
+
+    def drop_chunk_and_ask(p: Publish) -> list[Publish]:
+        if "/chunk/" in p.topic and f"/{CHUNK}/" in p.topic and not dropped:
+            dropped.append(p)
+            return []
+        return [p]
+
+    link_lost: list[Publish] = []
+    original = dock.receive
+
+    def dock_receive(p: Publish, now: float = 1_000.0) -> list[Publish]:
+        out = original(p, now)
+        kept = [q for q in out if b'"resend"' not in q.payload]  # the asks are lost too
+        link_lost.extend(q for q in out if q not in kept)
+        return kept
+
+    dock.receive = dock_receive  # type: ignore[method-assign]
+    run(device, dock, tamper=drop_chunk_and_ask)
+    assert dropped and link_lost and not device.of_type(Done), "stalled, waiting for an ack"
+    dock.receive = original  # type: ignore[method-assign]
     assert run(device, dock, first=device.uploader.retry())
     assert_all_archived(device, dock, files)
 
@@ -529,8 +566,16 @@ def test_ingest_unknown_file_and_fin_checks() -> None:
     data = b"abc" * 10
     ingest = Ingest(DEVICE)
     init = Init.from_offer(offer_for("a.ts.bce", data))
+    # No init (lost on the link, or the dock restarted): asked for, with the bytes from
+    # what is stored — not refused, so the file goes on in the same session.
     ack = only_ack(ingest.receive(*chunk(init, 0, data), 0.0))
-    assert (ack.status, ack.reason) == (AckStatus.REJECTED, Reason.UNKNOWN_FILE)
+    assert (ack.status, ack.reason, ack.next_offset) == (AckStatus.RESEND, Reason.UNKNOWN_FILE, 0)
+    fin = Fin(init.file_id, init.size, init.sha256)
+    ack = only_ack(ingest.receive(fin.topic(DEVICE), fin.encode(), 0.0))
+    assert (ack.status, ack.reason) == (AckStatus.RESEND, Reason.UNKNOWN_FILE)
+    resumed = Ingest(DEVICE, stored={init.file_id: 3})
+    ack = only_ack(resumed.receive(*chunk(init, 3, data[3:]), 0.0))
+    assert (ack.status, ack.reason, ack.next_offset) == (AckStatus.RESEND, Reason.UNKNOWN_FILE, 3)
     ingest.receive(init.topic(DEVICE), init.encode(), 0.0)
     fin = Fin(init.file_id, init.size, init.sha256)
     ack = only_ack(ingest.receive(fin.topic(DEVICE), fin.encode(), 0.0))
@@ -617,11 +662,13 @@ def test_uploader_window_acks_and_fin() -> None:
     out = deliver(up, Ack(offer.file_id, 100, AckStatus.OK, "stored"))
     assert [parse_topic(p.topic).offset for p in out] == [200]
     assert deliver(up, Ack(offer.file_id, 100, AckStatus.OK, "stored")) == [], "duplicate ack"
+    # Cumulative: one ack at 300 confirms the chunks at 100 and 200.
     out = deliver(up, Ack(offer.file_id, 300, AckStatus.OK, "stored"))
-    assert [parse_topic(p.topic).offset for p in out] == [300, 400]
-    out = deliver(up, Ack(offer.file_id, 500, AckStatus.OK, "stored"))
-    assert [parse_topic(p.topic).kind for p in out] == [Kind.FIN]
-    assert Fin.decode(out[0].payload) == Fin(offer.file_id, 500, offer.sha256)
+    # The last chunk out, the fin goes at once, before the acks (the dock holds it).
+    assert [parse_topic(p.topic).kind for p in out] == [Kind.CHUNK, Kind.CHUNK, Kind.FIN]
+    assert [parse_topic(p.topic).offset for p in out[:2]] == [300, 400]
+    assert Fin.decode(out[2].payload) == Fin(offer.file_id, 500, offer.sha256)
+    assert deliver(up, Ack(offer.file_id, 500, AckStatus.OK, "stored")) == []
     body = make_receipt_body(dock="D", device=DEVICE, init=offer, stored_at=1, archive_path="p")
     receipt = Receipt(body, b"sig")
     out = deliver(up, receipt)
@@ -633,12 +680,13 @@ def test_uploader_window_acks_and_fin() -> None:
 def test_uploader_resend_and_restart() -> None:
     data = bytes(range(250))
     up, offer, out = uploader_with(data, chunk_size=100, window=3)
-    assert len(out) == 4  # init and three chunks
+    assert len(out) == 5  # init, three chunks, and the fin after the last
     out = deliver(up, Ack(offer.file_id, 100, AckStatus.RESEND, "checksum"))
-    assert [parse_topic(p.topic).offset for p in out] == [100, 200]
+    assert [parse_topic(p.topic).offset for p in out[:2]] == [100, 200]
+    assert parse_topic(out[2].topic).kind is Kind.FIN
     out = deliver(up, Ack(offer.file_id, 0, AckStatus.RESTART, "verify_failed"))
     assert [parse_topic(p.topic).kind for p in out] == [Kind.INIT, Kind.CHUNK, Kind.CHUNK,
-                                                        Kind.CHUNK]
+                                                        Kind.CHUNK, Kind.FIN]
     out = deliver(up, Ack(offer.file_id, 0, AckStatus.REJECTED, "unknown_file", "no init"))
     assert out[0] == FileFailed(offer.file_id, "rejected by the dock (unknown_file: no init)")
     assert isinstance(out[1], Done) and out[1].failed == (offer.file_id,)
@@ -658,7 +706,10 @@ def test_uploader_retry_goes_back_to_the_last_ack() -> None:
     up, offer, out = uploader_with(bytes(300), chunk_size=100, window=2)
     deliver(up, Ack(offer.file_id, 100, AckStatus.OK, "stored"))
     out = up.retry()
-    assert [parse_topic(p.topic).offset for p in out] == [100, 200]
+    # The init again (the link that lost the chunks may have lost it), then the chunks.
+    assert [parse_topic(p.topic).kind for p in out] == [Kind.INIT, Kind.CHUNK, Kind.CHUNK,
+                                                        Kind.FIN]
+    assert [parse_topic(p.topic).offset for p in out[1:3]] == [100, 200]
 
 
 def test_uploader_input_checks() -> None:
@@ -670,8 +721,7 @@ def test_uploader_input_checks() -> None:
     with pytest.raises(ProtocolError, match="chunk_size"):
         Uploader(DEVICE, [offer], lambda o, a, b: b"", chunk_size=MAX_CHUNK_BYTES + 1)
     many = [offer_for(f"f{i:05d}.ts.bce", str(i).encode()) for i in range(1500)]
-    with pytest.raises(ProtocolError, match="split_offers"):
-        Uploader(DEVICE, many, lambda o, a, b: b"")
+    assert Uploader(DEVICE, many, lambda o, a, b: b"").pages > 1  # offered in pages
     batches = split_offers(many)
     assert [o for b in batches for o in b] == many and len(batches) > 1
     for batch in batches:
@@ -682,6 +732,71 @@ def test_uploader_input_checks() -> None:
     up.start()
     with pytest.raises(ProtocolError):
         up.start()
+
+
+def backlog(n: int) -> dict[str, bytes]:
+    """``n`` small files with long, realistic names: far more than one hello holds."""
+    return {f"BC-0001_20261129T010100Z_{i:06d}_20261129T010130Z.ts.bce": i.to_bytes(4, "big") * 3
+            for i in range(n)}
+
+
+def test_a_backlog_too_long_for_one_hello_goes_page_after_page_in_one_session() -> None:
+    files = backlog(2500)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    assert device.uploader.pages >= 3
+    order = [offer.name for offer, _ in device.files.values()]
+    dock = DockEdge()
+    assert run(device, dock)
+    assert_all_archived(device, dock, files)
+    hellos = [e.hello for e in dock.log if isinstance(e, DeviceHello)]
+    assert [h.page for h in hellos] == list(range(device.uploader.pages))
+    assert [o.name for h in hellos for o in h.files] == order, "oldest first, each once"
+    assert hellos[0].more_files == len(files) - len(hellos[0].files)
+    assert hellos[0].more_bytes == sum(map(len, files.values())) - sum(o.size for o in hellos[0].files)
+    assert hellos[-1].more_files == hellos[-1].more_bytes == 0
+    for hello in hellos:
+        assert len(hello.encode()) <= MAX_HELLO_BYTES
+    (done,) = device.of_type(Done)  # one Done, after the last page
+    assert len(done.receipted) == len(files) and not done.failed
+    assert set(dock.archived_count.values()) == {1}
+
+
+def test_paged_backlog_resumes_mid_page_after_a_cut() -> None:
+    files = backlog(2000)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    dock = DockEdge()
+    assert not run(device, dock, cut_after_chunks=1200)  # the link drops in the second page
+    assert 0 < len(device.files) < len(files)
+    dock.restart()
+    device.new_session()  # the next docking offers only what is left
+    assert run(device, dock)
+    assert not device.files and set(dock.archived_count.values()) == {1}
+    assert max(device.chunks_sent.values()) <= 2  # at most the chunk in flight at the cut
+
+
+def test_a_late_want_for_an_earlier_page_is_not_taken_for_the_present_one() -> None:
+    files = backlog(1500)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=8)
+    dock = DockEdge()
+    wants: list[Publish] = []
+    replayed: list[list] = []
+
+    def replay_the_first_want(publish: Publish) -> list[Publish]:
+        # When page 1's hello goes out, the dock's answer to page 0 arrives once more
+        # (the device had sent page 0's hello twice): it must change nothing.
+        if publish.topic.endswith("/hello") and Hello.decode(publish.payload).page == 1:
+            replayed.append(device.uploader.receive(wants[0].topic, wants[0].payload))
+            assert device.uploader.state is UploaderState.HELLO_SENT
+        return [publish]
+
+    hello = device.uploader.start()
+    answer = dock.receive(hello[0])
+    wants += [p for p in answer if p.topic.endswith("/want")]
+    assert Want.decode(wants[0].payload).page == 0
+    first = device.uploader.receive(wants[0].topic, wants[0].payload)
+    assert run(device, dock, first=first, tamper=replay_the_first_want)
+    assert replayed == [[]]
+    assert not device.files and not device.of_type(FileFailed)
 
 
 def test_empty_session_is_done_at_once() -> None:
@@ -754,6 +869,22 @@ def test_decode_errors_name_the_field() -> None:
     good["files"][1]["size"] = -1
     with pytest.raises(ProtocolError, match=r"hello\.files\[1\]\.size: -1 is outside"):
         Hello.decode(json.dumps(good).encode())
+    # The page members a later revision added: optional, but checked when present.
+    good["files"][1]["size"] = 1
+    assert Hello.decode(json.dumps({k: v for k, v in good.items()
+                                    if k not in ("page", "more_files", "more_bytes")}
+                                   ).encode()).page == 0
+    for key, value, expect in [("page", -1, "hello.page: -1 is outside"),
+                               ("page", "1", "hello.page: must be an integer"),
+                               ("more_files", True, "hello.more_files: must be an integer"),
+                               ("more_bytes", 2**53, "hello.more_bytes: 9007199254740992")]:
+        with pytest.raises(ProtocolError, match=expect.replace(".", r"\.")):
+            Hello.decode(json.dumps({**good, key: value}).encode())
+    want = json.loads(Want(((offer.file_id, 0),), (), page=2).encode())
+    assert Want.decode(json.dumps(want).encode()).page == 2
+    assert Want.decode(json.dumps({k: v for k, v in want.items() if k != "page"}).encode()).page == 0
+    with pytest.raises(ProtocolError, match=r"want\.page: must be an integer"):
+        Want.decode(json.dumps({**want, "page": None}).encode())
     init = json.loads(Init.from_offer(offer).encode())
     for key, value, expect in [("sha256", "xyz", "init.sha256"),
                                ("name", "../../etc/passwd", "init.name"),
@@ -957,3 +1088,117 @@ def test_clock_offset_recovers_the_error_over_a_symmetric_path(
 def test_clock_offset_known_values() -> None:
     # Device 5 s behind the dock, 0.1 s each way, 0.02 s in the dock.
     assert clock_offset(10.0, 15.1, 15.12, 10.22) == pytest.approx((5.0, 0.2))
+
+
+# --- a broker restart at any moment: the session finishes by itself -------------------------
+
+def run_dropping(device: DeviceEdge, dock: DockEdge, drop_at: int, *,
+                 first: list | None = None) -> int:
+    """Carry messages both ways in order; at the ``drop_at``-th message everything on the
+    link is lost (a broker restart loses what it holds, both ways). Returns how many
+    messages were carried."""
+    link: deque[tuple[str, Publish]] = deque()
+    link.extend(("up", p) for p in device.handle(first if first is not None
+                                                  else device.uploader.start()))
+    carried = 0
+    while link:
+        if carried == drop_at:
+            link.clear()
+            break
+        direction, publish = link.popleft()
+        carried += 1
+        if direction == "up":
+            link.extend(("down", q) for q in dock.receive(publish))
+        else:
+            outputs = device.uploader.receive(publish.topic, publish.payload)
+            link.extend(("up", q) for q in device.handle(outputs))
+    return carried
+
+
+def finish_with_retries(device: DeviceEdge, dock: DockEdge, retries: int = 8) -> None:
+    """What the device edge does after the link is back: retry(), and again after each
+    silence, until the session is over — in the same session, without a new hello."""
+    for _ in range(retries):
+        if device.uploader.state is UploaderState.DONE:
+            return
+        run_dropping(device, dock, -1, first=device.uploader.retry())
+
+
+def interleavings() -> list[int]:
+    """Every point of a clean session's message sequence."""
+    device, dock = DeviceEdge(sample_files(), chunk_size=CHUNK, window=4), DockEdge()
+    return list(range(run_dropping(device, dock, -1) + 1))
+
+
+@pytest.mark.parametrize("drop_at", interleavings())
+def test_a_link_lost_at_any_message_is_recovered_by_retry_in_the_same_session(drop_at: int) -> None:
+    """A broker restart can lose any message in flight either way — an init, a chunk, an
+    ack, a fin, a receipt, the want. retry() after the reconnect must bring every file to
+    its receipt in the same session: none failed, none left for the next docking."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=4), DockEdge()
+    run_dropping(device, dock, drop_at)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed), device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert set(dock.archived_count.values()) == {1}
+    # Nothing the dock confirmed was stored again.
+    assert max(dock.stores.values()) == 1
+
+
+@FAST
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=3), st.integers(1, 6))
+def test_repeated_restarts_still_finish_in_the_same_session(drops: list[int], window: int) -> None:
+    """Several restarts, each at any point of what is left: retry() after each brings every
+    file home in one session, nothing confirmed is stored twice."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=window), DockEdge()
+    first = None
+    for drop_at in drops:
+        run_dropping(device, dock, drop_at, first=first)
+        first = device.uploader.retry()
+    run_dropping(device, dock, -1, first=first)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert max(dock.stores.values()) == 1
+
+
+def test_a_hello_sent_twice_reaches_the_dock_mid_transfer_and_the_session_still_finishes() -> None:
+    """The want was slow (a busy dock), so the device said hello again; the dock answers the
+    first, the device starts sending, then the second hello makes the dock start over from
+    its disk, forgetting the inits it had. The files go on in the same session."""
+    files = sample_files()
+    device, dock = DeviceEdge(files, chunk_size=CHUNK, window=4), DockEdge()
+    (hello,) = device.handle(device.uploader.start())
+    again = device.uploader.retry()  # silence: the hello once more
+    assert again == [hello]
+    answer = dock.receive(hello)
+    want = next(p for p in answer if p.topic.endswith("/want"))
+    sending = device.handle(device.uploader.receive(want.topic, want.payload))
+    up = deque(sending)
+    for _ in range(3):  # the first init and chunks arrive ...
+        dock.receive(up.popleft())
+    dock.receive(hello)  # ... then the second hello: a new Ingest from the disk
+    link = [p for item in up for p in dock.receive(item)]
+    outputs = [o for p in link for o in device.uploader.receive(p.topic, p.payload)]
+    run_dropping(device, dock, -1, first=outputs)
+    finish_with_retries(device, dock)
+    assert not device.of_type(FileFailed)
+    assert_all_archived(device, dock, files)
+    assert max(dock.stores.values()) == 1
+
+
+def test_ingest_acknowledges_a_batch_of_stores_with_one_cumulative_ack_per_file() -> None:
+    a, b = offer_for("a.ts.bce", bytes(range(250))), offer_for("b.ts.bce", bytes(300))
+    ingest = Ingest(DEVICE, chunk_limit=100)
+    stores = []
+    for init, data in ((a, bytes(range(250))), (b, bytes(300))):
+        ingest.receive(init.topic(DEVICE), init.encode(), 0.0)
+        for offset in range(0, 200, 100):
+            (store,) = ingest.receive(*chunk(init, offset, data[offset:offset + 100]), 0.0)
+            stores.append((store.file_id, store.offset, len(store.data)))
+    out = ingest.chunks_stored(stores)
+    acks = [Ack.decode(p.payload) for p in out]
+    assert [(k.file_id, k.next_offset, k.status) for k in acks] == [
+        (a.file_id, 200, AckStatus.OK), (b.file_id, 200, AckStatus.OK)]

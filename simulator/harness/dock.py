@@ -1,8 +1,8 @@
 """The dock a simulated recorder is dropped into: embedded broker, dock service, archive.
 
 Given to a ``Simulation``, it is the dock the recorder's ``DockLink`` finds while the
-simulated battery sits in the cradle: the device is enrolled with it, an embedded broker
-and a real ``DockService`` are started on first use, and each sync session — paho on both
+simulated battery sits in the cradle: the device is enrolled with it, a local broker
+(Mosquitto on loopback when installed, else the embedded amqtt) and a real ``DockService`` are started on first use, and each sync session — paho on both
 sides, the wire protocol, seal checks, signed receipts, deletion on the device — is the
 device's own, started by its docking hook exactly as on a Pi. The simulation holds virtual
 time while a session runs, as a cradle holds the device until the transfer is done.
@@ -24,7 +24,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dock.broker import EmbeddedBroker
+from dock.broker import EmbeddedBroker, LoopbackMosquitto, local_broker
 from dock.enrollment import enroll_device
 from dock.service import DeviceProgress, DockService
 from sync import protocol as p
@@ -52,12 +52,13 @@ class SimulatedDock:
 
     def __init__(self, archive: Path) -> None:
         self.archive = Path(archive)
-        self._broker: EmbeddedBroker | None = None
+        self._broker: LoopbackMosquitto | EmbeddedBroker | None = None
         self._dock: DockService | None = None
         self._arrival: Arrival | None = None  # the recorder docked last
         self._fault: tuple[str, int] = ("", 0)  # this docking's fault and after how many bytes
         self._happened: dict[str, Any] = {}
         self._injector: threading.Thread | None = None
+        self._session_began: float | None = None
         self.sessions: list[dict[str, Any]] = []
 
     def reach(self, arrival: Arrival) -> DockAddress:
@@ -66,7 +67,8 @@ class SimulatedDock:
         self._arrival = arrival
         enroll_device(arrival.device_root, arrival.dock_dir, arrival.device_id, arrival.unit)
         if self._broker is None:
-            self._broker = EmbeddedBroker()
+            # Mosquitto on loopback when it is installed, amqtt when not (dock.broker).
+            self._broker = local_broker()
             self._broker.start()
         event = arrival.event
         fault = event.fault if event is not None else ""
@@ -83,6 +85,7 @@ class SimulatedDock:
 
     def session_started(self, session: DeviceSync, running: Callable[[], bool]) -> None:
         """A session of the recorder's is about to run: watch it for this docking's fault."""
+        self._session_began = time.monotonic()
         fault, after = self._fault
         if not fault:
             return
@@ -107,6 +110,11 @@ class SimulatedDock:
                      "bytes": result.bytes_sent, "archive": str(self.archive),
                      "clock_offset_s": None if result.clock_offset_s is None
                      else round(result.clock_offset_s, 3)}
+        if self._session_began is not None:  # the docking's wall time, and through what
+            facts["wall_s"] = round(time.monotonic() - self._session_began, 2)
+            facts["broker"] = ("mosquitto" if isinstance(self._broker, LoopbackMosquitto)
+                               else "amqtt")
+            self._session_began = None
         facts.update(self._happened)
         self._fault = ("", 0)
         self.sessions.append(facts)

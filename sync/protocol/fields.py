@@ -182,13 +182,16 @@ def get_field(obj: Mapping[str, Any], key: str, what: str) -> Any:
     return obj[key]
 
 
-def build(cls: Any, obj: Mapping[str, Any], what: str, keys: Sequence[str]) -> Any:
+def build(cls: Any, obj: Mapping[str, Any], what: str, keys: Sequence[str],
+          optional: Sequence[str] = ()) -> Any:
     """``cls(**{k: obj[k]})`` with missing keys and bad values named as ``what.key``.
 
-    Unknown keys are ignored, so a later minor revision can add fields without a new prefix.
+    Unknown keys are ignored, so a later minor revision can add fields without a new prefix;
+    a key in ``optional`` (added by such a revision) may be missing: its default applies.
     """
     try:
-        return cls(**{key: get_field(obj, key, what) for key in keys})
+        return cls(**{key: get_field(obj, key, what) for key in keys
+                      if key in obj or key not in optional})
     except ProtocolError as exc:
         if exc.field is not None and exc.field.startswith(f"{what}."):
             raise

@@ -116,7 +116,7 @@ class Ingest:
                     out += self._reset(entry, f"{entry.confirmed} bytes stored, more than "
                                               f"the file's {offer.size}")
                 wanted.append((offer.file_id, entry.confirmed))
-        want = Want(tuple(wanted), tuple(known), self.chunk_limit)
+        want = Want(tuple(wanted), tuple(known), self.chunk_limit, hello.page)
         return out + [publish(self.device, want)] + receipts
 
     def _on_init(self, init: FileOffer) -> list[IngestOutput]:
@@ -144,9 +144,7 @@ class Ingest:
         file_id, offset = str(parsed.file_id), int(parsed.offset or 0)
         entry = self._files.get(file_id)
         if entry is None or entry.init is None:
-            return [Publish(ack_topic(self.device, file_id),
-                            Ack(file_id, 0, AckStatus.REJECTED, Reason.UNKNOWN_FILE,
-                                "no init for this file").encode())]
+            return [self._unknown(file_id, entry, "no init for this file")]
         if entry.phase is not IngestPhase.RECEIVING:
             return [self._ack(entry, AckStatus.OK, Reason.DUPLICATE, "file already complete",
                               next_offset=entry.init.size)]
@@ -176,13 +174,11 @@ class Ingest:
 
     def _on_fin(self, fin: Fin) -> list[IngestOutput]:
         entry = self._files.get(fin.file_id)
-        if entry is None or entry.init is None:
-            return [Publish(ack_topic(self.device, fin.file_id),
-                            Ack(fin.file_id, 0, AckStatus.REJECTED, Reason.UNKNOWN_FILE,
-                                "fin without init").encode())]
-        if entry.phase is IngestPhase.ARCHIVED:
+        if entry is not None and entry.phase is IngestPhase.ARCHIVED:
             assert entry.receipt is not None
             return [publish(self.device, entry.receipt)]
+        if entry is None or entry.init is None:
+            return [self._unknown(fin.file_id, entry, "fin without init")]
         if entry.phase is IngestPhase.VERIFYING:
             return []
         if (fin.size, fin.sha256) != (entry.init.size, entry.init.sha256):
@@ -206,10 +202,25 @@ class Ingest:
             return []  # a store from before a resend or restart: no longer counted
         entry.pending.popleft()
         entry.confirmed = offset + size
-        out: list[IngestOutput] = [self._ack(entry, AckStatus.OK, Reason.STORED)]
         if entry.fin_waiting and entry.init is not None and entry.confirmed == entry.init.size:
-            out += self._complete(entry)
-        return out
+            # Every byte durable and the fin here: the receipt (or a restart) answers for
+            # the last chunks, no ack needed.
+            return self._complete(entry)
+        return [self._ack(entry, AckStatus.OK, Reason.STORED)]
+
+    def chunks_stored(self, stores: list[tuple[str, int, int]]) -> list[IngestOutput]:
+        """Several ``chunk_stored`` at once, (file_id, offset, size) in the order written,
+        answered with one cumulative ``ok`` ack per file — its ``next_offset`` confirms every
+        chunk below it — instead of one per chunk."""
+        out: list[IngestOutput] = []
+        acks: dict[str, Publish] = {}
+        for file_id, offset, size in stores:
+            for item in self.chunk_stored(file_id, offset, size):
+                if isinstance(item, Publish):  # chunk_stored publishes only its ok ack
+                    acks[file_id] = item  # a later one for the file replaces it
+                else:
+                    out.append(item)
+        return list(acks.values()) + out
 
     def chunk_failed(self, file_id: str, offset: int, reason: str) -> list[IngestOutput]:
         """The edge could not store the chunk at ``offset``: ask again from what is stored."""
@@ -276,6 +287,15 @@ class Ingest:
         entry.fin_waiting = False
         entry.resend_from = None
         return [DiscardFile(entry.file_id, reason)]
+
+    def _unknown(self, file_id: str, entry: _Incoming | None, detail: str) -> Publish:
+        """A chunk or fin for a file this Ingest has no init for — the init was lost on the
+        link (a broker restart), or the dock restarted since: ask for the init and the
+        bytes from what is stored. Not a refusal: the device sends the init and goes on."""
+        offset = entry.confirmed if entry is not None else 0
+        return Publish(ack_topic(self.device, file_id),
+                       Ack(file_id, offset, AckStatus.RESEND, Reason.UNKNOWN_FILE,
+                           f"{detail}: send init, then from {offset}").encode())
 
     def _ask_resend(self, entry: _Incoming, reason: Reason, detail: str) -> Publish:
         # Remember the ask, so the chunks already on their way past this point (each a

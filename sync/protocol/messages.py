@@ -42,6 +42,8 @@ class JsonMessage:
     :meth:`_arguments` only where the wire shape differs from the fields."""
 
     KIND: ClassVar[Kind]
+    # Members a later revision of v1 added: a reader takes their absence as the default.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def _what(cls) -> str:
@@ -70,7 +72,7 @@ class JsonMessage:
         new prefix."""
         if not isinstance(obj, dict):
             raise ProtocolError(f"must be an object, not {type_name(obj)}", what)
-        return build(cls, cls._arguments(obj, what), what, _keys(cls))
+        return build(cls, cls._arguments(obj, what), what, _keys(cls), cls.OPTIONAL)
 
     @classmethod
     def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
@@ -132,19 +134,32 @@ Init = FileOffer
 
 @dataclass(frozen=True)
 class Hello(JsonMessage):
-    """Device → dock on docking: who it is and every file it holds for the dock."""
+    """Device → dock on docking: who it is and one page of the files it holds for the dock.
+
+    A backlog too long for one hello is offered in pages, oldest first, in one docking:
+    ``page`` counts them from 0 (a hello with ``page`` 0 starts a docking), and
+    ``more_files`` / ``more_bytes`` say what is still waiting after this page (for the
+    dock's records and progress; 0 on the last page). The next page's hello follows once
+    every file of this one is receipted or has failed for the session."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("page", "more_files", "more_bytes")
     device: str
     firmware: str
     battery_percent: int | None
     files: tuple[FileOffer, ...]
+    page: int = 0
+    more_files: int = 0
+    more_bytes: int = 0
 
     def __post_init__(self) -> None:
         check_device(self.device)
         check_text(self.firmware, "firmware", 64, empty=True)
         if self.battery_percent is not None:
             check_int(self.battery_percent, "battery_percent", 0, 100)
+        check_int(self.page, "page")
+        check_int(self.more_files, "more_files")
+        check_int(self.more_bytes, "more_bytes")
         if not isinstance(self.files, (list, tuple)):
             raise ProtocolError(f"must be a list, not {type_name(self.files)}", "files")
         object.__setattr__(self, "files", tuple(self.files))
@@ -176,13 +191,16 @@ class Want(JsonMessage):
     ``files``: (file_id, offset) to send, in the order the dock wants them, each from the
     offset the dock has stored durably. ``known``: files the dock already holds (archived,
     or being verified); their receipts follow without anything being sent. ``chunk_limit``:
-    the largest chunk payload the dock takes.
+    the largest chunk payload the dock takes. ``page``: the hello page it answers, so a
+    late answer to an earlier page is not taken for the answer to the present one.
     """
 
     KIND: ClassVar[Kind] = Kind.WANT
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("page",)
     files: tuple[tuple[str, int], ...]
     known: tuple[str, ...]
     chunk_limit: int = DEFAULT_CHUNK_BYTES
+    page: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.files, (list, tuple)):
@@ -207,12 +225,13 @@ class Want(JsonMessage):
             seen.add(file_id)
             known.append(file_id)
         check_int(self.chunk_limit, "chunk_limit", 1, MAX_CHUNK_BYTES)
+        check_int(self.page, "page")
         object.__setattr__(self, "files", tuple(files))
         object.__setattr__(self, "known", tuple(known))
 
     def to_json(self) -> dict[str, Any]:
         return {"files": [{"file_id": f, "offset": o} for f, o in self.files],
-                "known": list(self.known), "chunk_limit": self.chunk_limit}
+                "known": list(self.known), "chunk_limit": self.chunk_limit, "page": self.page}
 
     @classmethod
     def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:

@@ -3,6 +3,12 @@
 Uploader states (per session)::
 
     IDLE --start()--> HELLO_SENT --want--> TRANSFERRING --every file receipted or failed--> DONE
+                          ^                     |
+                          +---- next page ------+  (a backlog too long for one hello)
+
+A backlog is offered in pages that each fit one ``hello`` (``split_offers``), in the order
+given (the device's: oldest first). When every file of a page is receipted or has failed,
+the hello of the next page goes out, in the same session; ``Done`` comes after the last.
 
 Per file on the device: OFFERED --want--> SENDING --all chunks acked--> FIN_SENT --receipt-->
 RECEIPTED; OFFERED --want.known--> KNOWN --receipt--> RECEIPTED; resend/restart return to
@@ -20,8 +26,8 @@ from typing import Callable, Sequence
 
 from .fields import (DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_WINDOW, MAX_CHUNK_BYTES,
                      MAX_HELLO_BYTES, ProtocolError, check_device, check_int)
-from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Receipt, TimeRequest,
-                       TimeResponse, Want, decode_message)
+from .messages import (Ack, AckStatus, Chunk, FileOffer, Fin, Hello, Reason, Receipt,
+                       TimeRequest, TimeResponse, Want, decode_message, split_offers)
 from .outputs import (Done, FileFailed, FileProgress, InvalidMessage, Publish, ReceiptReceived,
                       TimeReceived, UploaderOutput, publish, topic_text)
 from .topics import DOWN, hello_topic, parse_topic
@@ -51,6 +57,7 @@ ReadFn = Callable[[FileOffer, int, int], bytes]
 class _Upload:
     offer: FileOffer
     index: int  # position in the dock's want order: lower goes first
+    page: int = 0  # the hello page that offers it
     phase: UploadPhase = UploadPhase.OFFERED
     acked: int = 0  # the dock has stored [0, acked) durably
     sent: int = 0  # next offset to send
@@ -72,25 +79,44 @@ class Uploader:
 
     def __init__(self, device: str, files: Sequence[FileOffer], read: ReadFn, *,
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
+                 window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
                  max_retries: int = DEFAULT_MAX_RETRIES) -> None:
         self.device = check_device(device)
         self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
+        # The window: at most ``window`` chunks and ``window_bytes`` bytes unacknowledged
+        # (at least one chunk goes whatever its size). Without ``window_bytes`` it is
+        # ``window`` chunks of the chunk size; the edge may change ``window_bytes`` as it
+        # measures the link (bandwidth times round trip), and ``window`` then only caps
+        # how many small chunks — small files — may be in flight at once.
         self.window = check_int(window, "window", 1, 1 << 16)
+        self.window_bytes = check_int(window_bytes if window_bytes is not None
+                                      else window * chunk_size, "window_bytes", 1)
         self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
-        files = tuple(files)
-        self._hello = Hello(device, firmware, battery_percent, files)
-        encoded = self._hello.encode()
-        if len(encoded) > MAX_HELLO_BYTES:
-            raise ProtocolError(f"a hello offering {len(files)} files is {len(encoded)} "
-                                f"bytes, over {MAX_HELLO_BYTES}; offer them in several "
-                                "sessions (split_offers)", "files")
-        self._hello_bytes = encoded
-        self._files = {offer.file_id: _Upload(offer, i) for i, offer in enumerate(files)}
+        self._firmware, self._battery = firmware, battery_percent
+        self._files: dict[str, _Upload] = {}
+        for i, offer in enumerate(files):
+            if not isinstance(offer, FileOffer):
+                raise ProtocolError(f"must be a FileOffer, not {type(offer).__name__}",
+                                    f"files[{i}]")
+            if offer.file_id in self._files:
+                # Content-addressed ids: two files with the same bytes cannot be told apart.
+                raise ProtocolError("offered twice", f"files[{i}].file_id")
+            self._files[offer.file_id] = _Upload(offer, i)
+        # Pages that each fit one hello, in the order given. A page's hello is encoded when
+        # it goes out, without the files settled by then (a receipt that came early).
+        self._pages: list[list[FileOffer]] = split_offers(tuple(o.offer for o in self._files.values()))
+        for number, page in enumerate(self._pages):
+            for offer in page:
+                self._files[offer.file_id].page = number
+        self._page = -1  # the page being worked on; -1 before start()
+        self._current: list[_Upload] = []  # its files
+        self._hello_bytes = b""
         self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
         self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
-        self._unsettled = len(self._files)  # neither receipted nor failed
+        self._in_flight_bytes = 0  # and their bytes
+        self._unsettled = 0  # files of the present page neither receipted nor failed
         self._time_requests: deque[float] = deque(maxlen=8)
         self.state = UploaderState.IDLE
 
@@ -100,8 +126,47 @@ class Uploader:
         """Begin the session: the hello."""
         if self.state is not UploaderState.IDLE:
             raise ProtocolError(f"start() in state {self.state}", "state")
+        out = self._next_page()
+        if self.state is UploaderState.IDLE:  # nothing to offer: an empty hello all the same
+            self._page = 0
+            self._offer_page(0, [])
+            out = [Publish(hello_topic(self.device), self._hello_bytes)]
+        return out
+
+    @property
+    def pages(self) -> int:
+        """How many hello pages the backlog takes."""
+        return len(self._pages)
+
+    @property
+    def page(self) -> int:
+        """The page being offered or sent now (0 first); -1 before start()."""
+        return self._page
+
+    def _next_page(self) -> list[UploaderOutput]:
+        """Offer the next page that still holds a file to send; none left: stay as is."""
+        while self._page + 1 < len(self._pages):
+            self._page += 1
+            files = [o for o in self._pages[self._page]
+                     if self._files[o.file_id].phase is UploadPhase.OFFERED]
+            if files:
+                self._offer_page(self._page, files)
+                return [Publish(hello_topic(self.device), self._hello_bytes)]
+        return []
+
+    def _offer_page(self, number: int, files: list[FileOffer]) -> None:
+        later = [o for page in self._pages[number + 1:] for o in page
+                 if self._files[o.file_id].phase is UploadPhase.OFFERED]
+        hello = Hello(self.device, self._firmware, self._battery, tuple(files),
+                      page=number, more_files=len(later),
+                      more_bytes=sum(o.size for o in later))
+        self._hello_bytes = hello.encode()
+        if len(self._hello_bytes) > MAX_HELLO_BYTES:  # split_offers leaves room; never here
+            raise ProtocolError(f"a hello of {len(files)} files is {len(self._hello_bytes)} "
+                                f"bytes, over {MAX_HELLO_BYTES}", "files")
+        self._current = [self._files[o.file_id] for o in files]
+        self._unsettled = len(files)
         self.state = UploaderState.HELLO_SENT
-        return [Publish(hello_topic(self.device), self._hello_bytes)]
 
     def request_time(self, t1: float) -> list[UploaderOutput]:
         """Ask the dock for its time (after start()); ``t1`` is the device clock now."""
@@ -138,19 +203,27 @@ class Uploader:
 
     def retry(self) -> list[UploaderOutput]:
         """Nothing heard from the dock for a while: send again what it has not confirmed
-        (go back to the last acknowledged offset), every fin still unanswered, an init for
-        each file whose receipt is awaited (the dock answers it with the receipt), or the
-        hello. A message the broker dropped silently is recovered this way."""
+        (the init and everything from the last acknowledged offset), every fin still
+        unanswered (after its init), an init for each file whose receipt is awaited (the dock answers it
+        with the receipt), or the hello. A message the broker dropped silently, or lost in
+        a restart, is recovered this way."""
         if self.state is UploaderState.HELLO_SENT:
             return [Publish(hello_topic(self.device), self._hello_bytes)]
         if self.state is not UploaderState.TRANSFERRING:
             return []
         out: list[UploaderOutput] = []
-        for upload in self._files.values():
+        for upload in self._current:
+            if upload.phase is UploadPhase.FIN_SENT and upload.acked < upload.offer.size:
+                upload.phase = UploadPhase.SENDING  # its fin went with chunks unconfirmed
             if upload.phase is UploadPhase.SENDING:
+                # The init goes again too: the link that lost the chunks may have lost it,
+                # and chunks for a file the dock has no init for are refused (unknown_file),
+                # which would fail the file for the whole session.
+                upload.init_sent = False
                 self._rewind(upload, upload.acked)
             elif upload.phase is UploadPhase.FIN_SENT:
-                out.append(self._fin(upload))
+                # Init first, for the same reason: a fin without one is refused.
+                out += [publish(self.device, upload.offer), self._fin(upload)]
             elif upload.phase is UploadPhase.KNOWN:
                 out.append(publish(self.device, upload.offer))
         out += self._pump()
@@ -164,20 +237,20 @@ class Uploader:
     # --- handlers -----------------------------------------------------------------------------
 
     def _on_want(self, topic: str, want: Want) -> list[UploaderOutput]:
-        if self.state is not UploaderState.HELLO_SENT:
-            return []  # one want per session; a repeat changes nothing
+        if self.state is not UploaderState.HELLO_SENT or want.page != self._page:
+            return []  # one want per page; a repeat, or a late one for an earlier page
         self.state = UploaderState.TRANSFERRING
         self.chunk_size = min(self.chunk_size, want.chunk_limit)
         out: list[UploaderOutput] = []
         for file_id in want.known:
             upload = self._files.get(file_id)
-            if upload is None:
+            if upload is None or upload.page != self._page:
                 out.append(InvalidMessage(topic, f"known file {file_id} was not offered"))
             elif upload.phase is UploadPhase.OFFERED:
                 upload.phase = UploadPhase.KNOWN
         for order, (file_id, offset) in enumerate(want.files):
             upload = self._files.get(file_id)
-            if upload is None:
+            if upload is None or upload.page != self._page:
                 out.append(InvalidMessage(topic, f"wanted file {file_id} was not offered"))
             elif upload.phase is not UploadPhase.OFFERED:
                 continue  # receipted before the want arrived
@@ -189,7 +262,7 @@ class Uploader:
                 upload.phase = UploadPhase.SENDING
                 upload.acked = offset  # stored durably at the dock: never sent again
                 self._rewind(upload, offset)
-        for upload in self._files.values():
+        for upload in self._current:
             if upload.phase is not UploadPhase.SENDING:
                 upload.index += len(want.files)
             if upload.phase is UploadPhase.OFFERED:
@@ -210,16 +283,18 @@ class Uploader:
                                           f"of {upload.offer.name} ({size} bytes)")]
         why = f"{ack.reason}: {ack.detail}" if ack.detail else ack.reason
         if ack.status is AckStatus.OK:
-            if upload.phase is not UploadPhase.SENDING:
+            # Cumulative: next_offset confirms every chunk below it, however many.
+            if upload.phase not in (UploadPhase.SENDING, UploadPhase.FIN_SENT):
                 return []  # a late duplicate ack
             if ack.next_offset > upload.acked:
                 upload.acked = ack.next_offset
                 upload.retries = 0  # progress: earlier trouble is over
-            if upload.acked > upload.sent:  # the dock had more than we knew: skip ahead
-                self._rewind(upload, upload.acked)
+            if upload.phase is UploadPhase.SENDING and upload.acked > upload.sent:
+                self._rewind(upload, upload.acked)  # the dock had more than we knew
             while upload.in_flight and sum(upload.in_flight[0]) <= upload.acked:
-                upload.in_flight.popleft()
+                _, length = upload.in_flight.popleft()
                 self._in_flight -= 1
+                self._in_flight_bytes -= length
             return self._maybe_fin(upload) + self._pump()
         if ack.status is AckStatus.RESEND:
             if upload.phase is UploadPhase.KNOWN:
@@ -234,6 +309,8 @@ class Uploader:
             # Trust the dock even below what it confirmed before: it knows its disk.
             upload.phase = UploadPhase.SENDING
             upload.acked = ack.next_offset
+            if ack.reason == Reason.UNKNOWN_FILE:
+                upload.init_sent = False  # the dock has no init for it (lost, or restarted)
             self._rewind(upload, ack.next_offset)
             return self._pump()
         if ack.status is AckStatus.RESTART:
@@ -263,7 +340,7 @@ class Uploader:
         # Any valid receipt settles the file, even one that failed in this session: the
         # dock holds it, and whether to delete is the edge's check of the signature.
         self._drop_in_flight(upload)
-        if upload.phase is not UploadPhase.FAILED:
+        if upload.phase is not UploadPhase.FAILED and upload.page == self._page:
             self._unsettled -= 1
         upload.phase = UploadPhase.RECEIPTED
         upload.acked = upload.offer.size
@@ -287,12 +364,14 @@ class Uploader:
 
     def _drop_in_flight(self, upload: _Upload) -> None:
         self._in_flight -= len(upload.in_flight)
+        self._in_flight_bytes -= sum(length for _, length in upload.in_flight)
         upload.in_flight.clear()
 
     def _pump(self) -> list[UploaderOutput]:
         """Fill the window, the first file in the dock's order first."""
         out: list[UploaderOutput] = []
-        while self._queue and self._in_flight < self.window:
+        while self._queue and self._in_flight < self.window and (
+                self._in_flight_bytes < self.window_bytes or not self._in_flight):
             upload = self._files[self._queue[0][1]]
             if upload.phase is UploadPhase.SENDING and not upload.init_sent:
                 # Init every time a file is (re)started in a session, even to resume:
@@ -320,11 +399,16 @@ class Uploader:
             upload.in_flight.append((upload.sent, length))
             upload.sent += length
             self._in_flight += 1
+            self._in_flight_bytes += length
+            out += self._maybe_fin(upload)  # its last chunk is out: the fin follows at once
         return out
 
     def _maybe_fin(self, upload: _Upload) -> list[UploaderOutput]:
+        """The fin goes as soon as the file's last chunk is out, without waiting for the
+        acks: the dock holds it until every byte is durable, and answers with the receipt
+        (or asks for what it lacks). A small file costs one round trip, not two."""
         if (upload.phase is UploadPhase.SENDING and upload.init_sent
-                and upload.acked == upload.sent == upload.offer.size and not upload.in_flight):
+                and upload.sent == upload.offer.size):
             upload.phase = UploadPhase.FIN_SENT
             return [self._fin(upload)]
         return []
@@ -335,7 +419,7 @@ class Uploader:
 
     def _fail(self, upload: _Upload, reason: str) -> list[UploaderOutput]:
         self._drop_in_flight(upload)
-        if upload.phase is not UploadPhase.FAILED:
+        if upload.phase is not UploadPhase.FAILED and upload.page == self._page:
             self._unsettled -= 1
         upload.phase = UploadPhase.FAILED
         return [FileFailed(upload.offer.file_id, reason)]
@@ -343,6 +427,9 @@ class Uploader:
     def _check_done(self) -> list[UploaderOutput]:
         if self.state is not UploaderState.TRANSFERRING or self._unsettled:
             return []
+        out = self._next_page()  # the page is over: on to the next, in this session
+        if out:
+            return out
         self.state = UploaderState.DONE
         return [Done(tuple(f for f, u in self._files.items() if u.phase is UploadPhase.RECEIPTED),
                      tuple(f for f, u in self._files.items() if u.phase is UploadPhase.FAILED))]
