@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+import pytest
+
 from dock.enrollment import dock_client, enroll_device
 from dock.service import DockService
 from simulator.harness.backlog import make_backlog
@@ -15,6 +17,7 @@ from sync.device_sync import DeviceSync, offers
 DEVICE = "BC-0007"
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_a_weeks_backlog_of_15000_files_docks_completely_in_one_docking(tmp_path, broker):
     device_root, dock_dir = tmp_path / "device", tmp_path / "dock"
     enroll_device(device_root, dock_dir, DEVICE, "Baofeng County HRSS Labour Inspection Brigade")

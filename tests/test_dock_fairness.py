@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from dock.enrollment import dock_client, enroll_device
 from dock.service import DockService
 from simulator.harness.backlog import make_backlog
@@ -24,6 +26,7 @@ def session(root, device, broker, **options) -> DeviceSync:
                       tls=(files.ca, files.cert, files.key), **options)
 
 
+@pytest.mark.req("R13.1")
 def test_a_huge_backlog_does_not_starve_a_small_one(tmp_path, broker):
     dock_dir = tmp_path / "dock"
     big_root, small_root = tmp_path / "big", tmp_path / "small"

@@ -51,6 +51,7 @@ def shift_and_dock(tmp_path, broker):
     return dock_dir, device_root, dock
 
 
+@pytest.mark.req("R4.1", "R4.2", "R4.3", "R12.3", "R13.2")
 def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     dock_dir, device_root, dock = shift_and_dock(tmp_path, broker)
     waiting = offers(device_root / "evidence")
@@ -125,6 +126,7 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     archive.close()
 
 
+@pytest.mark.req("R13.2")
 def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
     import threading
     import time as _time
@@ -169,6 +171,7 @@ def test_transfer_resumes_after_the_broker_restarts(tmp_path, broker):
     assert total <= result.bytes_sent <= total * 1.5
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_simulate_docks_through_the_embedded_broker(tmp_path, capsys):
     from bodycam.cli import main
 
@@ -215,6 +218,7 @@ def test_dock_config_errors_are_one_line(tmp_path, capsys):
     assert "broker.mode: 'carrier-pigeon' is not allowed" in capsys.readouterr().err
 
 
+@pytest.mark.req("R13.4")
 def test_overdue_evidence_and_silent_devices_are_flagged(tmp_path):
     from dock.archive import Archive
     from dock.enrollment import dock_key
@@ -235,6 +239,7 @@ def test_overdue_evidence_and_silent_devices_are_flagged(tmp_path):
     archive.close()
 
 
+@pytest.mark.req("R13.2")
 def test_dock_serve_command_with_mosquitto_takes_a_shift_and_shows_progress(tmp_path):
     """``bodycam dock serve`` as a custodian runs it: Mosquitto with the shipped mutual TLS
     and ACL started by the dock, a shift's evidence received, verified and receipted, and

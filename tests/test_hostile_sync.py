@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from firmware_py.evidence.keys import pem_public
 from hostile import examples
@@ -330,6 +331,7 @@ anything = st.one_of(
 
 @examples(80)
 @given(st.lists(st.tuples(st.integers(0, 80), anything), max_size=8))
+@pytest.mark.req("R13.2")
 def test_nothing_on_the_link_puts_other_bytes_in_the_archive_or_deletes_unsafely(
         slips: list[Slip]) -> None:
     run = transfer(slips)  # raises if a state machine or an edge does
@@ -438,6 +440,7 @@ def receipt_for(kind: str, offer: p.FileOffer, other: p.FileOffer) -> p.Publish:
 @examples(30)
 @given(st.lists(st.lists(st.sampled_from(RECEIPT_KINDS), min_size=1, max_size=3),
                 min_size=3, max_size=3))
+@pytest.mark.req("R13.2")
 def test_a_receipt_not_signed_by_the_dock_deletes_nothing(kinds: list[list[str]]) -> None:
     errors = Errors()
     logging.getLogger("sync.device_sync").addHandler(errors)

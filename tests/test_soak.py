@@ -43,6 +43,7 @@ def test_the_plan_is_an_eight_hour_shift_with_forty_recordings_and_faults():
     assert soak.build(SEED)[0] != soak.build(SEED + 1)[0]
 
 
+@pytest.mark.req("R12.1", "R12.2", "R12.3", "R18.1")
 def test_soak_ends_with_a_clean_verification_and_every_gap_explained(shift):
     code, report, _ = shift
     assert code == 0, {k: v for k, v in report.items() if k != "gaps"}
@@ -62,6 +63,7 @@ def test_soak_ends_with_a_clean_verification_and_every_gap_explained(shift):
     assert len(device_gaps) >= report["power_cuts"] - 1  # a cut inside the buffer leaves none
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_soak_docks_twice_and_leaves_nothing_on_the_device(shift):
     _, report, out = shift
     midday, evening = report["dock_sessions"]

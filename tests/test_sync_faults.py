@@ -17,6 +17,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import pytest
+
 from device.clock import DeviceClock
 from firmware_py.evidence import audit
 from dock.enrollment import dock_client
@@ -118,6 +120,7 @@ def assert_all_archived_once(tmp_path, before):
         p.stat().st_size == 0 for p in (tmp_path / "archive" / "incoming").rglob("*.part"))
 
 
+@pytest.mark.req("R13.2")
 def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_twice(
         tmp_path, broker):
     t = start_transfer(tmp_path, broker, 90, CrashingDock, after=3)
@@ -157,6 +160,7 @@ def test_dock_crash_before_the_receipt_gets_the_same_receipt_and_stores_nothing_
     assert sync.result.bytes_sent <= total + WINDOW * CHUNK * 2 + later_snapshots(tmp_path, before)
 
 
+@pytest.mark.req("R13.2")
 def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, broker):
     t = start_transfer(tmp_path, broker, 90)
     waiting, before, total, dock, first, log, runner = (
@@ -185,6 +189,7 @@ def test_undock_mid_transfer_resumes_from_what_the_dock_confirmed(tmp_path, brok
         total - confirmed + WINDOW * CHUNK + later_snapshots(tmp_path, before))
 
 
+@pytest.mark.req("R13.2")
 def test_broker_away_mid_upload_then_back(tmp_path, broker):
     t = start_transfer(tmp_path, broker, 120)
     before, total, dock, sync, log, runner = t.before, t.total, t.dock, t.sync, t.log, t.runner
@@ -207,6 +212,7 @@ def test_broker_away_mid_upload_then_back(tmp_path, broker):
     assert total <= sent <= total * 1.5 + later_snapshots(tmp_path, before)
 
 
+@pytest.mark.req("R13.2")
 def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_path, broker):
     """R13.2's last check before deleting: the file on the device is the file the dock
     holds. A file read whole for sending and then altered on the device (here: one byte
@@ -239,6 +245,7 @@ def test_a_file_changed_after_it_was_sent_is_kept_despite_a_genuine_receipt(tmp_
     assert sync.result.deleted == [kept.name]
 
 
+@pytest.mark.req("R13.1", "R13.2")
 def test_docking_faults_from_a_scenario_file(tmp_path):
     """The same faults, scripted in a scenario (``dock`` with ``fault`` and ``after_mb``) and
     run by ``bodycam simulate`` over the embedded broker: lifted out mid-transfer, then a

@@ -227,6 +227,7 @@ def assert_all_archived(device: DeviceEdge, dock: DockEdge, files: dict[str, byt
 
 # --- whole transfers ---------------------------------------------------------------------------
 
+@pytest.mark.req("R13.2")
 def test_three_files_arrive_with_receipts() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=4)
@@ -443,6 +444,7 @@ def test_whole_file_hash_mismatch_restarts_the_file() -> None:
         {0, CHUNK, 2 * CHUNK, 3 * CHUNK}
 
 
+@pytest.mark.req("R13.2")
 def test_dock_crash_after_archiving_before_the_receipt_went_out() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=4)
@@ -462,6 +464,7 @@ def test_dock_crash_after_archiving_before_the_receipt_went_out() -> None:
     assert set(dock.archived_count.values()) == {1}, "nothing stored twice"
 
 
+@pytest.mark.req("R13.2")
 def test_dock_crash_after_storing_before_verifying() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=4)
@@ -478,6 +481,7 @@ def test_dock_crash_after_storing_before_verifying() -> None:
     assert all(count == 1 for count in dock.stores.values())
 
 
+@pytest.mark.req("R13.2")
 def test_a_file_that_never_verifies_fails_after_retries_and_stays() -> None:
     good = b"good evidence" * 100
     device = DeviceEdge({"a.ts.bce": good, "b.ts.bce": b"other" * 300},
@@ -692,6 +696,7 @@ def test_uploader_resend_and_restart() -> None:
     assert isinstance(out[1], Done) and out[1].failed == (offer.file_id,)
 
 
+@pytest.mark.req("R13.2")
 def test_uploader_refuses_a_receipt_for_other_bytes() -> None:
     up, offer, _ = uploader_with(b"abc")
     body = make_receipt_body(dock="D", device=DEVICE, init=offer, stored_at=1, archive_path="p")
@@ -923,6 +928,7 @@ def test_decode_errors_name_the_field() -> None:
         decode_message(Topic(Kind.INIT, DEVICE, FID), Init.from_offer(offer).encode())
 
 
+@pytest.mark.req("R13.2")
 def test_receipt_signature_covers_canonical_body() -> None:
     offer = offer_for("a.ts.bce", b"evidence")
     body = make_receipt_body(dock="DOCK-1", device=DEVICE, init=offer, stored_at=7,
