@@ -30,7 +30,8 @@ class Rig:
         self.clock = VirtualClock()
         # The device clock is off by minutes: GNSS time must not follow it.
         self.wall = DriftingWallClock(self.clock, START_UTC, initial_error_s=-95.0, drift_ppm=40)
-        self.sim = SimGnssReceiver(self.clock, self.wall.true_utc, route, time_to_first_fix_s=ttff)
+        self.sim = SimGnssReceiver(self.clock, self.wall.true_utc, route, time_to_first_fix_s=ttff,
+                                   baudrate=9600)  # paced as a UART sends
         self.gnss = SerialGnss(self.sim.port_path, monotonic=self.clock)
         self.fixes: list[GnssFix] = []
 
@@ -42,6 +43,7 @@ class Rig:
 
     def drain(self) -> None:
         """Collect what the kernel still holds; pty delivery is asynchronous."""
+        self.sim.finish_sending()  # the rest of the last burst, still on the paced line
         deadline = time.monotonic() + 2.0
         while len(self.fixes) < len(self.sim.recent_epochs) and time.monotonic() < deadline:
             readable, _, _ = select.select([self.gnss.fileno()], [], [], 0.05)

@@ -734,6 +734,8 @@ class SerialGnss:
         self._discarding = False  # inside an over-long line, skipping to its newline
         self._line_started_at: float | None = None  # when the buffered partial line began
         self._last_data_at: float | None = None
+        self._last_poll_at: float | None = None
+        self._char_s = 10.0 / baudrate if baudrate > 0 else 0.0  # start, 8 data, stop bits
         self._last_fix: GnssFix | None = None
         self._closed = False
         if serial_port is not None:
@@ -761,9 +763,11 @@ class SerialGnss:
             self._last_data_at = now
             for line, started_at in self._lines(data, now):
                 fixes.extend(self._assembler.feed(line, started_at))
+            self._last_poll_at = now
         elif self._last_data_at is not None and now - self._last_data_at >= QUIET_GAP_S:
             # The receiver's burst is over: its epoch is complete.
             fixes.extend(self._assembler.flush())
+        self._last_poll_at = now
         if fixes:
             self._last_fix = fixes[-1]
         return fixes
@@ -782,22 +786,34 @@ class SerialGnss:
             total += len(chunk)
         return b"".join(chunks)
 
+    def _arrived_at(self, data: bytes, offset: int, now: float) -> float:
+        """When byte ``offset`` of ``data`` (read at ``now``) came off the line: the bytes
+        after it took their transmission time at the line's baud rate, and none came
+        before the previous poll found the line empty."""
+        if self._last_poll_at is None:
+            return now  # the first read: no bound on how long the bytes have waited
+        estimate = now - (len(data) - offset) * self._char_s
+        return min(max(estimate, self._last_poll_at), now)
+
     def _lines(self, data: bytes, now: float) -> list[tuple[bytes, float]]:
-        """Complete lines, each with when it began to arrive: the poll that read its first
-        byte (with polls every few milliseconds, that is within a few milliseconds)."""
+        """Complete lines, each with when it began to arrive (``_arrived_at`` its first
+        byte): accurate to a character's time while the receiver sends back to back."""
+        base = len(self._buffer)
         if not self._buffer or self._line_started_at is None:
-            self._line_started_at = now
+            self._line_started_at = self._arrived_at(data, 0, now)
         # Bare CR ends a line on some receivers; treat CR, LF and CRLF alike.
         self._buffer += data.replace(b"\r", b"\n")
         *complete, rest = self._buffer.split(b"\n")
         lines: list[tuple[bytes, float]] = []
         started_at = self._line_started_at
+        position = 0  # of the line in the buffer
         for line in complete:
             if self._discarding:
                 self._discarding = False  # this is the tail of the over-long line
             elif line:
                 lines.append((bytes(line), started_at))
-            started_at = now  # the lines after the first began in this read
+            position += len(line) + 1
+            started_at = self._arrived_at(data, max(0, position - base), now)
         if len(rest) > MAX_LINE_BYTES:
             # Handing the head over gets it counted as over-long (or parsed, if lost line
             # ends merely glued sentences together); the tail is skipped up to its newline.
