@@ -235,6 +235,7 @@ class SimGnssReceiver:
         self._chars_per_s = None if baudrate is None else baudrate / 10.0
         self._latency_s = output_latency_s
         self._outgoing: deque[list] = deque()  # [begins at (virtual), bytes, how many sent]
+        self._dialect: Callable[[int, bool], list[str]] | None = None
 
         self._master, self._slave = os.openpty()
         try:
@@ -260,6 +261,12 @@ class SimGnssReceiver:
     def regain_fix(self) -> None:
         """End a loss window now (out of the tunnel)."""
         self._lost_until = self._clock.now
+
+    def set_dialect(self, speak: Callable[[int, bool], list[str]] | None) -> None:
+        """Speak another receiver's dialect: ``speak(second, has_fix)`` gives an epoch's
+        complete lines (None: the built-in u-blox set). The truth kept in
+        ``recent_epochs`` then holds only the time and whether there was a fix."""
+        self._dialect = speak
 
     def set_route(self, route: Route) -> None:
         """Walk ``route`` from its start, beginning now."""
@@ -314,6 +321,9 @@ class SimGnssReceiver:
         hms, dmy = stamp.strftime("%H%M%S.00"), stamp.strftime("%d%m%y")
         t = self._talker
         has_fix = vt >= self._first_fix_at and vt >= self._lost_until
+        if self._dialect is not None:
+            return SimEpoch(second, vt, has_fix, None, None, None, None, None, 0, None, None,
+                            None, 3 if has_fix else 1, tuple(self._dialect(second, has_fix)))
         if not has_fix:
             bodies = (f"{t}RMC,{hms},V,,,,,,,{dmy},,,N", f"{t}VTG,,,,,,,,,N",
                       f"{t}GGA,{hms},,,,,0,00,99.99,,,,,,",
