@@ -118,7 +118,9 @@ def pi_settings(device: DeviceConfig) -> PiSettings:
                         Output.LED_BLUE: i.led_blue_pin, Output.BUZZER: i.buzzer_pin,
                         Output.VIBRATION: i.vibration_pin},
         gnss_port=device.gnss.port, gnss_baudrate=device.gnss.baudrate,
-        power_supply_root=device.power.sysfs_root, battery=device.power.battery)
+        power_supply_root=device.power.sysfs_root, battery=device.power.battery,
+        gnss_source=device.gnss.source, gpsd_host=device.gnss.gpsd_host,
+        gpsd_port=device.gnss.gpsd_port)
 
 
 class Recorder(Protocol):
