@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from typing import Callable, Protocol
@@ -726,8 +726,10 @@ class SerialGnss:
 
     def __init__(self, port: str, baudrate: int = 9600,
                  monotonic: Callable[[], float] = time.monotonic,
-                 serial_port: SerialPortLike | None = None) -> None:
+                 serial_port: SerialPortLike | None = None,
+                 pps: Callable[[float], float | None] | None = None) -> None:
         self.port = port
+        self._pps = pps  # latest PPS edge before a burst's start (device.backends.pps)
         self._monotonic = monotonic
         self._assembler = NmeaAssembler()
         self._buffer = bytearray()
@@ -768,9 +770,17 @@ class SerialGnss:
             # The receiver's burst is over: its epoch is complete.
             fixes.extend(self._assembler.flush())
         self._last_poll_at = now
+        if fixes and self._pps is not None:
+            fixes = [self._pps_timed(fix) for fix in fixes]
         if fixes:
             self._last_fix = fixes[-1]
         return fixes
+
+    def _pps_timed(self, fix: GnssFix) -> GnssFix:
+        """The epoch timed by the PPS edge that began its second, where one was seen."""
+        assert self._pps is not None
+        edge = self._pps(fix.received_at)
+        return fix if edge is None else replace(fix, received_at=edge)
 
     def _read_available(self) -> bytes:
         chunks: list[bytes] = []

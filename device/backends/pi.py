@@ -37,6 +37,7 @@ class PiSettings:
     power_supply_root: str  # Linux power_supply class directory
     battery: str = ""  # battery name under it; empty picks the first battery
     gnss_source: str = "serial"  # "serial" (NMEA on gnss_port) or "gpsd"
+    gnss_pps_pin: int = -1  # GPIO of the receiver's PPS line; -1 when not wired
     gpsd_host: str = "127.0.0.1"
     gpsd_port: int = 2947
 
@@ -53,7 +54,11 @@ def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
         from device.backends.gpsd import GpsdGnss
         gnss: Gnss = GpsdGnss(settings.gpsd_host, settings.gpsd_port, clock.monotonic)
     else:
-        gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic)
+        pps = None
+        if settings.gnss_pps_pin >= 0:
+            from device.backends.pps import PpsLine
+            pps = PpsLine(settings.gnss_pps_pin, clock.monotonic).edge_before
+        gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic, pps=pps)
     return Hardware(
         clock=clock,
         camera=MissingPart("camera", NOT_YET),
