@@ -118,7 +118,10 @@ def pi_settings(device: DeviceConfig) -> PiSettings:
                         Output.LED_BLUE: i.led_blue_pin, Output.BUZZER: i.buzzer_pin,
                         Output.VIBRATION: i.vibration_pin},
         gnss_port=device.gnss.port, gnss_baudrate=device.gnss.baudrate,
-        power_supply_root=device.power.sysfs_root, battery=device.power.battery)
+        power_supply_root=device.power.sysfs_root, battery=device.power.battery,
+        gnss_source=device.gnss.source, gnss_pps_pin=device.gnss.pps_pin,
+        gpsd_host=device.gnss.gpsd_host,
+        gpsd_port=device.gnss.gpsd_port)
 
 
 class Recorder(Protocol):

@@ -8,6 +8,10 @@ Correcting in software rather than stepping the system clock keeps evidence time
 monotonic in the monotonic domain and needs no privilege; the offset before correction is
 returned so the caller can write it into the audit log (R7.4).
 
+A reference before ``not_before`` (the firmware's build date, ``device.timetrust``) is
+never applied: ``correct`` refuses it (``applied=False``) and the clock stays as it was —
+the last guard against a receiver's 1999 date (GPS week rollover) reaching the evidence.
+
 ``DeviceClock`` takes its raw sources as callables, so the simulator feeds it a virtual,
 drifting wall clock through exactly this code.
 """
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable, Protocol, runtime_checkable
+
+from device.timetrust import BUILD_UTC
 
 
 class TimeSource(StrEnum):
@@ -89,8 +95,9 @@ class DeviceClock:
 
     def __init__(self, wall: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 utc_offset_s: int | None = None) -> None:
+                 utc_offset_s: int | None = None, not_before: float = BUILD_UTC) -> None:
         self._wall = wall
+        self.not_before = not_before
         self._monotonic = monotonic
         self._utc_offset_s = local_utc_offset_s() if utc_offset_s is None else utc_offset_s
         self._correction = 0.0
@@ -124,6 +131,8 @@ class DeviceClock:
     def correct(self, reference_utc: float, at_monotonic: float,
                 source: TimeSource) -> ClockCorrection:
         offset = self.offset_from(reference_utc, at_monotonic)
+        if not reference_utc >= self.not_before:  # also refuses NaN
+            return ClockCorrection(source, offset, False, self.now())
         self._correction -= offset
         self._source = source
         return ClockCorrection(source, offset, True, self.now())

@@ -1,9 +1,11 @@
 """GNSS protocol: fixes assembled from the receiver's NMEA 0183 sentences.
 
-One ``GnssFix`` per receiver epoch (normally one a second), merging what RMC, GGA, GSA and
-VTG say about that epoch. Position fields are None when the receiver reports no fix.
-``time_utc`` is the receiver's own time (used to check and correct the device clock);
-``received_at`` is the device's monotonic time when the epoch was complete.
+One ``GnssFix`` per receiver epoch (normally one a second), merging what the receiver's
+sentences (RMC, GGA, GNS, GLL, ZDA, GSA, GSV, VTG, from every constellation) say about that
+epoch. Position fields are None when the receiver reports no fix. ``time_utc`` is the
+receiver's own time (checked by ``device.timetrust`` before it may correct the device
+clock); ``received_at`` is the device's monotonic time when the epoch's report began to
+arrive (the start of the receiver's burst for that second).
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ from typing import Protocol, runtime_checkable
 class GnssFix:
     received_at: float
     time_utc: datetime | None = None
-    valid: bool = False  # RMC status A and a position present
+    valid: bool = False  # a fix (quality > 0) with a position
     latitude: float | None = None  # degrees, north positive
     longitude: float | None = None  # degrees, east positive
     altitude_m: float | None = None
     speed_mps: float | None = None
     course_deg: float | None = None
-    quality: int = 0  # GGA fix quality: 0 none, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float, 6 dead reckoning
-    satellites: int | None = None
+    quality: int = 0  # GGA fix quality (GNS/RMC mode letters mapped): 0 none, 1 GPS, 2 DGPS, 4 RTK fixed, 5 RTK float, 6 dead reckoning
+    satellites: int | None = None  # used in the fix, summed over the constellations
     hdop: float | None = None
     pdop: float | None = None
     vdop: float | None = None
-    mode: int = 1  # GSA: 1 no fix, 2 2D, 3 3D
+    mode: int = 1  # GSA (or derived): 1 no fix, 2 2D, 3 3D
 
     @property
     def has_position(self) -> bool:
@@ -43,7 +45,8 @@ class NmeaStats:
     fixes: int = 0
     malformed: int = 0
     bad_checksum: int = 0
-    unsupported: int = 0
+    unsupported: int = 0  # well-formed, of a type or talker not read: not an error
+    proprietary: int = 0  # $P... vendor sentences: not an error
     overlong: int = 0
     last_error: str = ""
     errors_by_kind: dict[str, int] = field(default_factory=dict)

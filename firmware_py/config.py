@@ -129,9 +129,17 @@ class IndicatorsSection:
 
 @dataclass(frozen=True)
 class GnssSection:
-    port: str = setting("/dev/serial0", "Serial port of the GNSS receiver.")
+    source: str = setting("serial", "Where fixes come from: the receiver on a serial port "
+                          "(read as NMEA), or a gpsd daemon that owns it (its JSON reports).",
+                          choices=("serial", "gpsd"))
+    port: str = setting("/dev/serial0", "Serial port of the GNSS receiver (source serial).")
     baudrate: int = setting(9600, "Its baud rate.",
                             choices=(4800, 9600, 19200, 38400, 57600, 115200))
+    pps_pin: int = setting(-1, "GPIO of the receiver's PPS line, which times each epoch "
+                           "to the microsecond (source serial); -1 when not wired.",
+                           min=-1, max=27)
+    gpsd_host: str = setting("127.0.0.1", "Address of gpsd (source gpsd).")
+    gpsd_port: int = setting(2947, "Port of gpsd (source gpsd).", min=1, max=65535)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every path under the device root, named in one place.
 
 The device root holds the device's keys and enrolment, its audit log and the speech
-cache; the evidence directory (configured ``device.evidence_dir``: under the root unless
+cache and the last trusted time; the evidence directory (configured ``device.evidence_dir``: under the root unless
 absolute) holds the evidence and the store's own dot-files beside it — the sequence and
 chain state, the last clock correction, the heartbeat. The sync's own files
 (``sync.device_sync``) are named there.
@@ -26,6 +26,7 @@ DEVICE_PUB = KEYS / "device_ed25519.pub.pem"
 AGENCY_PUB = KEYS / "agency_x25519.pub.pem"
 AGENCY_KEY = KEYS / "agency_x25519.pem"  # in the agency's dock directory only
 ENROLLMENT = Path("enrollment.json")
+TRUSTED_TIME = "trusted-time.json"  # the last trusted time seen: no GNSS time before it is used
 
 # In the evidence directory, beside the evidence.
 DEVICE_STATE = ".device-state.json"  # next sequence number and chain head
@@ -78,6 +79,10 @@ class DeviceLayout:
     @property
     def enrollment(self) -> Path:
         return self.root / ENROLLMENT
+
+    @property
+    def trusted_time(self) -> Path:
+        return self.root / TRUSTED_TIME
 
     @property
     def device_state(self) -> Path:

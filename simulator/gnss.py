@@ -8,6 +8,11 @@ drifting clock, so the agent can check and correct its clock against it.
 Output per epoch mimics a u-blox receiver's default set and order: RMC, VTG, GGA, GSA, with
 five decimals of arc-minutes (ddmm.mmmmm; about 2 cm) and u-blox's no-fix forms (RMC status
 V, GGA quality 0 with HDOP 99.99, GSA mode 1) before the first fix and while the fix is lost.
+
+With ``baudrate`` set, the bytes go out at the line's pace (10 bits a character, 960 a
+second at 9600 baud), starting ``output_latency_s`` after the second each epoch describes,
+as a UART would send them: a reader sees the burst arrive over a third of a second, not at
+once. Without it an epoch's sentences are written at the tick after its second.
 """
 
 from __future__ import annotations
@@ -207,7 +212,8 @@ class SimGnssReceiver:
 
     def __init__(self, clock: VirtualClock, true_utc: Callable[[], float], route: Route,
                  time_to_first_fix_s: float = 5.0, satellites: int = 9, talker: str = "GN",
-                 seed: int = 0, route_t0: float | None = None) -> None:
+                 seed: int = 0, route_t0: float | None = None, baudrate: int | None = None,
+                 output_latency_s: float = 0.0) -> None:
         if len(talker) != 2:
             raise ValueError(f"talker {talker!r} must be two characters")
         self._clock = clock
@@ -226,6 +232,10 @@ class SimGnssReceiver:
         self.dropped_bytes = 0
         self.skipped_epochs = 0
         self.recent_epochs: deque[SimEpoch] = deque(maxlen=RECENT_EPOCHS_KEPT)
+        self._chars_per_s = None if baudrate is None else baudrate / 10.0
+        self._latency_s = output_latency_s
+        self._outgoing: deque[list] = deque()  # [begins at (virtual), bytes, how many sent]
+        self._dialect: Callable[[int, bool], list[str]] | None = None
 
         self._master, self._slave = os.openpty()
         try:
@@ -252,6 +262,12 @@ class SimGnssReceiver:
         """End a loss window now (out of the tunnel)."""
         self._lost_until = self._clock.now
 
+    def set_dialect(self, speak: Callable[[int, bool], list[str]] | None) -> None:
+        """Speak another receiver's dialect: ``speak(second, has_fix)`` gives an epoch's
+        complete lines (None: the built-in u-blox set). The truth kept in
+        ``recent_epochs`` then holds only the time and whether there was a fix."""
+        self._dialect = speak
+
     def set_route(self, route: Route) -> None:
         """Walk ``route`` from its start, beginning now."""
         self._route = route
@@ -268,6 +284,11 @@ class SimGnssReceiver:
         if self._closed:
             return []
         now = self._clock.now if now is None else now
+        sent = self._due_epochs(now)
+        self._pump(now)
+        return sent
+
+    def _due_epochs(self, now: float) -> list[SimEpoch]:
         utc_now = self._true_utc()
         last_due = math.floor(utc_now)
         if last_due < self._next_epoch:
@@ -282,7 +303,7 @@ class SimGnssReceiver:
         sent = []
         for second in range(first, last_due + 1):
             epoch = self._epoch(second, round(second - offset, 6))
-            self._write("".join(epoch.sentences).encode("ascii"))
+            self._send("".join(epoch.sentences).encode("ascii"), epoch.virtual_time)
             self.recent_epochs.append(epoch)
             sent.append(epoch)
         self._next_epoch = last_due + 1
@@ -300,6 +321,9 @@ class SimGnssReceiver:
         hms, dmy = stamp.strftime("%H%M%S.00"), stamp.strftime("%d%m%y")
         t = self._talker
         has_fix = vt >= self._first_fix_at and vt >= self._lost_until
+        if self._dialect is not None:
+            return SimEpoch(second, vt, has_fix, None, None, None, None, None, 0, None, None,
+                            None, 3 if has_fix else 1, tuple(self._dialect(second, has_fix)))
         if not has_fix:
             bodies = (f"{t}RMC,{hms},V,,,,,,,{dmy},,,N", f"{t}VTG,,,,,,,,,N",
                       f"{t}GGA,{hms},,,,,0,00,99.99,,,,,,",
@@ -323,6 +347,35 @@ class SimGnssReceiver:
         )
         return SimEpoch(second, vt, True, lat, lon, alt, speed, course, sats, hdop, pdop,
                         vdop, 3, tuple(nmea_sentence(b) for b in bodies))
+
+    def _send(self, data: bytes, second_at: float) -> None:
+        if self._chars_per_s is None:
+            self._write(data)
+            return
+        begins = second_at + self._latency_s
+        if self._outgoing:  # one line: a burst waits for the one before it
+            last = self._outgoing[-1]
+            begins = max(begins, last[0] + len(last[1]) / self._chars_per_s)
+        self._outgoing.append([begins, data, 0])
+
+    def finish_sending(self) -> None:
+        """Write what is still queued for the paced line at once (end of a test run)."""
+        while self._outgoing:
+            _, data, done = self._outgoing.popleft()
+            self._write(data[done:])
+
+    def _pump(self, now: float) -> None:
+        """Write what the line has carried by ``now`` of the paced bursts."""
+        while self._outgoing:
+            burst = self._outgoing[0]
+            begins, data, done = burst
+            due = min(len(data), max(0, math.floor((now - begins) * self._chars_per_s + 1e-9)))
+            if due > done:
+                self._write(data[done:due])
+                burst[2] = due
+            if due < len(data):
+                break
+            self._outgoing.popleft()
 
     def _write(self, data: bytes) -> int:
         if self._closed:

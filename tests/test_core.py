@@ -220,9 +220,10 @@ def test_gnss_lost_after_policy_age_and_regained(config):
 @pytest.mark.req("R7.4")
 def test_clock_corrected_only_above_threshold(config):
     core = ready(config)
-    assert core.handle(ClockOffsetMeasured(TimeSource.GNSS, 0.5, 1e9, 3.0)) == []
-    actions = core.handle(ClockOffsetMeasured(TimeSource.GNSS, -0.51, 1e9, 3.0))
-    assert actions == [CorrectClock(TimeSource.GNSS, 1e9, 3.0)]
+    reference = 1.8e9  # 2027: after the firmware's build date (a 2001 time is never applied)
+    assert core.handle(ClockOffsetMeasured(TimeSource.GNSS, 0.5, reference, 3.0)) == []
+    actions = core.handle(ClockOffsetMeasured(TimeSource.GNSS, -0.51, reference, 3.0))
+    assert actions == [CorrectClock(TimeSource.GNSS, reference, 3.0)]
 
 
 def test_booted_twice_is_a_protocol_error(config):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from device.gnss import Gnss, GnssFix
 from device.hardware import HardwareError
-from device.backends.nmea import (MAX_LINE_BYTES, SUPPORTED_TALKERS, SUPPORTED_TYPES, NmeaAssembler,
+from device.backends.nmea import (MAX_LINE_BYTES, QUIET_GAP_S, SUPPORTED_TALKERS, SUPPORTED_TYPES, NmeaAssembler,
                          SerialGnss)
 from simulator.clock import DriftingWallClock, VirtualClock
 from simulator.gnss import (Route, SimEpoch, SimGnssReceiver, distance_m, format_latitude,
@@ -30,7 +30,8 @@ class Rig:
         self.clock = VirtualClock()
         # The device clock is off by minutes: GNSS time must not follow it.
         self.wall = DriftingWallClock(self.clock, START_UTC, initial_error_s=-95.0, drift_ppm=40)
-        self.sim = SimGnssReceiver(self.clock, self.wall.true_utc, route, time_to_first_fix_s=ttff)
+        self.sim = SimGnssReceiver(self.clock, self.wall.true_utc, route, time_to_first_fix_s=ttff,
+                                   baudrate=9600)  # paced as a UART sends
         self.gnss = SerialGnss(self.sim.port_path, monotonic=self.clock)
         self.fixes: list[GnssFix] = []
 
@@ -42,9 +43,14 @@ class Rig:
 
     def drain(self) -> None:
         """Collect what the kernel still holds; pty delivery is asynchronous."""
+        self.sim.finish_sending()  # the rest of the last burst, still on the paced line
         deadline = time.monotonic() + 2.0
         while len(self.fixes) < len(self.sim.recent_epochs) and time.monotonic() < deadline:
-            select.select([self.gnss.fileno()], [], [], 0.05)
+            readable, _, _ = select.select([self.gnss.fileno()], [], [], 0.05)
+            if not readable:
+                # Nothing more on the line: let the virtual quiet gap pass, so the reader
+                # delivers the last epoch (the burst has ended).
+                self.clock.advance(QUIET_GAP_S)
             self.fixes += self.gnss.poll()
 
     def close(self) -> None:
@@ -91,9 +97,8 @@ def test_fixes_follow_route_through_pty(rig: Rig) -> None:
             assert fix.speed_mps == pytest.approx(speed, abs=1e-3)
             assert fix.course_deg == pytest.approx(course, abs=0.01)
             assert (fix.satellites, fix.hdop, fix.quality) == (epoch.satellites, epoch.hdop, 1)
-            # The simulator sends GSA after GGA, as u-blox does: DOPs lag one epoch.
-            if previous is not None and previous.valid:
-                assert (fix.pdop, fix.vdop, fix.mode) == (previous.pdop, previous.vdop, 3)
+            # The simulator sends GSA after GGA, as u-blox does: still the same epoch's.
+            assert (fix.pdop, fix.vdop, fix.mode) == (epoch.pdop, epoch.vdop, 3)
         previous = epoch
     assert [f.received_at for f in rig.fixes] == sorted(f.received_at for f in rig.fixes)
     assert rig.gnss.last_fix == rig.fixes[-1]
@@ -112,8 +117,10 @@ def test_fix_loss_window_reports_invalid_fixes_with_time(rig: Rig) -> None:
     for t in (6, 7):
         assert by_vt[t].time_utc == datetime.fromtimestamp(START_UTC + t, timezone.utc)
         assert by_vt[t].latitude is None
-    # DOPs carried across a gained or lost fix would describe the wrong state.
-    assert by_vt[6].pdop is None and by_vt[8].pdop is None
+    # Each epoch's DOPs are its own GSA's: the no-fix placeholder while lost, fresh after.
+    truth = {round(e.virtual_time): e for e in rig.sim.recent_epochs}
+    assert (by_vt[6].pdop, by_vt[6].mode) == (99.99, 1)
+    assert (by_vt[8].pdop, by_vt[8].mode) == (truth[8].pdop, 3)
 
 
 def test_route_change_and_satellite_variation(rig: Rig) -> None:
@@ -147,9 +154,10 @@ BAD_LINES: list[tuple[bytes, str, str]] = [
     (nmea_sentence("GPRMC").encode(), "malformed", "parse"),
     (b"$GPTXT,01,01,02,ANTSTATUS=OK*3B\r\n", "unsupported", ""),
     (b"$GPGSV,1,1,02,03,03,111,00,04,15,270,00*7A\r\n", "bad_checksum", "bad_checksum"),
-    (nmea_sentence("GPGSV,1,1,02,03,03,111,00,04,15,270,00").encode(), "unsupported", ""),
+    (nmea_sentence("GPGST,172814.0,0.006,0.023,0.020,273.6,0.023,0.020,0.031").encode(),
+     "unsupported", ""),
     (b"$PUBX,00,081350.00,4717.113210,N,00833.915187,E,546.589,G3,2.1,2.0,0.007,77.52,"
-     b"0.007,,0.92,1.19,0.77,9,0,0*5F\r\n", "unsupported", ""),
+     b"0.007,,0.92,1.19,0.77,9,0,0*5F\r\n", "proprietary", ""),
     (b"!AIVDM,1,1,,B,177KQJ5000G?tO`K>RA1wUbN0TKH,0*5C\r\n", "unsupported", ""),
     (nmea_sentence("IIRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,,").encode(),
      "unsupported", ""),
@@ -174,7 +182,8 @@ def test_bad_input_through_pty_is_counted_and_good_fixes_survive(rig: Rig) -> No
     assert len(rig.fixes) == len(rig.sim.recent_epochs)
     assert all(f.valid for f in rig.fixes[3:])
     s = rig.gnss.stats
-    expected = {"malformed": 0, "bad_checksum": 0, "overlong": 1, "unsupported": 0}
+    expected = {"malformed": 0, "bad_checksum": 0, "overlong": 1, "unsupported": 0,
+                "proprietary": 0}
     kinds: dict[str, int] = {"overlong": 1}
     for _, counter, kind in BAD_LINES:
         expected[counter] += 1
@@ -230,7 +239,8 @@ def test_classic_nmea_example_northern_eastern() -> None:
     assert f.altitude_m == 545.4
     assert f.speed_mps == pytest.approx(22.4 * 1852 / 3600)
     assert f.course_deg == 84.4
-    assert f.received_at == pytest.approx(0.01)  # the GGA that completed the epoch
+    assert f.received_at == 0.0  # the first sentence of the epoch: the burst's start
+    assert (f.pdop, f.vdop, f.mode) == (2.5, 2.1, 3)
     assert a.stats.sentences == 4 and a.stats.fixes == 1
 
 
@@ -261,7 +271,7 @@ def test_ublox_style_southern_western_epoch_with_gsa_after_gga() -> None:
     assert (f.latitude, f.longitude) == pytest.approx((-34.6037, -58.3816))
     assert f.time_utc == datetime(2024, 6, 5, 14, 35, 12, tzinfo=timezone.utc)
     assert f.satellites == 12 and f.altitude_m == 25.3
-    assert f.pdop is None  # its GSA came after the epoch closed; nothing follows to carry it
+    assert (f.pdop, f.mode) == (1.32, 3)  # its GSA comes last in the burst: still this epoch
 
 
 def test_cold_start_sentences_without_time_still_make_fixes() -> None:
@@ -288,12 +298,14 @@ def test_epoch_closed_by_next_time_and_late_duplicates_dropped() -> None:
     rmc = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
     gga = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
     assert a.feed(rmc, 1.0) == []
-    assert a.feed(rmc, 1.1) == []  # same epoch, still waiting for GGA
-    assert len(a.feed(gga, 1.2)) == 1
+    assert a.feed(rmc, 1.1) == []  # same epoch
+    assert a.feed(gga, 1.2) == []  # collected until the burst ends
+    [fix] = a.flush()
+    assert fix.received_at == 1.0 and fix.valid
     assert a.feed(gga, 1.3) == []  # late duplicate of an emitted epoch
     assert a.finish() == []
     # The same time a second later is a receiver whose clock stopped: still an epoch.
-    assert a.feed(rmc, 2.3) == [] and len(a.feed(gga, 2.3)) == 1
+    assert a.feed(rmc, 2.3) == [] and a.feed(gga, 2.3) == [] and len(a.flush()) == 1
     # RMC-only receiver: each epoch closes when the next time arrives.
     later = nmea_sentence("GPRMC,123520,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
     assert a.feed(later, 3.0) == []
@@ -348,7 +360,8 @@ def test_lat_lon_round_trip(lat: float, lon: float, talker: str) -> None:
     (la, ns), (lo, ew) = format_latitude(lat), format_longitude(lon)
     a = NmeaAssembler()
     a.feed(nmea_sentence(f"{talker}RMC,101010.00,A,{la},{ns},{lo},{ew},0.0,,010124,,,A"), 0.0)
-    [fix] = a.feed(nmea_sentence(f"{talker}GGA,101010.00,{la},{ns},{lo},{ew},1,07,1.1,3.0,M,,,,"), 0.1)
+    a.feed(nmea_sentence(f"{talker}GGA,101010.00,{la},{ns},{lo},{ew},1,07,1.1,3.0,M,,,,"), 0.1)
+    [fix] = a.finish()
     assert fix.valid
     assert fix.latitude == pytest.approx(lat, abs=2e-7)
     assert fix.longitude == pytest.approx(lon, abs=2e-7)
@@ -383,6 +396,8 @@ def test_serial_reader_result_independent_of_read_boundaries(cuts: list[int]) ->
     fixes: list[GnssFix] = []
     for _ in range(len(chunks) + 1):
         fixes += gnss.poll()
+    clock.advance(QUIET_GAP_S)  # the receiver falls silent: its last epoch is delivered
+    fixes += gnss.poll()
     assert [round(f.latitude, 6) for f in fixes] == [48.0, 48.00001, 48.00002]
     assert gnss.stats.malformed == 3 and gnss.stats.errors_by_kind == {"no_start": 3}
 

@@ -13,6 +13,7 @@ from typing import Mapping
 
 from device.backends.missing import MissingPart
 from device.clock import DeviceClock
+from device.gnss import Gnss
 from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
@@ -35,6 +36,10 @@ class PiSettings:
     gnss_baudrate: int
     power_supply_root: str  # Linux power_supply class directory
     battery: str = ""  # battery name under it; empty picks the first battery
+    gnss_source: str = "serial"  # "serial" (NMEA on gnss_port) or "gpsd"
+    gnss_pps_pin: int = -1  # GPIO of the receiver's PPS line; -1 when not wired
+    gpsd_host: str = "127.0.0.1"
+    gpsd_port: int = 2947
 
 
 def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
@@ -45,6 +50,15 @@ def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
     from device.backends.sysfs_power import SysfsPower
 
     clock = DeviceClock(utc_offset_s=settings.utc_offset_s)
+    if settings.gnss_source == "gpsd":
+        from device.backends.gpsd import GpsdGnss
+        gnss: Gnss = GpsdGnss(settings.gpsd_host, settings.gpsd_port, clock.monotonic)
+    else:
+        pps = None
+        if settings.gnss_pps_pin >= 0:
+            from device.backends.pps import PpsLine
+            pps = PpsLine(settings.gnss_pps_pin, clock.monotonic).edge_before
+        gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic, pps=pps)
     return Hardware(
         clock=clock,
         camera=MissingPart("camera", NOT_YET),
@@ -52,7 +66,7 @@ def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
         speaker=MissingPart("speaker", NOT_YET),
         inputs=GpioInputs(dict(settings.button_pins), clock.monotonic, settings.long_press_s),
         indicators=GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0}),
-        gnss=SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic),
+        gnss=gnss,
         power=SysfsPower(settings.power_supply_root, settings.battery or None),
         storage=StatvfsStorage(evidence),
     )

@@ -37,10 +37,12 @@ The core holds no hardware, files or threads: a test feeds it events and reads a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Callable
 
 from device.clock import TimeSource
+from device.timetrust import BUILD_UTC
 from device.inputs import Button, Gesture
 from firmware_py.config import Config
 from firmware_py.agent.events import (Action, AddMarker, BeginSelfCheck, Booted, ButtonGesture,
@@ -543,6 +545,12 @@ class AgentCore:
         return self._gnss_age(event.at)
 
     def _clock_offset(self, event: ClockOffsetMeasured) -> list[Action]:
+        if not event.reference_utc >= BUILD_UTC:
+            # Never a time before the firmware was built (a GPS week-rollover date, a
+            # receiver's default date): logged, never applied (DESIGN.md, "Time").
+            return [Log("clock_time_rejected", {
+                "source": str(event.source), "reference": _iso_or_repr(event.reference_utc),
+                "reason": "before the firmware's build date"})]
         self.clock_source = event.source
         if abs(event.offset_s) <= self._policy.selfcheck.clock_correct_above_s:
             return []
@@ -639,3 +647,10 @@ class AgentCore:
                                       "last_lat": lat, "last_lon": lon}),
                     RaiseAlert(Alert.GNSS_LOST)]
         return []
+
+
+def _iso_or_repr(utc: float) -> str:
+    try:
+        return datetime.fromtimestamp(utc, timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return repr(utc)

@@ -26,7 +26,9 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from device.clock import TimeSource
+from device.gnss import GnssFix
 from device.hardware import Hardware, HardwareError
+from device.timetrust import TimeTrust, TimeVerdict
 from firmware_py.agent.core import AgentCore, State
 from firmware_py.agent.docking import Docking
 from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, BeginSelfCheck,
@@ -40,8 +42,8 @@ from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, Begi
 from firmware_py.agent.selfcheck import (SelfCheckReadings, SelfCheckReport, evaluate,
                                          recording_hours_free)
 from firmware_py.agent.signals import SignalDriver
-from firmware_py.agent.startup import (ClockMemory, Heartbeat, cut_recording_files, power_cut,
-                                       recover_seals)
+from firmware_py.agent.startup import (ClockMemory, Heartbeat, TrustedTimeMemory,
+                                       cut_recording_files, power_cut, recover_seals)
 from firmware_py.agent.timekeeping import TimeKeeping
 from firmware_py.agent.watchdogs import (CameraWatch, ClockWatch, GarbageWatch, MicrophoneWatch,
                                          SelfCheckProbe, Sinks)
@@ -68,8 +70,8 @@ TICK_PERIOD_S = 1.0
 # fault is on record beside the media it concerns.
 STAMPED_IN_METADATA = frozenset({
     "camera_stalled", "camera_resumed", "camera_garbage", "microphone_failed",
-    "microphone_recovered", "gnss_lost", "gnss_fix", "gnss_garbage", "clock_jump",
-    "clock_corrected", "battery_low", "storage_low", "storage_full", "hardware_error"})
+    "microphone_recovered", "gnss_lost", "gnss_fix", "gnss_garbage", "gnss_time_rejected",
+    "clock_jump", "clock_corrected", "battery_low", "storage_low", "storage_full", "hardware_error"})
 
 
 class Agent:
@@ -96,6 +98,10 @@ class Agent:
         self.docking = docking  # told when the device is docked and undocked (dock sync)
         self.clock_memory = ClockMemory(hardware.clock, layout.clock_state)
         self.heartbeat = Heartbeat(layout.heartbeat)
+        self.trusted_time = TrustedTimeMemory(layout.trusted_time)
+        self.time_trust = TimeTrust(self.trusted_time.load())
+        self._time_rejected: tuple[str, float] | None = None  # (reason, monotonic) last logged
+        self._time_rejections = 0
         self.camera_watch = CameraWatch(config.policy.stops.camera_stall_s, config.device.video.fps)
         self.microphone_watch = MicrophoneWatch(config.policy.warnings.microphone_fault_s)
         self.clock_watch = ClockWatch()
@@ -186,14 +192,13 @@ class Agent:
                 self.pipeline.note_fix(fix)
                 self._dispatch(GnssUpdate(fix, now))
                 if fix.has_position and fix.time_utc is not None:
-                    reference = fix.time_utc.timestamp()
-                    offset = self.hw.clock.offset_from(reference, fix.received_at)
-                    self.time.measured(TimeSource.GNSS, offset)
-                    self._dispatch(ClockOffsetMeasured(TimeSource.GNSS, offset, reference,
-                                                       fix.received_at))
+                    self._gnss_time(fix)
             if now >= self._next_power:
                 self._next_power = now + POWER_PERIOD_S
                 self.clock_memory.save()  # a correction by GNSS or by the dock outlives a reboot
+                if self.hw.clock.source is not TimeSource.RTC:
+                    stamp = self.hw.clock.now()
+                    self.trusted_time.save(stamp.utc, stamp.monotonic, str(stamp.source))
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
@@ -212,6 +217,38 @@ class Agent:
                 self._next_tick = now + TICK_PERIOD_S
                 self._dispatch(Tick(now))
             self.signals.update(now)
+
+    def _gnss_time(self, fix: GnssFix) -> None:
+        """Measure the clock against a GNSS time the device can trust (``TimeTrust``: not
+        before the build date or the last trusted time, week rollover corrected, confirmed
+        by consecutive epochs); an implausible time is logged and ignored."""
+        assert fix.time_utc is not None
+        clock = self.hw.clock
+        verdict = self.time_trust.check(fix.time_utc.timestamp(), fix.received_at,
+                                        clock.now().utc)
+        if not verdict.plausible:
+            self._log_time_rejected(verdict, fix.received_at)
+            return
+        if not verdict.accepted:
+            return  # plausible, not yet confirmed
+        reference = verdict.utc
+        offset = clock.offset_from(reference, fix.received_at)
+        self.time.measured(TimeSource.GNSS, offset)
+        self._dispatch(ClockOffsetMeasured(TimeSource.GNSS, offset, reference, fix.received_at))
+        now = clock.monotonic()
+        true_now = reference + (now - fix.received_at)
+        self.time_trust.trusted(true_now)
+        self.trusted_time.save(true_now, now, str(TimeSource.GNSS))
+
+    def _log_time_rejected(self, verdict: TimeVerdict, at: float) -> None:
+        """Audit an implausible GNSS time: when the reason changes, else once a minute."""
+        self._time_rejections += 1
+        last = self._time_rejected
+        if last is not None and last[0] == verdict.reason and at - last[1] < 60.0:
+            return
+        self._time_rejected = (verdict.reason, at)
+        self._log("gnss_time_rejected", {**verdict.to_json(), "source": str(TimeSource.GNSS),
+                                         "rejected_so_far": self._time_rejections})
 
     def run(self, stop: threading.Event, period_s: float = 0.01) -> None:
         """The real-time loop on the recorder, until ``stop`` is set."""

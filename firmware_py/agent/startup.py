@@ -208,6 +208,40 @@ class ClockMemory:
         self._saved = correction
 
 
+class TrustedTimeMemory:
+    """The last trusted time the device saw, kept across boots in ``paths.TRUSTED_TIME``:
+    no GNSS time before it is used for the clock (``device.timetrust.TimeTrust``). Written
+    at most every ``period_s`` while the clock's time comes from a trusted source."""
+
+    def __init__(self, path: Path, period_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.period_s = period_s
+        self._written_at: float | None = None  # monotonic
+
+    def load(self) -> float | None:
+        try:
+            utc = float(json.loads(self.path.read_text())["utc"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring %s: %s", self.path.name, exc)
+            return None
+        return utc if math.isfinite(utc) else None
+
+    def save(self, utc: float, monotonic: float, source: str, force: bool = False) -> bool:
+        """Keep ``utc`` as the last trusted time (rate-limited unless ``force``)."""
+        if not force and self._written_at is not None \
+                and monotonic - self._written_at < self.period_s:
+            return False
+        try:
+            write_atomic(self.path, json.dumps({"utc": utc, "source": source}).encode())
+        except OSError as exc:
+            log.warning("could not keep the trusted time in %s: %s", self.path, exc)
+            return False
+        self._written_at = monotonic
+        return True
+
+
 # --- seals a power cut left open -------------------------------------------------------
 
 def recover_seals(store: EvidenceStore, sealer: Sealer,

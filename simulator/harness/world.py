@@ -165,7 +165,8 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path,
     route = Route([(p.latitude, p.longitude) for p in scenario.route], speed_mps=scenario.speed_mps)
     receiver = SimGnssReceiver(clock, wall.true_utc, route,
                                time_to_first_fix_s=scenario.gnss_ttff_s,
-                               satellites=scenario.gnss_satellites, route_t0=0.0)
+                               satellites=scenario.gnss_satellites, route_t0=0.0,
+                               baudrate=device.gnss.baudrate)  # paced as a UART sends
     gnss = SerialGnss(receiver.port_path, device.gnss.baudrate, monotonic=clock)
 
     buttons = SimButtons(button_pins(device), indicator_pins(device))
