@@ -20,7 +20,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from device.clock import Clock
 from device.power import Power
@@ -160,12 +160,3 @@ class DockLink:
         finally:
             self.session = None
         self.results.append(result)
-
-    @staticmethod
-    def summary(result: SessionResult) -> dict[str, Any]:
-        """A session's outcome as the timeline and the audit log show it."""
-        return {"offered": result.offered, "receipted": len(result.receipted),
-                "deleted": len(result.deleted), "failed": len(result.failed),
-                "bytes": result.bytes_sent,
-                "clock_offset_s": None if result.clock_offset_s is None
-                else round(result.clock_offset_s, 3)}

@@ -232,7 +232,7 @@ class SimRecorder:
                 "evidence_files": waiting,
                 "syncing": bool(link is not None and link.busy),
                 "sync_sessions": len(link.results) if link is not None else 0,
-                "last_sync": None if last is None else DockLink.summary(last)}
+                "last_sync": None if last is None else last.summary()}
 
     def finish(self) -> None:
         self.simulation.finish()

@@ -58,6 +58,14 @@ class SessionResult:
     undocked: bool = False  # the session ended because the device left the dock
     bytes_sent: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """The session's outcome in counts, as a timeline or a status shows it."""
+        return {"offered": self.offered, "receipted": len(self.receipted),
+                "deleted": len(self.deleted), "failed": len(self.failed),
+                "bytes": self.bytes_sent,
+                "clock_offset_s": None if self.clock_offset_s is None
+                else round(self.clock_offset_s, 3)}
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from dock.broker import certificate_names, mosquitto_binary
+from dock.broker import certificate_names
 from dock.enrollment import dock_ca
 from dock.pki import issue_client
 from sync.mqtt import client as mqtt_client
@@ -38,10 +38,6 @@ def _this_machines_address() -> str:
 
 @pytest.fixture
 def serving(tmp_path):
-    try:
-        mosquitto_binary()
-    except FileNotFoundError:
-        pytest.skip("mosquitto not installed")
     address = _this_machines_address()
     dock_dir = tmp_path / "dock"
     ca = dock_ca(dock_dir)
@@ -102,10 +98,6 @@ def test_dock_serve_warns_on_every_interface(serving):
 
 
 def test_a_server_certificate_lacking_a_name_is_issued_again(tmp_path):
-    try:
-        mosquitto_binary()
-    except FileNotFoundError:
-        pytest.skip("mosquitto not installed")
     from dock.broker import MosquittoBroker
 
     ca = dock_ca(tmp_path / "dock")

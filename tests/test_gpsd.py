@@ -4,7 +4,6 @@ receiver's pty; ``GpsdGnss`` reads gpsd's JSON reports over its socket."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -14,6 +13,7 @@ from device.backends.gpsd import GpsdGnss
 from device.clock import DeviceClock
 from device.gnss import Gnss
 from device.hardware import HardwareError
+from dock.broker import free_port
 from firmware_py.recording.metadata import fix_record
 from simulator.clock import VirtualClock
 from simulator.gnss import SimGnssReceiver
@@ -22,12 +22,6 @@ from tests.test_gnss import LONDON
 
 # make test installs gpsd (scripts/system-deps.sh): a missing one fails here, never skips.
 GPSD = shutil.which("gpsd") or "/usr/sbin/gpsd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RealTimeRig:

@@ -13,7 +13,7 @@ import pytest
 
 from bodycam.cli import main
 from dock import registry
-from dock.broker import MosquittoBroker, mosquitto_binary
+from dock.broker import MosquittoBroker
 from dock.enrollment import dock_ca
 from dock.pki import issue_client
 from dock.service import DockService
@@ -104,10 +104,6 @@ def test_the_dock_ignores_a_withdrawn_device(dock_conf, tmp_path):
 
 
 def test_the_broker_gives_a_withdrawn_device_no_rights(tmp_path):
-    try:
-        mosquitto_binary()
-    except FileNotFoundError:
-        pytest.skip("mosquitto not installed")
     ca = dock_ca(tmp_path / "dock")
     certs = {name: issue_client(ca, tmp_path / "certs", name) for name in ("dock", "BC-W", "BC-K")}
     with MosquittoBroker(ca, tmp_path / "broker", deny=["BC-W"]) as broker:
@@ -140,10 +136,6 @@ def test_the_broker_gives_a_withdrawn_device_no_rights(tmp_path):
 
 
 def test_dock_serve_renders_the_withdrawn_into_the_acl(dock_conf, tmp_path):
-    try:
-        mosquitto_binary()
-    except FileNotFoundError:
-        pytest.skip("mosquitto not installed")
     conf, dock_dir = dock_conf
     conf.write_text(conf.read_text() + '[broker]\nmode = "mosquitto"\n')
     assert _enroll(conf, tmp_path / "w", "BC-W") == 0

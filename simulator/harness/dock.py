@@ -105,11 +105,7 @@ class SimulatedDock:
         if result is None:
             facts["error"] = "the session did not run (see the audit log's sync_failed)"
         else:
-            facts = {"offered": result.offered, "receipted": len(result.receipted),
-                     "deleted": len(result.deleted), "failed": len(result.failed),
-                     "bytes": result.bytes_sent, "archive": str(self.archive),
-                     "clock_offset_s": None if result.clock_offset_s is None
-                     else round(result.clock_offset_s, 3)}
+            facts = {**result.summary(), "archive": str(self.archive)}
         if self._session_began is not None:  # the docking's wall time, and through what
             facts["wall_s"] = round(time.monotonic() - self._session_began, 2)
             facts["broker"] = ("mosquitto" if isinstance(self._broker, LoopbackMosquitto)
