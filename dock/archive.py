@@ -15,6 +15,7 @@ import base64
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import sqlite3
 import time
@@ -86,6 +87,11 @@ class Archive:
         self.db.executescript(SCHEMA)
         self.db.commit()
         self._dirty: dict[tuple[str, str], BinaryIO] = {}  # written, not yet fsynced
+        # Whole-file hashes of incoming files taken as their chunks are written, in order
+        # from byte 0 (hash, bytes hashed): a completed file is checked without reading it
+        # back. A file resumed after a restart, or written out of order, has none here and
+        # is read and hashed at completion.
+        self._hashing: dict[tuple[str, str], tuple[Any, int]] = {}
 
     def registry(self) -> dict[str, EnrolledDevice]:
         # Read each time: a device enrolled while the dock runs is known at once.
@@ -120,6 +126,7 @@ class Archive:
         part = self._part(device, file_id)
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"")
+        self._hashing[(device, file_id)] = (hashlib.sha256(), 0)
         self.db.execute("INSERT OR REPLACE INTO files (file_id, device, name, activity, manifest, "
                         "kind, size, sha256, state, offset, started_at) VALUES "
                         "(?,?,?,?,?,?,?,?, 'incoming', 0, ?)",
@@ -151,6 +158,14 @@ class Archive:
         fh.seek(offset)
         fh.write(data)
         fh.truncate(offset + len(data))
+        hashing = self._hashing.get(key)
+        if hashing is not None:
+            digest, upto = hashing
+            if offset == upto:
+                digest.update(data)
+                self._hashing[key] = (digest, upto + len(data))
+            else:  # bytes written again over a prefix: only a read-back can tell the file
+                del self._hashing[key]
         return offset + len(data)
 
     def sync(self) -> None:
@@ -174,6 +189,7 @@ class Archive:
         """A file whose whole-file hash failed: start again from nothing."""
         self.sync()  # no chunk written before may land after the file was emptied
         self._part(device, file_id).write_bytes(b"")
+        self._hashing[(device, file_id)] = (hashlib.sha256(), 0)
         self.db.execute("UPDATE files SET offset=0 WHERE device=? AND file_id=?", (device, file_id))
         self.db.commit()
 
@@ -190,12 +206,17 @@ class Archive:
         name, activity, size, sha256, state, receipt, signature, sealed_by = row
         if state == "archived":
             return Stored(file_id, json.loads(receipt), base64.b64decode(signature))
-        data = self._part(device, file_id).read_bytes()
-        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        part = self._part(device, file_id)
+        hashing = self._hashing.pop((device, file_id), None)
+        if hashing is not None and hashing[1] == size and part.stat().st_size == size:
+            digest = hashing[0].hexdigest()  # every byte, hashed as it was written
+        else:
+            digest = _sha256_of(part)
+        if digest != sha256:
             self.discard(device, file_id)
             raise ArchiveError(f"{name}: whole-file hash or size does not match what was "
                                "announced; discarded, send it again")
-        verified = self._verify(device, activity, name, data, sha256, sealed_by)
+        verified = self._verify(device, activity, name, part, size, sha256, sealed_by)
         target = self.root / device / activity / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._part(device, file_id), target)
@@ -212,8 +233,8 @@ class Archive:
         self.db.commit()
         return Stored(file_id, body, signature_bytes)
 
-    def _verify(self, device: str, activity: str, name: str, data: bytes, sha256: str,
-                sealed_by: str | None = None) -> bool:
+    def _verify(self, device: str, activity: str, name: str, part: Path, size: int,
+                sha256: str, sealed_by: str | None = None) -> bool:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
@@ -221,7 +242,8 @@ class Archive:
             return False  # checked with its manifest
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
-            body, problems = check_manifest(data, sig.read_bytes() if sig.exists() else None,
+            body, problems = check_manifest(part.read_bytes(),
+                                            sig.read_bytes() if sig.exists() else None,
                                             self.registry())
             if body is None or problems:
                 raise ArchiveError(f"{name}: seal does not verify: "
@@ -246,15 +268,10 @@ class Archive:
             body = json.loads(manifest.read_bytes())
             for record in file_records(body):
                 if record.get("name") == name:
-                    if record.get("stored_sha256") != sha256 or record.get("stored_bytes") != len(data):
+                    if record.get("stored_sha256") != sha256 or record.get("stored_bytes") != size:
                         raise ArchiveError(f"{name}: does not match its seal {manifest.name}")
-                    if record.get("encrypted"):
-                        try:
-                            parsed = parse(data, name)
-                        except EvidenceFileError as exc:
-                            raise ArchiveError(str(exc)) from None
-                        if len(parsed.chunks) != record.get("chunks"):
-                            raise ArchiveError(f"{name}: chunk count differs from its seal")
+                    if record.get("encrypted") and _chunk_count(part, name) != record.get("chunks"):
+                        raise ArchiveError(f"{name}: chunk count differs from its seal")
                     return True
         return False  # no seal (yet) covers it: stored, receipted as unverified
 
@@ -300,6 +317,33 @@ class Archive:
             fh.close()
         self._dirty = {}
         self.db.close()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _chunk_count(path: Path, name: str) -> int:
+    """How many encrypted chunks a stored evidence file holds, read through a memory map
+    (its headers only are touched: no copy of a segment's megabytes)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return 0
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            try:
+                parsed = parse(view, name)  # type: ignore[arg-type]
+            except EvidenceFileError as exc:
+                raise ArchiveError(str(exc)) from None
+            count = len(parsed.chunks)
+            for chunk in parsed.chunks:  # the map cannot close while views into it live
+                if isinstance(chunk.ciphertext, memoryview):
+                    chunk.ciphertext.release()
+            del parsed
+            return count
 
 
 def _mapping(value: Any) -> dict[str, Any]:

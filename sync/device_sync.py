@@ -3,9 +3,11 @@
 On docking the device offers every file that is finished — each sealed item (signature and
 manifest first, then its files) and the records beside them — runs the protocol's
 ``Uploader`` over MQTT, and for each receipt checks the dock's signature, that the receipt
-describes the file it offered, and that the file on disk is still the one it sent (the hash
-of the bytes as read for sending, from the same unchanged inode, or the file hashed again);
-only then is the file deleted, and the deletion written into the audit log (R13.2). Anything still being
+describes the file it offered, and that the file on disk is still the one it offered (the
+same inode, size and modification time as when it was offered, or else the file hashed
+again): the dock checked the bytes it holds against the offered hash, so an unchanged file
+is that file. Only then is the file deleted, and the deletion written into the audit log
+(R13.2). Anything still being
 written — an open segment, the log of an open activity — is not offered.
 """
 
@@ -21,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 
@@ -75,32 +77,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class _SentHash:
-    """SHA-256 of a file's bytes as they were read to be sent, while read in order."""
-
-    identity: tuple[int, int, int, int]  # device, inode, size, mtime: the file read
-    digest: Any = field(default_factory=hashlib.sha256)
-    upto: int = 0  # bytes hashed, [0, upto); -1 once a read skipped ahead
-
-    def add(self, offset: int, data: bytes) -> None:
-        if offset == self.upto:
-            self.digest.update(data)
-            self.upto += len(data)
-        elif offset > self.upto:
-            self.upto = -1  # a hole: this hash can no longer stand for the file
-        # offset < upto: a chunk sent again; its bytes are in the hash already
-
-    def covers(self, size: int) -> bool:
-        return self.upto == size
+Identity = tuple[int, int, int, int]  # device, inode, size, mtime: a file as it was seen
 
 
-def _identity(fd: int) -> tuple[int, int, int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _identity_of(path: Path) -> tuple[int, int, int, int] | None:
+def _identity_of(path: Path) -> Identity | None:
     try:
         st = path.stat()
     except OSError:
@@ -161,8 +141,9 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
             return
         covered.add(path)
         # A sealed file's hash is in its manifest: hashing it again here would read every
-        # byte of the evidence one more time per docking (the device hashes what it sends
-        # as it sends it, and checks that before it deletes). A file whose size differs
+        # byte of the evidence one more time per docking (the dock checks the bytes against
+        # it, and the device checks before it deletes that the file has not changed since
+        # it was offered). A file whose size differs
         # from its record is hashed as it is, and the dock's seal check says the rest.
         sealed = record.get("stored_sha256") if record else None
         digest = (sealed if isinstance(sealed, str) and record.get("stored_bytes") == size
@@ -217,7 +198,7 @@ class DeviceSync:
         self._files: dict[str, tuple[p.FileOffer, Path]] = {}
         self._left: Counter[tuple[str, str | None]] = Counter()
         self._take_offers()
-        self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
+        self._reading: tuple[str, BinaryIO] | None = None  # the file chunks are read from
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
         self._chunk_size, self._window, self._window_bytes = chunk_size, window, window_bytes
@@ -243,31 +224,42 @@ class DeviceSync:
         self.client.on_message = self._on_message
 
     def _take_offers(self) -> None:
-        """What is waiting now, and per seal how many of its files are still here."""
+        """What is waiting now, each file as it was seen when offered, and per seal how many
+        of its files are still here."""
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._seen: dict[str, Identity | None] = {
+            file_id: _identity_of(path) for file_id, (_, path) in self._files.items()}
         self._left = Counter((o.activity, o.manifest) for o, _ in self._files.values()
                              if o.manifest and o.kind not in SEAL_KINDS)
 
     def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
-        _, path = self._files[offer.file_id]
-        with open(path, "rb") as fh:
-            if offset == 0:
-                self._sent[offer.file_id] = _SentHash(_identity(fh.fileno()))
-            fh.seek(offset)
-            data = fh.read(size)
-        sent = self._sent.get(offer.file_id)
-        if sent is not None:
-            sent.add(offset, data)
+        # The file stays open while its chunks go out (one open per file, not per chunk).
+        if self._reading is None or self._reading[0] != offer.file_id:
+            self._close_reading()
+            self._reading = (offer.file_id, open(self._files[offer.file_id][1], "rb"))
+        fh = self._reading[1]
+        fh.seek(offset)
+        data = fh.read(size)
         self.result.bytes_sent += len(data)
         return data
 
+    def _close_reading(self) -> None:
+        if self._reading is not None:
+            self._reading[1].close()
+            self._reading = None
+
     def _on_disk_is_offered(self, offer: p.FileOffer, path: Path) -> bool:
-        """R13.2's last check: the file about to be deleted is the one the dock holds. When
-        this session read the whole file, in order, from one unchanged inode, the hash of
-        what it sent is that file's hash; otherwise the file is read and hashed again."""
-        sent = self._sent.pop(offer.file_id, None)
-        if sent is not None and sent.covers(offer.size) and sent.identity == _identity_of(path):
-            return sent.digest.hexdigest() == offer.sha256
+        """R13.2's last check: the file about to be deleted is the one the dock holds.
+
+        The receipt says the dock holds bytes whose SHA-256 is the offer's (it checked the
+        whole file against it; for sealed files that hash is the manifest's). A file whose
+        inode, size and modification time are the ones seen when it was offered has not
+        changed since, so the device need not hash it again — hashing every byte it sends
+        was a third of a Pi's CPU during a docking. A file that changed is read and hashed:
+        only if its bytes are still the offered ones may it go."""
+        seen = self._seen.get(offer.file_id)
+        if seen is not None and seen == _identity_of(path):
+            return True
         return _sha256(path) == offer.sha256
 
     def run(self, timeout: float = 120.0, rounds: int = 3) -> SessionResult:
@@ -305,6 +297,8 @@ class DeviceSync:
             mqtt_close(self.client)
             self._inbox.put(None)
             self._worker.join(10)
+            with self._lock:
+                self._close_reading()
         return self.result
 
     def undock(self) -> None:

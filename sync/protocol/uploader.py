@@ -81,8 +81,12 @@ class Uploader:
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
                  window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES) -> None:
+                 max_retries: int = DEFAULT_MAX_RETRIES, chunk_checksums: bool = False) -> None:
         self.device = check_device(device)
+        # Chunk checksums are optional (docs/sync-protocol.md 3): the dock checks every file
+        # whole against the hash in its offer, over a link TLS already protects, so a
+        # checksum per chunk would only hash every byte once more at each end.
+        self.chunk_checksums = chunk_checksums
         self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
         # The window: at most ``window`` chunks and ``window_bytes`` bytes unacknowledged
         # (at least one chunk goes whatever its size). Without ``window_bytes`` it is
@@ -394,7 +398,8 @@ class Uploader:
                 out += self._fail(upload, f"read gave {got!r} bytes at {upload.sent}, "
                                           f"expected {length}; the file changed")
                 continue
-            chunk = Chunk.of(upload.offer.file_id, upload.sent, bytes(data))
+            chunk = Chunk.of(upload.offer.file_id, upload.sent, bytes(data),
+                             checksum=self.chunk_checksums)
             out.append(publish(self.device, chunk))
             upload.in_flight.append((upload.sent, length))
             upload.sent += length
