@@ -170,16 +170,17 @@ class Archive:
 
     def sync(self) -> None:
         """Make every chunk written since the last call durable, then record the offsets."""
+        self.record_offsets(make_durable(self.detach_written()))
+
+    def detach_written(self) -> list[tuple[tuple[str, str], BinaryIO]]:
+        """The files written since the last call, handed over to be made durable (by
+        :func:`make_durable`, on any thread); chunks written after this go to new handles."""
         dirty, self._dirty = self._dirty, {}
-        ends: list[tuple[int, str, str]] = []
-        try:
-            for (device, file_id), fh in dirty.items():
-                fh.flush()
-                os.fsync(fh.fileno())
-                ends.append((fh.tell(), device, file_id))
-        finally:
-            for fh in dirty.values():
-                fh.close()
+        return list(dirty.items())
+
+    def record_offsets(self, ends: list[tuple[int, str, str]]) -> None:
+        """Record in the index how far files are durable: (offset, device, file_id) each, as
+        :func:`make_durable` returns them. Only the thread that owns the archive calls it."""
         if ends:
             self.db.executemany("UPDATE files SET offset=? WHERE device=? AND file_id=?", ends)
         if ends or self.db.in_transaction:
@@ -317,6 +318,22 @@ class Archive:
             fh.close()
         self._dirty = {}
         self.db.close()
+
+
+def make_durable(written: list[tuple[tuple[str, str], BinaryIO]]) -> list[tuple[int, str, str]]:
+    """fsync and close files handed over by :meth:`Archive.detach_written`; returns how far
+    each is now durable, (offset, device, file_id), for :meth:`Archive.record_offsets`.
+    Touches no shared state, so it may run beside the thread that goes on writing."""
+    ends: list[tuple[int, str, str]] = []
+    try:
+        for (device, file_id), fh in written:
+            fh.flush()
+            os.fsync(fh.fileno())
+            ends.append((fh.tell(), device, file_id))
+    finally:
+        for _, fh in written:
+            fh.close()
+    return ends
 
 
 def _sha256_of(path: Path) -> str:

@@ -9,9 +9,13 @@ are simply several ``Ingest`` objects; one thread does all the archive's work, s
 archive sees one writer.
 
 Chunks are acknowledged only once durable, but durability is paid per batch, not per
-chunk: the archive thread writes every chunk that is waiting, then fsyncs each file once
-and commits the offsets once, and only then acknowledges them all. While it does, the
-network thread goes on reading, so the link and the disk work at the same time.
+chunk, and not on the archive thread: the archive thread writes the chunks that are
+waiting (up to ``BATCH_BYTES``) and hands the batch to a durability thread, which fsyncs
+each file once and wakes the archive thread; that one records the offsets in the index and
+acknowledges them all. So the network thread reads, the archive thread writes the next
+batch and the disk flushes the last one, all at the same time. Whatever reads or changes
+what is stored (a completed file, a discarded one, a new docking) first waits until every
+batch handed over is durable.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dock.archive import Archive, ArchiveError
+from dock.archive import Archive, ArchiveError, make_durable
 from dock.enrollment import dock_key
 from dock.registry import is_withdrawn
 from sync import protocol as p
@@ -35,6 +39,8 @@ from sync.mqtt import close as mqtt_close
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
+# Put in the inbox by the durability thread: a batch is durable, its acks can go.
+_WAKE: tuple[str, bytes, float] = ("", b"", 0.0)
 
 
 @dataclass
@@ -94,10 +100,16 @@ class DockService:
         self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
         self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
-        # Chunks written but not yet durable: (device, ingest, file_id, offset, size).
+        # Chunks written but not yet handed over: (device, ingest, file_id, offset, size).
         self._unsynced: list[tuple[str, p.Ingest, str, int, int]] = []
+        # Batches handed to the durability thread, and what it made of them, in order.
+        self._to_durable: queue.Queue[tuple[list[Any], list[Any]] | None] = queue.Queue()
+        self._made_durable: deque[tuple[list[Any], list[Any], OSError | None]] = deque()
+        self._wakes = 0  # _WAKE markers taken from the inbox and not yet answered
         self._worker = threading.Thread(target=self._work, name=f"dock-{dock_id}-archive",
                                          daemon=True)
+        self._durability = threading.Thread(target=self._make_durable,
+                                            name=f"dock-{dock_id}-durability", daemon=True)
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, f"dock-{dock_id}", ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -106,25 +118,33 @@ class DockService:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        self._durability.start()
         self._worker.start()
         self.client.loop_start()
         if not self._connected.wait(timeout):
             self.client.loop_stop()
-            self._inbox.put(None)
-            self._worker.join()
+            self._stop_threads()
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
         mqtt_close(self.client)
+        self._stop_threads()
+        self.archive.close()
+
+    def _stop_threads(self) -> None:
         if self._worker.is_alive():
             self._inbox.put(None)
             self._worker.join()
-        self.archive.close()
+        if self._durability.is_alive():
+            self._to_durable.put(None)
+            self._durability.join()
 
     def settle(self) -> None:
-        """Wait until every message received so far has been handled (for tests and tools
-        that read the archive while the dock runs)."""
+        """Wait until every message received so far has been handled and every chunk
+        stored acknowledged (for tests and tools that read the archive while the dock runs)."""
         self._inbox.join()
+        self._to_durable.join()
+        self._inbox.join()  # the durability thread's last wake-up
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -208,10 +228,12 @@ class DockService:
                     self._handle(topic, payload, arrived)
                     handled += 1
                     batch += len(payload)
-                self._flush()
+                self._flush(wait=stopping and not turn)
+                self._acknowledge()
             finally:
-                for _ in range(handled):
+                for _ in range(handled + self._wakes):
                     self._inbox.task_done()
+                self._wakes = 0
             if stopping and not turn:
                 self._inbox.task_done()  # the stop marker
                 return
@@ -221,6 +243,9 @@ class DockService:
         """Queue one message under its device; True for the stop marker."""
         if item is None:
             return True
+        if item is _WAKE:
+            self._wakes += 1  # answered by _acknowledge, after this round
+            return False
         parts = item[0].split("/", 4)  # bodycam/v1/up/<device>/...: no full parse here
         device = parts[3] if len(parts) > 3 else ""
         if device not in waiting:
@@ -247,7 +272,7 @@ class DockService:
             # left in memory: the durable offsets and receipts are the truth. The later
             # pages of a long backlog continue the same session (rebuilding from the index
             # for each would read every receipt of the device again).
-            self._flush()
+            self._flush(wait=True)
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
         try:
@@ -256,25 +281,53 @@ class DockService:
         except Exception:  # one device's trouble must not stop the dock for the others
             log.exception("handling %s failed", topic_text)
 
-    def _flush(self) -> None:
-        """Make the chunks written so far durable, then acknowledge them."""
-        if not self._unsynced:
-            return
-        stores, self._unsynced = self._unsynced, []
-        try:
-            self.archive.sync()
-        except OSError as exc:
-            log.error("storing chunks failed: %s", exc)
-            for device, ingest, file_id, offset, _ in stores:
-                self._carry_out(device, ingest, ingest.chunk_failed(file_id, offset, str(exc)))
-            return
-        # One cumulative ack per file for all its chunks made durable now, per device.
-        grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
-        for device, ingest, file_id, offset, size in stores:
-            self.progress[device].received_bytes += size
-            grouped.setdefault(id(ingest), (device, ingest, []))[2].append((file_id, offset, size))
-        for device, ingest, done in grouped.values():
-            self._carry_out(device, ingest, ingest.chunks_stored(done))
+    def _flush(self, wait: bool = False) -> None:
+        """Hand the chunks written so far to the durability thread; with ``wait``, return
+        only once everything handed over is durable and acknowledged."""
+        written = self.archive.detach_written()
+        if written or self._unsynced:
+            stores, self._unsynced = self._unsynced, []
+            self._to_durable.put((written, stores))
+        if wait:
+            self._to_durable.join()
+            self._acknowledge()
+
+    def _make_durable(self) -> None:
+        """The durability thread: fsync each batch handed over, in order, and wake the
+        archive thread to record and acknowledge it."""
+        while True:
+            item = self._to_durable.get()
+            try:
+                if item is None:
+                    return
+                written, stores = item
+                try:
+                    self._made_durable.append((make_durable(written), stores, None))
+                except OSError as exc:
+                    self._made_durable.append(([], stores, exc))
+                self._inbox.put(_WAKE)
+            finally:
+                self._to_durable.task_done()
+
+    def _acknowledge(self) -> None:
+        """Record the offsets of every batch made durable and acknowledge its chunks: one
+        cumulative ack per file, per device."""
+        while self._made_durable:
+            ends, stores, error = self._made_durable.popleft()
+            if error is not None:
+                log.error("storing chunks failed: %s", error)
+                for device, ingest, file_id, offset, _ in stores:
+                    self._carry_out(device, ingest,
+                                    ingest.chunk_failed(file_id, offset, str(error)))
+                continue
+            self.archive.record_offsets(ends)
+            grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
+            for device, ingest, file_id, offset, size in stores:
+                self.progress[device].received_bytes += size
+                grouped.setdefault(id(ingest), (device, ingest, []))[2].append(
+                    (file_id, offset, size))
+            for device, ingest, done in grouped.values():
+                self._carry_out(device, ingest, ingest.chunks_stored(done))
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
@@ -293,7 +346,7 @@ class DockService:
                 case _:
                     # Anything else reads or changes what is stored: chunks written before
                     # it must be durable first, and in the index.
-                    self._flush()
+                    self._flush(wait=True)
                     queue_[:0] = self._archive_step(device, ingest, progress, out)
         if self._on_progress is not None:
             self._on_progress(progress)

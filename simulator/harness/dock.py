@@ -183,9 +183,15 @@ class CrashingDock(DockService):
         if not self.crashed.is_set():
             super()._handle(topic_text, payload, arrived)
 
-    def _flush(self) -> None:
+    def _flush(self, wait: bool = False) -> None:
         if not self.crashed.is_set():
-            super()._flush()
+            super()._flush(wait)
+
+    def _acknowledge(self) -> None:
+        if self.crashed.is_set():
+            self._made_durable.clear()  # a dead process records and sends nothing more
+            return
+        super()._acknowledge()
 
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
                       out: Any) -> list[Any]:
@@ -215,5 +221,4 @@ class CrashingDock(DockService):
             super().stop()
             return
         self.client.loop_stop()
-        self._inbox.put(None)
-        self._worker.join()
+        self._stop_threads()
