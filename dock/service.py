@@ -106,6 +106,9 @@ class DockService:
         self._to_durable: queue.Queue[tuple[list[Any], list[Any]] | None] = queue.Queue()
         self._made_durable: deque[tuple[list[Any], list[Any], OSError | None]] = deque()
         self._wakes = 0  # _WAKE markers taken from the inbox and not yet answered
+        # Files whose every byte arrived, completed together at the end of a round: one
+        # wait for durability, one fsync per folder and one commit for all of them.
+        self._completing: list[tuple[str, p.Ingest, DeviceProgress, p.CompleteFile]] = []
         self._worker = threading.Thread(target=self._work, name=f"dock-{dock_id}-archive",
                                          daemon=True)
         self._durability = threading.Thread(target=self._make_durable,
@@ -230,6 +233,7 @@ class DockService:
                     batch += len(payload)
                 self._flush(wait=stopping and not turn)
                 self._acknowledge()
+                self._complete_waiting()
             finally:
                 for _ in range(handled + self._wakes):
                     self._inbox.task_done()
@@ -329,6 +333,23 @@ class DockService:
             for device, ingest, done in grouped.values():
                 self._carry_out(device, ingest, ingest.chunks_stored(done))
 
+    def _complete_waiting(self) -> None:
+        """Archive and receipt the files completed this round, all at once: their chunks
+        made durable, each checked and moved, the moves and the index made durable, and
+        only then the receipts sent."""
+        answers: list[tuple[str, p.Ingest, list[Any]]] = []
+        while self._completing:
+            self._flush(wait=True)  # may complete more files (a fin that waited for acks)
+            completing, self._completing = self._completing, []
+            for device, ingest, progress, out in completing:
+                answers.append((device, ingest,
+                                self._archive_step(device, ingest, progress, out, defer=True)))
+        if not answers:
+            return
+        self.archive.commit_completed()
+        for device, ingest, outputs in answers:
+            self._carry_out(device, ingest, outputs)
+
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
         progress = self.progress.setdefault(device, DeviceProgress(device))
@@ -343,6 +364,11 @@ class DockService:
                         self._unsynced.append((device, ingest, file_id, offset, len(data)))
                     except OSError as exc:
                         queue_[:0] = ingest.chunk_failed(file_id, offset, str(exc))
+                case p.CompleteFile():
+                    self._completing.append((device, ingest, progress, out))
+                case p.OpenFile(init) if not self._writing(device, init.file_id):
+                    # A new file (or one with nothing on its way to disk): nothing to wait for.
+                    queue_[:0] = self._archive_step(device, ingest, progress, out)
                 case _:
                     # Anything else reads or changes what is stored: chunks written before
                     # it must be durable first, and in the index.
@@ -351,8 +377,13 @@ class DockService:
         if self._on_progress is not None:
             self._on_progress(progress)
 
+    def _writing(self, device: str, file_id: str) -> bool:
+        """Whether chunks of this file are written and not yet durable and acknowledged."""
+        return (self.archive.has_written(device, file_id) or self._to_durable.unfinished_tasks > 0
+                or any(d == device and f == file_id for d, _, f, _, _ in self._unsynced))
+
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
-                      out: Any) -> list[Any]:
+                      out: Any, defer: bool = False) -> list[Any]:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
@@ -371,7 +402,7 @@ class DockService:
                     return ingest.file_rejected(init.file_id, str(exc), retry=False)
             case p.CompleteFile(file_id, init):
                 try:
-                    stored = self.archive.complete(device, file_id)
+                    stored = self.archive.complete(device, file_id, defer=defer)
                 except ArchiveError as exc:
                     progress.rejected += 1
                     log.warning("%s: %s", device, exc)

@@ -35,6 +35,7 @@ from sync import protocol as p
 from sync.credentials import dock_public
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
+from sync.pacing import WindowSizer
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ SEAL_KINDS = ("manifest", "signature")
 AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
 AUDIT_STATE = ".audit-sent.json"  # beside the audit log: how much of it the snapshots cover
 RETRY_AFTER_S = 3.0
-# 32 chunks of 256 KiB (8 MiB) in flight: the best of bench/sync.py's sweep here, and more
-# than the bandwidth-delay product of a LAN; small files go 32 at a time.
-WINDOW = 32
+WINDOW = 256  # chunks in flight at most: with the window in bytes measured, this only
+#               caps how many small files' chunks may be out at once
 
 
 @dataclass
@@ -59,6 +59,10 @@ class SessionResult:
     done: bool = False
     undocked: bool = False  # the session ended because the device left the dock
     bytes_sent: int = 0
+    # The window in bytes at the end, and the link's smallest round trip behind it
+    # (sync/pacing.py); None where the window was fixed or nothing was confirmed.
+    window_bytes: int | None = None
+    base_round_trip_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """The session's outcome in counts, as a timeline or a status shows it."""
@@ -202,9 +206,11 @@ class DeviceSync:
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
         self._chunk_size, self._window, self._window_bytes = chunk_size, window, window_bytes
+        # Without a fixed ``window_bytes``, the window follows the link (sync/pacing.py).
+        self._sizer = WindowSizer() if window_bytes is None else None
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window,
-                                   window_bytes=window_bytes, firmware=firmware,
+                                   window_bytes=self._window_bytes_now(), firmware=firmware,
                                    battery_percent=battery_percent)
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
@@ -287,12 +293,15 @@ class DeviceSync:
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
                                                window=self._window,
-                                               window_bytes=self._window_bytes)
+                                               window_bytes=self._window_bytes_now())
+                    if self._sizer is not None:
+                        self._sizer.forget()  # a new uploader counts from 0 again
                     self.result.failed = []
                     self.result.done = False
                     self._finished.clear()
                     self._last_heard = time.monotonic()
                     self._carry_out(self.uploader.start())
+                    self._pace()
         finally:
             mqtt_close(self.client)
             self._inbox.put(None)
@@ -318,6 +327,7 @@ class DeviceSync:
                 with self._lock:
                     self._last_heard = time.monotonic()
                     self._carry_out(self.uploader.retry())
+                    self._pace()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -338,6 +348,7 @@ class DeviceSync:
                        else self.uploader.retry())
             outputs += self.uploader.request_time(self._utc())
             self._carry_out(outputs)
+            self._pace()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self._cancelled.is_set():
@@ -354,6 +365,21 @@ class DeviceSync:
             self._carry_out(self.uploader.receive(topic, payload))
         except Exception:
             log.exception("%s: handling %s failed", self.device, topic)
+        self._pace()
+
+    def _window_bytes_now(self) -> int | None:
+        return self._sizer.window if self._sizer is not None else self._window_bytes
+
+    def _pace(self) -> None:
+        """Size the window from what the dock confirmed and when (sync/pacing.py)."""
+        if self._sizer is None:
+            return
+        now, up = time.monotonic(), self.uploader
+        if up.confirmed_mark:
+            up.window_bytes = self._sizer.confirmed(up.confirmed_mark, up.bytes_confirmed, now)
+            self.result.window_bytes = up.window_bytes
+            self.result.base_round_trip_s = self._sizer.base_round_trip
+        self._sizer.published(up.bytes_published, now)
 
     def _work(self) -> None:
         """The sender thread: the protocol, the reads of evidence files, the publishes and

@@ -150,3 +150,29 @@ def test_a_sealed_file_whose_chunk_count_differs_from_its_seal_is_refused(sealed
     with pytest.raises(ArchiveError, match="chunk count differs"):
         archive.complete(DEVICE, send(archive, files["media"], manifest=manifest))
     archive.close()
+
+
+def test_files_completed_together_survive_a_crash_between_the_move_and_the_commit(sealed) -> None:
+    """The dock completes the files of a round together (one fsync per folder, one commit).
+    A crash after the moves and before the commit leaves files in the archive that the
+    index still calls incoming: sent again, each is recognised by its hash and receipted,
+    not refused for a missing part file or stored twice."""
+    dock_dir, root, files = sealed
+    archive = open_archive(dock_dir, root)
+    manifest = files["manifest"].name
+    ids = [send(archive, files[role], manifest=manifest, kind=role)
+           for role in ("signature", "manifest", "media")]
+    for file_id in ids:
+        archive.complete(DEVICE, file_id, defer=True)
+    archive.abandon()  # moved, never committed
+    folder = root / DEVICE / files["media"].parent.name
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in files.values())
+    archive = open_archive(dock_dir, root)
+    assert set(archive.resume_state(DEVICE)[0]) == set(ids)  # still incoming to the index
+    for role, file_id in zip(("signature", "manifest", "media"), ids):
+        send(archive, files[role], manifest=manifest, kind=role)  # the device resends
+        stored = archive.complete(DEVICE, file_id)
+        assert (root / stored.receipt["archive_path"]).read_bytes() == files[role].read_bytes()
+    assert stored.receipt["verified"] is True
+    assert not archive.resume_state(DEVICE)[0]
+    archive.close()

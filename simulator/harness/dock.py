@@ -194,14 +194,15 @@ class CrashingDock(DockService):
         super()._acknowledge()
 
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
-                      out: Any) -> list[Any]:
+                      out: Any, defer: bool = False) -> list[Any]:
         if self.crashed.is_set():
             return []
-        outputs = super()._archive_step(device, ingest, progress, out)
+        outputs = super()._archive_step(device, ingest, progress, out, defer)
         receipted = any(isinstance(o, p.Publish) and "/receipt/" in o.topic for o in outputs)
         if (receipted and progress.receipts >= self._after
                 and progress.received_bytes >= self._after_bytes):
             self.unsent_receipt = out.file_id
+            self.archive.commit_completed()  # archived and in the index, as said above
             self._die()
             return []
         return outputs
