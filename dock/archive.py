@@ -176,10 +176,6 @@ class Archive:
         """Make every chunk written since the last call durable, then record the offsets."""
         self.record_offsets(make_durable(self.detach_written()))
 
-    def has_written(self, device: str, file_id: str) -> bool:
-        """Whether chunks of this file were written since the last :meth:`detach_written`."""
-        return (device, file_id) in self._dirty
-
     def detach_written(self) -> list[tuple[tuple[str, str], BinaryIO]]:
         """The files written since the last call, handed over to be made durable (by
         :func:`make_durable`, on any thread); chunks written after this go to new handles."""

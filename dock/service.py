@@ -366,8 +366,10 @@ class DockService:
                         queue_[:0] = ingest.chunk_failed(file_id, offset, str(exc))
                 case p.CompleteFile():
                     self._completing.append((device, ingest, progress, out))
-                case p.OpenFile(init) if not self._writing(device, init.file_id):
-                    # A new file (or one with nothing on its way to disk): nothing to wait for.
+                case p.OpenFile():
+                    # Opening waits for nothing: ``begin`` only creates a file the archive
+                    # has never seen (no chunk of it can be on its way to disk) and
+                    # otherwise reads its row, which the protocol does not use.
                     queue_[:0] = self._archive_step(device, ingest, progress, out)
                 case _:
                     # Anything else reads or changes what is stored: chunks written before
@@ -376,11 +378,6 @@ class DockService:
                     queue_[:0] = self._archive_step(device, ingest, progress, out)
         if self._on_progress is not None:
             self._on_progress(progress)
-
-    def _writing(self, device: str, file_id: str) -> bool:
-        """Whether chunks of this file are written and not yet durable and acknowledged."""
-        return (self.archive.has_written(device, file_id) or self._to_durable.unfinished_tasks > 0
-                or any(d == device and f == file_id for d, _, f, _, _ in self._unsynced))
 
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
                       out: Any, defer: bool = False) -> list[Any]:
