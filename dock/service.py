@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from dock.archive import Archive, ArchiveError, make_durable
 from dock.enrollment import dock_key
+from dock.fair import FairQueue
 from dock.registry import is_withdrawn
 from sync import protocol as p
 from sync.mqtt import client as mqtt_client
@@ -202,48 +203,43 @@ class DockService:
     # --- the archive thread -------------------------------------------------------------------
 
     def _work(self) -> None:
-        """Take what the network thread queued, per device, and serve the devices in turn:
-        one message of each device with messages waiting, round and round, until a batch
-        (``BATCH_BYTES``) is written; then make it durable and acknowledge it. A device
-        with a huge backlog, or a window larger than it should be, fills its own queue,
-        not the others' turns: four docked devices each get a fair share."""
-        waiting: dict[str, deque[tuple[str, bytes, float]]] = {}
-        turn: deque[str] = deque()  # devices with messages waiting, in the order served
+        """Take what the network thread queued, per device, and serve the devices in turn
+        (``dock.fair``: a fair share of bytes each, deficit round robin) until a batch
+        (``BATCH_BYTES``) is written; then hand it to be made durable, acknowledge what is,
+        and archive the files completed. A device with a huge backlog, larger chunks or a
+        window larger than it should be fills its own queue, not the others' turns: four
+        docked devices each get a fair share."""
+        waiting: FairQueue[tuple[str, bytes, float]] = FairQueue()
         stopping = False
         while True:
-            if not turn and not stopping:
-                stopping = self._take(self._inbox.get(), waiting, turn)  # idle: wait
+            if not waiting and not stopping:
+                stopping = self._take(self._inbox.get(), waiting)  # idle: wait
             while True:  # and everything else that is there now
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                stopping = self._take(item, waiting, turn) or stopping
+                stopping = self._take(item, waiting) or stopping
             handled, batch = 0, 0
             try:
-                while turn and batch < BATCH_BYTES:
-                    device = turn.popleft()
-                    topic, payload, arrived = waiting[device].popleft()
-                    if waiting[device]:
-                        turn.append(device)
-                    else:
-                        del waiting[device]
+                while waiting and batch < BATCH_BYTES:
+                    _, (topic, payload, arrived) = waiting.take()
                     self._handle(topic, payload, arrived)
                     handled += 1
                     batch += len(payload)
-                self._flush(wait=stopping and not turn)
+                self._flush(wait=stopping and not waiting)
                 self._acknowledge()
                 self._complete_waiting()
             finally:
                 for _ in range(handled + self._wakes):
                     self._inbox.task_done()
                 self._wakes = 0
-            if stopping and not turn:
+            if stopping and not waiting:
                 self._inbox.task_done()  # the stop marker
                 return
 
     def _take(self, item: tuple[str, bytes, float] | None,
-              waiting: dict[str, deque[tuple[str, bytes, float]]], turn: deque[str]) -> bool:
+              waiting: FairQueue[tuple[str, bytes, float]]) -> bool:
         """Queue one message under its device; True for the stop marker."""
         if item is None:
             return True
@@ -251,11 +247,7 @@ class DockService:
             self._wakes += 1  # answered by _acknowledge, after this round
             return False
         parts = item[0].split("/", 4)  # bodycam/v1/up/<device>/...: no full parse here
-        device = parts[3] if len(parts) > 3 else ""
-        if device not in waiting:
-            waiting[device] = deque()
-            turn.append(device)
-        waiting[device].append(item)
+        waiting.put(parts[3] if len(parts) > 3 else "", item, len(item[1]))
         return False
 
     def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
