@@ -137,7 +137,11 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
                          "description": f"an eight-hour shift: {visits} visits, "
                                         f"{visits * recordings_per_visit} recordings, random "
                                         f"faults, {len(dock_after)} dockings (seed {seed})"},
-            "config": CONFIG, "battery": {"start_percent": 100}, "storage": {"quota_mb": 4000},
+            # A shift filmed end to end needs the extended battery such officers carry: the
+            # standard 18.5 Wh runs out after about four hours of recording.
+            "config": CONFIG, "battery": {"start_percent": 100,
+                                          **({"capacity_wh": 40.0} if continuous_s else {})},
+            "storage": {"quota_mb": 4000},
             "gnss": {"time_to_first_fix": "8s"}, "event": events}
     plan = SoakPlan(visits, visits * recordings_per_visit + (continuous_s > 0), len(dock_after),
                     faults, cuts)
