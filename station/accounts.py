@@ -87,6 +87,8 @@ def users(store: Store) -> list[tuple[str, str, int, float | None]]:
 def authenticate(store: Store, name: str, password: str, now: float | None = None) -> User:
     """The user, or LoginRefused. A wrong password counts towards the lockout."""
     now = time.time() if now is None else now
+    refused: LoginRefused | None = None
+    # The failure is counted in a transaction that commits: the refusal is raised after it.
     with store.tx() as db:
         row = db.execute("SELECT role, password_hash, failed, locked_until FROM users "
                          "WHERE name=?", (name,)).fetchone()
@@ -106,12 +108,14 @@ def authenticate(store: Store, name: str, password: str, now: float | None = Non
                        (0 if lock else failed, lock, name))
             if lock:
                 log.warning("account %s locked after %d wrong passwords", name, failed)
-                raise LoginRefused("locked", lock) from None
-            raise LoginRefused("wrong") from None
-        if _hasher.check_needs_rehash(stored):
-            db.execute("UPDATE users SET password_hash=? WHERE name=?",
-                       (_hasher.hash(password), name))
-        db.execute("UPDATE users SET failed=0, locked_until=NULL WHERE name=?", (name,))
+            refused = LoginRefused("locked", lock) if lock else LoginRefused("wrong")
+        else:
+            if _hasher.check_needs_rehash(stored):
+                db.execute("UPDATE users SET password_hash=? WHERE name=?",
+                           (_hasher.hash(password), name))
+            db.execute("UPDATE users SET failed=0, locked_until=NULL WHERE name=?", (name,))
+    if refused is not None:
+        raise refused
     return User(name, role)
 
 

@@ -190,6 +190,8 @@ class Catalogue:
         found = []
         folder = self.folder(device, activity)
         for path in sorted(folder.glob("interruption-*.json")):
+            if path.name.endswith(".manifest.json"):
+                continue  # the work record's seal
             try:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
