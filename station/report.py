@@ -74,21 +74,20 @@ def build(catalogue: Catalogue, start: float, end: float,
         hours = _recording_hours(catalogue, a)
         reviewed = latest(catalogue.store, a.device, a.id)
         records = catalogue.work_records(a.device, a.id) if not a.purged else []
+        reasons = [_reason(i, reviewed) for i in a.interruptions]
         for r in subjects:
             r.activities += 1
             r.recording_hours += hours
             r.by_matter[a.matter] += 1
             r.interruptions += len(a.interruptions)
-            for i in a.interruptions:
-                r.by_reason[str(i.get("reason") or "pending")] += 1
+            r.by_reason.update(reasons)
             r.late_uploads += a.overdue
             r.unassigned += a.unassigned
             r.not_filed += a.filing != "filed"
             r.not_reviewed += sum(1 for w in records
                                   if reviewed.get(w["name"], {}).get("state") != "approved")
         totals_matter[a.matter] += 1
-        for i in a.interruptions:
-            totals_reason[str(i.get("reason") or "pending")] += 1
+        totals_reason.update(reasons)
     for device in sorted({d for d, _ in catalogue.keys()}):
         for failed in _failed_selfchecks(catalogue, device, start, end):
             row("device", device).failed_selfchecks += 1
@@ -96,6 +95,18 @@ def build(catalogue: Catalogue, start: float, end: float,
     ordered = sorted(rows.values(), key=lambda r: (r.subject != "officer", r.name))
     return Review(start, end, ordered, totals_matter, totals_reason,
                   {r.name: round(r.recording_hours, 2) for r in ordered if r.subject == "officer"})
+
+
+def _reason(interruption: dict[str, Any], reviewed: dict[str, dict[str, Any]]) -> str:
+    """The interruption's reason: the officer's, or the one completed at the dock."""
+    reason = str(interruption.get("reason") or "pending")
+    number = interruption.get("number")
+    if reason == "pending" and isinstance(number, int):
+        completed = (reviewed.get(f"interruption-{number:02d}.json", {}).get("body") or {}
+                     ).get("reason_completed")
+        if completed:
+            return str(completed["key"])
+    return reason
 
 
 def _recording_hours(catalogue: Catalogue, a: Activity) -> float:
