@@ -18,10 +18,9 @@ import time
 import zipfile
 from datetime import datetime, timedelta, timezone
 from functools import wraps
-from pathlib import Path
 from typing import Any, Callable
 
-from flask import (Flask, Response, abort, g, redirect, render_template, request,
+from flask import (Flask, Response, g, redirect, render_template, request,
                    stream_with_context, url_for)
 from markupsafe import Markup
 
@@ -60,6 +59,31 @@ class Station:
         self.dock_key = dock_key(settings.dock_dir)
         self.matters = load_config().policy.activity.matters
         self._ledger_lock = threading.Lock()
+        # Verification and the track decrypt every file of an activity: kept per activity
+        # until a file arrives or goes (the key is what the index says it holds).
+        self._checked: dict[tuple[Any, ...], Any] = {}
+        self._checked_lock = threading.Lock()
+
+    def _cached(self, what: str, item: Activity, make: Callable[[], Any]) -> Any:
+        folder = self.catalogue.folder(*item.key)
+        # What is on disk, as stat sees it: a file changed since is checked again.
+        seen = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in folder.iterdir())) if folder.is_dir() else ()
+        key = (what, *item.key, hash(seen))
+        with self._checked_lock:
+            if key in self._checked:
+                return self._checked[key]
+        value = make()
+        with self._checked_lock:
+            if len(self._checked) > 256:
+                self._checked.clear()
+            self._checked[key] = value
+        return value
+
+    def verification(self, item: Activity) -> Any:
+        return self._cached("verify", item, lambda: verify(
+            [self.catalogue.folder(*item.key)], load_registry(self.settings.dock_dir),
+            self.agency_key))
 
     def overdue(self) -> tuple[set[tuple[str, str]], list[dict[str, Any]]]:
         found = self.archive.overdue(self.settings.upload_hours, time.time(),
@@ -71,6 +95,9 @@ class Station:
         return self.catalogue.activity(device, activity, overdue)
 
     def track(self, item: Activity) -> list[dict[str, Any]]:
+        return self._cached("track", item, lambda: self._track(item))
+
+    def _track(self, item: Activity) -> list[dict[str, Any]]:
         metas = []
         for f in self.catalogue.files(*item.key):
             if f["name"].endswith(".meta.jsonl.bce"):
@@ -214,7 +241,8 @@ def create_app(settings: StationSettings) -> Flask:
     @app.route("/lang/<code>")
     @public
     def language(code: str) -> Any:
-        response = redirect(request.referrer if request.referrer else url_for("home"))
+        back = request.referrer or ""
+        response = redirect(back if back.startswith(request.host_url) else url_for("home"))
         if code in LANGUAGES:
             response.set_cookie("lang", code, secure=True, samesite="Strict")
         return response
@@ -251,8 +279,7 @@ def create_app(settings: StationSettings) -> Flask:
         report = None
         fixes: list[dict[str, Any]] = []
         if not item.purged:
-            report = verify([station.catalogue.folder(device, activity)],
-                            load_registry(settings.dock_dir), station.agency_key)
+            report = station.verification(item)
             fixes = station.track(item)
         events = station.catalogue.events(device, activity)
         timeline = _timeline(item, events, fixes)
@@ -303,7 +330,7 @@ def create_app(settings: StationSettings) -> Flask:
         if item.purged:
             raise NotFound(f"{activity} was purged")
         folder = station.catalogue.folder(device, activity)
-        report = verify([folder], load_registry(settings.dock_dir), station.agency_key)
+        report = station.verification(item)
         audit("export", device=device, activity=activity, valid=report.ok,
               files=len(station.catalogue.files(device, activity)))
         buffer = io.BytesIO()
@@ -462,11 +489,13 @@ def create_app(settings: StationSettings) -> Flask:
         devices = sorted(load_registry(settings.dock_dir).values(), key=lambda d: d.device)
         late = [a for a in station.catalogue.activities(overdue) if a.overdue]
         by_officer: dict[str, list[Any]] = {}
+        by_device: dict[str, list[Any]] = {}
         for r in rows:
             by_officer.setdefault(r.officer, []).append(r)
+            by_device.setdefault(r.device, []).append(r)
         return render_template("ledger.html", rows=rows, out=out, late=late, silent=silent,
                                devices=sorted({d.device for d in devices}),
-                               by_officer=by_officer)
+                               by_officer=by_officer, by_device=by_device)
 
     @app.route("/ledger.csv")
     @page("custodian", "unit_head")

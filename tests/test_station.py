@@ -12,13 +12,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -107,8 +105,6 @@ def login(browser, station, name, password=None, lang="en-US"):
     page.click("#login")
     return page
 
-
-ACTIVITY = None
 
 
 def activity_url(page, station):
