@@ -305,8 +305,20 @@ def create_app(settings: StationSettings) -> Flask:
         if not name.endswith(".ts.bce"):
             raise NotFound(f"{name} is not a recording")
         path = station.catalogue.archived_file(device, activity, name)
-        audit("play", device=device, activity=activity, file=name)
+        download = request.args.get("download") == "1"
+        if download or request.range is None or request.range.ranges[0][0] == 0:
+            # A seek asks for a later range of the same playback: one entry per playback.
+            audit("download" if download else "play", device=device, activity=activity,
+                  file=name)
         plain = media.decrypt(path, station.agency_key)
+        if download or request.range is not None:
+            # A browser asks for ranges to seek: the whole MP4 is made in memory (the remux
+            # takes a small fraction of the segment's length) and the range answered.
+            whole = Response(b"".join(media.mp4_stream(plain, name)), mimetype="video/mp4")
+            if download:
+                whole.headers["Content-Disposition"] = (
+                    f'attachment; filename="{name[:-len(".ts.bce")]}.mp4"')
+            return whole.make_conditional(request, accept_ranges=True)
         return Response(stream_with_context(media.mp4_stream(plain, name)), mimetype="video/mp4")
 
     @app.route("/a/<device>/<activity>/photo/<name>")

@@ -220,3 +220,36 @@ def test_playback_remuxes_without_reencoding_into_fragmented_mp4(tmp_path):
     assert len(source) == len(remuxed) == 15  # every frame, none re-encoded
     with pytest.raises(media.MediaError):
         b"".join(media.mp4_stream(b"not a transport stream" * 100))
+
+
+def test_a_form_without_the_sessions_csrf_token_is_refused(archive, tmp_path):
+    from station.app import create_app
+
+    arc, store, catalogue = archive
+    add_activity(arc, "C1", time.time())
+    accounts.add_user(store, "cus1", "custodian", "a-long-password", "test")
+    app = create_app(StationSettings(arc.root, tmp_path / "dock", "dock-1"))
+    client = app.test_client()
+    https = {"base_url": "https://localhost"}
+    page = client.get("/login", **https).get_data(as_text=True)
+    login_csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    # The login form's own token must match its cookie.
+    refused = client.post("/login", data={"user": "cus1", "password": "a-long-password",
+                                          "csrf": "forged"}, **https)
+    assert refused.status_code == 401
+    page = client.get("/login", **https).get_data(as_text=True)
+    login_csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    done = client.post("/login", data={"user": "cus1", "password": "a-long-password",
+                                       "csrf": login_csrf}, **https)
+    assert done.status_code == 302
+    hold = {"reason": "complaint"}
+    assert client.post("/a/BC-0009/C1/hold", data=hold, **https).status_code == 400
+    assert client.post("/a/BC-0009/C1/hold", data={**hold, "csrf": "x" * 43},
+                       **https).status_code == 400
+    assert not catalogue.activity("BC-0009", "C1").hold
+    page = client.get("/a/BC-0009/C1/custody", **https).get_data(as_text=True)
+    token = page.split('name="csrf" value="')[1].split('"')[0]
+    assert client.post("/a/BC-0009/C1/hold", data={**hold, "csrf": token},
+                       **https).status_code == 302
+    assert catalogue.activity("BC-0009", "C1").hold
+    app.extensions["station"].close()
