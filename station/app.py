@@ -109,7 +109,7 @@ class Station:
         fixes = media.track(metas)
         if fixes and item.place is None:
             with self.store.tx() as db:
-                db.execute("INSERT OR IGNORE INTO places VALUES (?,?,?,?)",
+                db.execute("INSERT INTO places VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                            (*item.key, fixes[0]["lat"], fixes[0]["lon"]))
         return fixes
 
@@ -290,8 +290,8 @@ def create_app(settings: StationSettings) -> Flask:
             track=Markup(svg.track(fixes, _located(events, fixes))), records=records,
             reviews=review.latest(station.store, device, activity),
             reasons=review.REASONS, matters=station.matters,
-            recordings=[r for r in item.summary.get("recordings") or [] if isinstance(r, dict)],
-            photos=[p for p in item.summary.get("photos") or [] if isinstance(p, str)],
+            recordings=_recordings(item.summary),
+            photos=[p for p in _list(item.summary.get("photos")) if isinstance(p, str)],
             expiry=retention.expires_at(station.store, item),
             purge_blocked=retention.why_not_purge(station.store, item, now),
             purge_request=station.store.one(
@@ -627,6 +627,23 @@ def _matches(item: Activity, q: Any) -> bool:
     return not flag or flags.get(flag, False)
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _recordings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recordings activity.json lists, with only the values the page uses, checked."""
+    out = []
+    for r in _list(summary.get("recordings")):
+        if isinstance(r, dict):
+            out.append({"files": [f for f in _list(r.get("files")) if isinstance(f, str)],
+                        "duration_s": r.get("duration_s") if isinstance(
+                            r.get("duration_s"), (int, float)) else "?",
+                        "segments": r.get("segments") if isinstance(r.get("segments"), int) else "?",
+                        "reason": str(r.get("reason", ""))[:40]})
+    return out
+
+
 def _located(events: list[dict[str, Any]], fixes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Photos and markers placed on the track at the fix nearest their time."""
     out = []
@@ -672,7 +689,7 @@ def _custody(station: Station, item: Activity) -> list[dict[str, Any]]:
                       "who": item.officer, "detail": f"opened on {item.device}"})
     if item.closed_utc:
         chain.append({"at": item.closed_utc, "what": "recorded", "who": item.officer,
-                      "detail": f"ended: {len(s.get('recordings') or [])} recordings"})
+                      "detail": f"ended: {len(_recordings(s))} recordings"})
     files = station.catalogue.files(*item.key)
     if files:
         stored = [f["stored_at"] for f in files if f["stored_at"]]

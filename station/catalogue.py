@@ -109,15 +109,16 @@ class Catalogue:
         if not seals and not purged:
             raise NotFound(f"no activity {activity} of {device} in the archive")
         summary = self.summary(device, activity)
+        opened_at, closed_at = _mapping(summary.get("opened")), _mapping(summary.get("closed"))
         files, uploaded = self.index("SELECT COUNT(*), MAX(stored_at) FROM files WHERE "
                                      "device=? AND activity=? AND state='archived'",
                                      (device, activity))[0]
         starts = [s[2] for s in seals if s[2] is not None]
         ends = [s[3] for s in seals if s[3] is not None]
-        opened = (summary.get("opened") or {}).get("utc") or (min(starts) / 1000 if starts else None)
-        closed = (summary.get("closed") or {}).get("utc") or (max(ends) / 1000 if ends else None)
+        opened = _number(opened_at.get("utc")) or (min(starts) / 1000 if starts else None)
+        closed = _number(closed_at.get("utc")) or (max(ends) / 1000 if ends else None)
         officers = [s[1] for s in seals if s[1]]
-        matter = summary.get("matter") or "other"
+        matter = summary.get("matter") if isinstance(summary.get("matter"), str) else "other"
         corrected = self.store.one("SELECT matter FROM matters WHERE device=? AND activity=? "
                                    "ORDER BY set_at DESC LIMIT 1", (device, activity))
         dock_long_term = self.store.one("SELECT 1 FROM long_term WHERE device=? AND activity=?",
@@ -128,22 +129,23 @@ class Catalogue:
                               "released_at IS NULL", (device, activity)) is not None
         place = self.store.one("SELECT lat, lon FROM places WHERE device=? AND activity=?",
                                (device, activity))
-        incidents = summary.get("incidents") or 0
+        incidents = _number(summary.get("incidents")) or 0
+        offset = _number(opened_at.get("utc_offset_s")) or 0
         item = Activity(
             device=device, id=activity,
-            officer=summary.get("officer") or (officers[0] if officers else ""),
-            unit=summary.get("unit") or "",
+            officer=str(summary.get("officer") or (officers[0] if officers else "")),
+            unit=str(summary.get("unit") or ""),
             matter=corrected[0] if corrected else matter,
             matter_set_at_dock=corrected is not None,
             opened_utc=opened, closed_utc=closed,
-            utc_offset_s=int((summary.get("opened") or {}).get("utc_offset_s") or 0),
+            utc_offset_s=int(offset) if abs(offset) <= 14 * 3600 else 0,
             incident=bool(incidents), long_term=bool(summary.get("long_term")) or dock_long_term,
             unassigned=bool(summary.get("unassigned")), summary=summary, files=files,
             uploaded_at=uploaded,
             filing="received" if filing is None else ("filed" if filing[2] else "filed_pending"),
             hold=hold, overdue=(device, activity) in (overdue or set()), purged=purged,
             place=(place[0], place[1]) if place and place[0] is not None else None,
-            interruptions=[i for i in summary.get("interruptions") or [] if isinstance(i, dict)])
+            interruptions=[i for i in _list(summary.get("interruptions")) if isinstance(i, dict)])
         if filing is not None:
             item.filed_by, item.filed_at, item.confirmed_by, item.confirmed_at = filing
         return item
@@ -202,3 +204,19 @@ class Catalogue:
 
     def audit_logs(self, device: str) -> list[Path]:
         return sorted((self.root / check_name(device, "device") / "audit").glob("audit-*.jsonl"))
+
+
+# activity.json comes from a device: sealed, but every value is checked for its type
+# before the station uses it (a wrong one is treated as missing, never trusted).
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) < 1e12 else None  # no NaN, no inf

@@ -21,7 +21,7 @@ from firmware_py.evidence.keys import agency_key
 from station import accounts, media, retention
 from station.accounts import Session, User
 from station.catalogue import Catalogue, NotFound, check_name
-from station.filing import Refused, confirm_filing, file_activity
+from station.filing import Refused, confirm_filing, file_activity, set_long_term
 from station.settings import StationSettings
 from station.store import Store
 
@@ -41,13 +41,13 @@ def archive(tmp_path):
 
 
 def add_activity(arc: Archive, activity: str, ended: float, incident: bool = False,
-                 matter: str = "hearing") -> Path:
+                 matter: str = "hearing", **odd: object) -> Path:
     folder = arc.root / "BC-0009" / activity
     folder.mkdir(parents=True)
     summary = {"id": activity, "device": "BC-0009", "officer": "OFF-1", "matter": matter,
                "opened": {"utc": ended - 600, "utc_offset_s": 28800},
                "closed": {"utc": ended, "utc_offset_s": 28800}, "incidents": int(incident),
-               "long_term": incident, "interruptions": []}
+               "long_term": incident, "interruptions": [], **odd}
     (folder / "activity.json").write_text(json.dumps(summary))
     (folder / "seg.ts.bce").write_bytes(b"sealed bytes")
     sequence = arc.db.execute("SELECT COUNT(*) FROM seals").fetchone()[0] + 1
@@ -110,6 +110,15 @@ def test_retention_hold_and_long_term_each_stop_a_purge(archive):
     assert (arc.root / "BC-0009" / "HELD" / "seg.ts.bce").exists()
     soon = retention.purgeable_soon(store, catalogue.activities(), now)
     assert [a.id for a, _ in soon] == ["YOUNG"]
+    # Kept long-term at the dock (R16.1): a reason is needed, and then it is never purged.
+    with pytest.raises(Refused, match="why"):
+        set_long_term(store, catalogue.activity("BC-0009", "YOUNG"), " ", session("cus1"))
+    set_long_term(store, catalogue.activity("BC-0009", "YOUNG"), "party disputes it",
+                  session("cus1"))
+    young = catalogue.activity("BC-0009", "YOUNG")
+    assert young.long_term and any("long-term" in r for r in
+                                   retention.why_not_purge(store, young, now + 100 * YEAR))
+    assert retention.purgeable_soon(store, catalogue.activities(), now) == []
 
 
 @pytest.mark.req("R13.3")
@@ -252,4 +261,28 @@ def test_a_form_without_the_sessions_csrf_token_is_refused(archive, tmp_path):
     assert client.post("/a/BC-0009/C1/hold", data={**hold, "csrf": token},
                        **https).status_code == 302
     assert catalogue.activity("BC-0009", "C1").hold
+    app.extensions["station"].close()
+
+
+def test_an_activity_json_with_wrong_types_is_shown_not_trusted(archive, tmp_path):
+    from station.app import create_app
+
+    arc, store, catalogue = archive
+    add_activity(arc, "ODD", time.time(), officer=["not", "a", "name"], opened="yesterday",
+                 incidents="many", recordings=[{"files": 7}, "x", {"files": ["../../etc"]}],
+                 photos={"a": 1}, interruptions="none", matter=None)
+    item = catalogue.activity("BC-0009", "ODD")
+    assert item.interruptions == [] and not item.incident and item.matter == "other"
+    accounts.add_user(store, "legal", "legal", "a-long-password", "test")
+    app = create_app(StationSettings(arc.root, tmp_path / "dock", "dock-1"))
+    client = app.test_client()
+    https = {"base_url": "https://localhost"}
+    page = client.get("/login", **https).get_data(as_text=True)
+    token = page.split('name="csrf" value="')[1].split('"')[0]
+    client.post("/login", data={"user": "legal", "password": "a-long-password", "csrf": token},
+                **https)
+    shown = client.get("/a/BC-0009/ODD", **https)
+    assert shown.status_code == 200
+    # A file name that is not the archive's is refused, not opened.
+    assert client.get("/a/BC-0009/ODD/video/..%2F..%2Fetc.ts.bce", **https).status_code == 404
     app.extensions["station"].close()
