@@ -286,3 +286,25 @@ def test_an_activity_json_with_wrong_types_is_shown_not_trusted(archive, tmp_pat
     # A file name that is not the archive's is refused, not opened.
     assert client.get("/a/BC-0009/ODD/video/..%2F..%2Fetc.ts.bce", **https).status_code == 404
     app.extensions["station"].close()
+
+
+def test_the_first_account_is_made_at_the_dock(tmp_path, capsys, monkeypatch):
+    from bodycam.cli import main
+
+    config = tmp_path / "dock.toml"
+    config.write_text(f'[dock]\ndir = "{tmp_path / "dock"}"\narchive = "{tmp_path / "archive"}"\n')
+    # Without an agency key there is nothing the station could show: refused at start.
+    assert main(["dock", "--config", str(config), "web", "--port", "18999"]) == 2
+    assert "no agency key" in capsys.readouterr().err
+    assert main(["dock", "--config", str(config), "web-user", "add", "boss", "--role",
+                 "admin"]) == 0
+    password = capsys.readouterr().out.split("password: ")[1].strip()
+    store = Store(tmp_path / "archive")
+    assert accounts.authenticate(store, "boss", password).role == "admin"
+    store.close()
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["dock", "--config", str(config), "web-user", "add", "cus1", "--role",
+                 "custodian", "--password-stdin"]) == 1
+    assert "at least" in capsys.readouterr().err
+    assert main(["dock", "--config", str(config), "web-user", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["boss", "admin"]
