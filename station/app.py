@@ -58,7 +58,7 @@ class Station:
         self.agency_key = load_agency_private(settings.dock_dir)
         self.dock_key = dock_key(settings.dock_dir)
         self.matters = load_config().policy.activity.matters
-        self._ledger_lock = threading.Lock()
+        self.index_lock = self.catalogue.lock  # the archive's connection, one thread at a time
         # Verification and the track decrypt every file of an activity: kept per activity
         # until a file arrives or goes (the key is what the index says it holds).
         self._checked: dict[tuple[Any, ...], Any] = {}
@@ -86,8 +86,9 @@ class Station:
             self.agency_key))
 
     def overdue(self) -> tuple[set[tuple[str, str]], list[dict[str, Any]]]:
-        found = self.archive.overdue(self.settings.upload_hours, time.time(),
-                                     self.settings.dock_every_hours)
+        with self.index_lock:
+            found = self.archive.overdue(self.settings.upload_hours, time.time(),
+                                         self.settings.dock_every_hours)
         return {(a["device"], a["activity"]) for a in found["activities"]}, found["devices"]
 
     def activity(self, device: str, activity: str) -> Activity:
@@ -217,8 +218,9 @@ def create_app(settings: StationSettings) -> Flask:
                     token, session = accounts.open_session(station.store, user, remote())
                     station.access.record("login", user.name, user.role, remote())
                     target = request.args.get("next", "")
-                    response = redirect(target if target.startswith("/") and
-                                        not target.startswith("//") else url_for("home"))
+                    inside = (target.startswith("/") and not target.startswith("//")
+                              and "\\" not in target)  # no other host, however spelt
+                    response = redirect(target if inside else url_for("home"))
                     response.set_cookie(COOKIE, token, secure=True, httponly=True,
                                         samesite="Strict")
                     response.delete_cookie(LOGIN_CSRF)
@@ -479,7 +481,7 @@ def create_app(settings: StationSettings) -> Flask:
             if g.session.user.role != "custodian":
                 return render_template("error.html", message=t("forbidden")), 403
             device = check_name(request.form.get("device", ""), "device")
-            with station._ledger_lock:
+            with station.index_lock:
                 try:
                     if request.form.get("action") == "check_out":
                         officer = request.form.get("officer", "").strip()
@@ -496,7 +498,8 @@ def create_app(settings: StationSettings) -> Flask:
                     raise filing.Refused(str(exc)) from None
             return redirect(url_for("ledger_page"))
         overdue, silent = station.overdue()
-        rows = ledger.rows(station.archive)
+        with station.index_lock:
+            rows = ledger.rows(station.archive)
         out = {r.device for r in rows if r.released_at is None}
         devices = sorted(load_registry(settings.dock_dir).values(), key=lambda d: d.device)
         late = [a for a in station.catalogue.activities(overdue) if a.overdue]
@@ -513,7 +516,9 @@ def create_app(settings: StationSettings) -> Flask:
     @page("custodian", "unit_head")
     def ledger_csv() -> Any:
         audit("download", what="ledger.csv")
-        return Response(ledger.csv_text(station.archive), mimetype="text/csv",
+        with station.index_lock:
+            text = ledger.csv_text(station.archive)
+        return Response(text, mimetype="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="ledger.csv"'})
 
     # --- yearly review --------------------------------------------------------------------

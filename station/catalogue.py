@@ -73,10 +73,12 @@ class Catalogue:
         self.archive = archive
         self.store = store
         self.root = archive.root
-        self._lock = threading.Lock()  # the archive's connection is shared with the ledger
+        # The archive's one connection serves the server's threads: the catalogue, the
+        # ledger and the overdue list take it in turn (``Station`` uses this lock too).
+        self.lock = threading.RLock()
 
     def index(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self.lock:
             return self.archive.db.execute(sql, args).fetchall()
 
     def folder(self, device: str, activity: str) -> Path:
