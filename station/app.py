@@ -545,9 +545,11 @@ def create_app(settings: StationSettings) -> Flask:
     def yearly_page() -> Any:
         result = build_review()
         audit("report", what="yearly", period=[request.args.get("from"), request.args.get("to")])
-        charts = [svg.bars(t("matter"), dict(result.by_matter)),
+        matter = {getattr(station.matters.get(m), g.lang, None) or m: n
+                  for m, n in result.by_matter.items()}
+        charts = [svg.bars(t("matter"), matter),
                   svg.bars(t("interruptions"), dict(result.by_reason)),
-                  svg.bars("h", result.hours_by_officer, unit=" h")]
+                  svg.bars(t("hours_by_officer"), result.hours_by_officer, unit=" h")]
         return render_template("yearly.html", r=result, charts=[Markup(c) for c in charts],
                                q=request.args)
 

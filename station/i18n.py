@@ -80,6 +80,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "csv": ("CSV", "CSV"),
     "period": ("Period", "期间"),
     "run": ("Run", "生成"),
+    "hours_by_officer": ("Recording hours by officer", "执法人员录像时长（小时）"),
     "role_custodian": ("custodian", "保管员"),
     "role_unit_head": ("unit head", "单位负责人"),
     "role_legal": ("legal office", "法制机构"),
