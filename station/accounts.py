@@ -80,6 +80,14 @@ def add_user(store: Store, name: str, role: str, password: str, created_by: str)
     return User(name, role)
 
 
+def unlock(store: Store, name: str) -> None:
+    """The administrator lifts a lockout (after checking who asked)."""
+    with store.tx() as db:
+        if not db.execute("UPDATE users SET failed=0, locked_until=NULL WHERE name=?",
+                          (name,)).rowcount:
+            raise AccountError(f"no user {name!r}")
+
+
 def users(store: Store) -> list[tuple[str, str, int, float | None]]:
     return store.all("SELECT name, role, failed, locked_until FROM users ORDER BY name")
 

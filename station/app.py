@@ -584,10 +584,15 @@ def create_app(settings: StationSettings) -> Flask:
         message = None
         if request.method == "POST":
             try:
-                accounts.add_user(station.store, request.form.get("name", ""),
-                                  request.form.get("role", ""), request.form.get("password", ""),
-                                  g.session.user.name)
-                audit("user_added", name=request.form.get("name"), new_role=request.form.get("role"))
+                if request.form.get("action") == "unlock":
+                    accounts.unlock(station.store, request.form.get("name", ""))
+                    audit("user_unlocked", name=request.form.get("name"))
+                else:
+                    accounts.add_user(station.store, request.form.get("name", ""),
+                                      request.form.get("role", ""),
+                                      request.form.get("password", ""), g.session.user.name)
+                    audit("user_added", name=request.form.get("name"),
+                          new_role=request.form.get("role"))
             except accounts.AccountError as exc:
                 message = str(exc)
         return render_template("admin_users.html", users=accounts.users(station.store),

@@ -301,6 +301,13 @@ def test_a_wrong_password_is_locked_out(browser, station):
             assert "locked" in page.inner_text("#error")
     assert page.url.startswith(f"{station}/login")
     assert page.locator("#logout").count() == 0
+    # The administrator lifts the lock in the page; then the right password works.
+    admin = login(browser, station, "admin")
+    admin.goto(f"{station}/admin/users")
+    admin.locator("#users tr", has_text="lockme").locator(".unlock").click()
+    assert admin.locator("#users tr", has_text="lockme").locator(".unlock").count() == 0
+    page = login(browser, station, "lockme")
+    assert page.locator("#logout").count() == 1
 
 
 def test_pages_speak_chinese(browser, station):

@@ -154,6 +154,11 @@ def test_passwords_are_argon2id_and_five_failures_lock_for_a_while(tmp_path):
     assert refused.value.reason == "locked"
     with pytest.raises(accounts.LoginRefused, match="locked"):
         accounts.authenticate(store, "cus1", "a-long-password", now + 60)
+    accounts.unlock(store, "cus1")  # or the administrator lifts it
+    assert accounts.authenticate(store, "cus1", "a-long-password", now + 60).role == "custodian"
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(accounts.LoginRefused):
+            accounts.authenticate(store, "cus1", "wrong-password", now)
     after = now + accounts.LOCK_SECONDS + 1
     assert accounts.authenticate(store, "cus1", "a-long-password", after).role == "custodian"
     token, opened = accounts.open_session(store, User("cus1", "custodian"), "127.0.0.1")
