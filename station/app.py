@@ -155,6 +155,7 @@ def create_app(settings: StationSettings) -> Flask:
                                     "default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                     "img-src 'self' data:; media-src 'self'; frame-ancestors 'none'")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -567,7 +568,7 @@ def create_app(settings: StationSettings) -> Flask:
         result = build_review()
         audit("download", what="yearly.pdf")
         unit = next((a.unit for a in station.catalogue.activities() if a.unit), "")
-        return Response(yearly.pdf_bytes(result, unit, g.lang), mimetype="application/pdf",
+        return Response(yearly.pdf_bytes(result, unit), mimetype="application/pdf",
                         headers={"Content-Disposition": 'inline; filename="yearly-review.pdf"'})
 
     # --- access log and administration ------------------------------------------------------
@@ -715,6 +716,11 @@ def _custody(station: Station, item: Activity) -> list[dict[str, Any]]:
     if item.confirmed_at:
         chain.append({"at": item.confirmed_at, "what": "filed", "who": item.confirmed_by,
                       "detail": "confirmed by a second custodian"})
+    for matter, previous, who, at in station.store.all(
+            "SELECT matter, previous, set_by, set_at FROM matters WHERE device=? AND "
+            "activity=? ORDER BY set_at", item.key):
+        chain.append({"at": at, "what": "matter set", "who": who,
+                      "detail": f"{previous} → {matter}"})
     for r in review.reviews(station.store, *item.key):
         chain.append({"at": r["at"], "what": "reviewed", "who": r["reviewer"],
                       "detail": f"{r['work_record']}: {r['state']} — {r['comment']}"})

@@ -143,7 +143,8 @@ def csv_text(review: Review) -> str:
     return out.getvalue()
 
 
-def pdf_bytes(review: Review, unit: str, lang: str) -> bytes:
+def pdf_bytes(review: Review, unit: str) -> bytes:
+    """The review as a landscape A4 PDF, titled in both languages."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import getSampleStyleSheet

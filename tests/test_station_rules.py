@@ -313,3 +313,28 @@ def test_the_first_account_is_made_at_the_dock(tmp_path, capsys, monkeypatch):
     assert "at least" in capsys.readouterr().err
     assert main(["dock", "--config", str(config), "web-user", "list"]) == 0
     assert capsys.readouterr().out.split() == ["boss", "admin"]
+
+
+@pytest.mark.req("R17.1")
+def test_the_yearly_review_counts_what_lies_in_its_period(archive):
+    from station import report
+
+    arc, store, catalogue = archive
+    start = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, 0))
+    add_activity(arc, "IN1", start + 86400, matter="hearing")
+    add_activity(arc, "IN2", start + 2 * 86400, matter="lien_delivery", unassigned=True,
+                 officer="", interruptions=[{"number": 1, "reason": "weather"}])
+    add_activity(arc, "OUT", start - 86400)
+    file_activity(store, catalogue.activity("BC-0009", "IN1"), session("cus1", "a"))
+    confirm_filing(store, catalogue.activity("BC-0009", "IN1"), session("cus2", "b"))
+    result = report.build(catalogue, start, start + YEAR, overdue={("BC-0009", "IN2")})
+    device = next(r for r in result.rows if r.subject == "device")
+    assert (device.activities, device.not_filed, device.unassigned, device.late_uploads,
+            device.interruptions) == (2, 1, 1, 1, 1)
+    assert dict(device.by_matter) == {"hearing": 1, "lien_delivery": 1}
+    assert dict(result.by_reason) == {"weather": 1}
+    officer = next(r for r in result.rows if r.subject == "officer")
+    assert (officer.name, officer.activities, officer.unassigned) == ("OFF-1", 2, 1)
+    text = report.csv_text(result)
+    assert text.splitlines()[0].startswith("subject,name,activities,recording_hours")
+    assert report.pdf_bytes(result, "单位 unit")[:5] == b"%PDF-"
