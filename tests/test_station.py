@@ -74,8 +74,13 @@ def station(dock):
     process = subprocess.Popen(
         [sys.executable, "-m", "bodycam", "dock", "--config", "dock.toml", "web", "--port",
          str(port)], cwd=dock, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = process.stdout.readline()
-    assert line.startswith("station at https://localhost:"), line
+    seen = []
+    for line in process.stdout:  # gunicorn's own warnings may come first (stderr joined)
+        seen.append(line)
+        if line.startswith("station at https://localhost:"):
+            break
+    else:
+        raise AssertionError("bodycam dock web did not start:\n" + "".join(seen))
     try:
         yield f"https://127.0.0.1:{port}"
     finally:
