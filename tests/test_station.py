@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,21 +72,23 @@ def dock(tmp_path_factory):
 def station(dock):
     """``bodycam dock web`` running on the dock; its base URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bodycam", "dock", "--config", "dock.toml", "web", "--port",
-         str(port)], cwd=dock, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in process.stdout:  # gunicorn's own warnings may come first (stderr joined)
-        seen.append(line)
-        if line.startswith("station at https://localhost:"):
-            break
-    else:
-        raise AssertionError("bodycam dock web did not start:\n" + "".join(seen))
+    output = dock / "station.log"  # a file, not a pipe: a full pipe would stop the server
+    with open(output, "w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bodycam", "dock", "--config", "dock.toml", "web", "--port",
+             str(port)], cwd=dock, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while "station at https://localhost:" not in output.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, (
+            "bodycam dock web did not start:\n" + output.read_text())
+        time.sleep(0.1)  # a real server starting in another process: wait for its line
     try:
         yield f"https://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(10)
+    # No page of the whole run failed inside the server.
+    assert "Traceback" not in output.read_text(), output.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
