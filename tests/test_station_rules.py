@@ -338,3 +338,21 @@ def test_the_yearly_review_counts_what_lies_in_its_period(archive):
     text = report.csv_text(result)
     assert text.splitlines()[0].startswith("subject,name,activities,recording_hours")
     assert report.pdf_bytes(result, "单位 unit")[:5] == b"%PDF-"
+
+
+def test_the_activity_search_by_device_officer_matter_date_place_and_flags(archive):
+    from station.views_footage import _matches
+
+    arc, store, catalogue = archive
+    add_activity(arc, "S1", time.mktime((2026, 11, 29, 9, 0, 0, 0, 0, -1)), incident=True)
+    item = catalogue.activity("BC-0009", "S1", overdue={("BC-0009", "S1")})
+    item.place = (33.8683, 113.0542)
+    hits = [{}, {"device": "bc-0009"}, {"officer": "off-1"}, {"matter": "hearing"},
+            {"from": "2026-11-29", "to": "2026-11-29"}, {"near": "33.8690,113.0550", "km": "1"},
+            {"flag": "incident"}, {"flag": "long_term"}, {"flag": "overdue"},
+            {"flag": "unfiled"}]
+    misses = [{"device": "BC-0002"}, {"officer": "OFF-9"}, {"matter": "investigation"},
+              {"from": "2026-11-30"}, {"to": "2026-11-28"}, {"near": "33.90,113.05", "km": "1"},
+              {"near": "not a place"}, {"flag": "interruption"}, {"flag": "no-such-flag"}]
+    assert [q for q in hits if not _matches(item, q)] == []
+    assert [q for q in misses if _matches(item, q)] == []
