@@ -115,6 +115,17 @@ def login(browser, station, name, password=None, lang="en-US"):
 
 
 
+_signed_in: dict[str, object] = {}
+
+
+def as_user(browser, station, name):
+    """A new page in ``name``'s one session of this run (logging in costs an argon2 check
+    and a browser context; tests that need a session of their own use ``login``)."""
+    if name not in _signed_in:
+        _signed_in[name] = login(browser, station, name).context
+    return _signed_in[name].new_page()
+
+
 def activity_url(page, station):
     page.goto(f"{station}/activities")
     link = page.locator("#activities a").first
@@ -190,14 +201,14 @@ def test_the_unit_head_completes_the_reason_and_approves_the_work_record(browser
     public = load_pem_public_key((dock / "dock" / "keys" / "dock_ed25519.pub.pem").read_bytes())
     public.verify(base64.b64decode(signature), canonical(review))
     # A custodian cannot review.
-    custodian = login(browser, station, "cus1")
+    custodian = as_user(browser, station, "cus1")
     custodian.goto(activity_url(custodian, station))
     assert custodian.locator(".work-record .approve").count() == 0
 
 
 @pytest.mark.req("R14.1")
 def test_a_recording_plays_in_the_page_and_shows_its_stamp(browser, station, dock):
-    page = login(browser, station, "legal")
+    page = as_user(browser, station, "legal")
     page.goto(activity_url(page, station))
     assert page.inner_text("#verification") == "all seals valid, every gap explained"
     video = page.locator("video").nth(1)
@@ -221,7 +232,7 @@ def test_a_recording_plays_in_the_page_and_shows_its_stamp(browser, station, doc
 
 @pytest.mark.req("R6.2")
 def test_a_custodian_sets_the_matter_type_at_the_dock(browser, station):
-    page = login(browser, station, "cus1")
+    page = as_user(browser, station, "cus1")
     page.goto(activity_url(page, station))
     page.select_option("#matter-select", "investigation")
     page.click("#set-matter")
@@ -234,7 +245,7 @@ def test_a_custodian_sets_the_matter_type_at_the_dock(browser, station):
 
 @pytest.mark.req("R15.1", "R15.2", "R16.1")
 def test_a_hold_refuses_a_purge(browser, station):
-    page = login(browser, station, "cus1")
+    page = as_user(browser, station, "cus1")
     url = activity_url(page, station)
     page.goto(url)
     page.fill("#hold-reason", "the party has complained")
@@ -250,7 +261,7 @@ def test_a_hold_refuses_a_purge(browser, station):
 
 @pytest.mark.req("R4.1", "R13.4")
 def test_check_out_and_in_in_the_ledger_page(browser, station):
-    page = login(browser, station, "cus1")
+    page = as_user(browser, station, "cus1")
     page.goto(f"{station}/ledger")
     page.fill("#check-out input[name=officer]", "OFF-0520")
     page.click("#check-out button")
@@ -262,7 +273,7 @@ def test_check_out_and_in_in_the_ledger_page(browser, station):
 
 @pytest.mark.req("R17.1")
 def test_the_yearly_review_as_a_page_a_pdf_and_csv(browser, station):
-    page = login(browser, station, "legal")
+    page = as_user(browser, station, "legal")
     page.goto(f"{station}/yearly?from=2026-01-01&to=2026-12-31")
     table = page.inner_text("#report")
     assert "officer: OFF-0417" in table and "device: BC-0001" in table
@@ -278,7 +289,7 @@ def test_the_yearly_review_as_a_page_a_pdf_and_csv(browser, station):
 
 
 def test_a_custodian_cannot_reach_the_administrators_pages(browser, station):
-    page = login(browser, station, "cus1")
+    page = as_user(browser, station, "cus1")
     for path in ("/admin/users", "/access-log"):
         response = page.goto(station + path)
         assert response.status == 403
@@ -326,7 +337,7 @@ def test_pages_speak_chinese(browser, station):
 
 @pytest.mark.req("R14.2")
 def test_the_access_log_verifies_and_names_every_view_and_export(browser, station, dock):
-    page = login(browser, station, "legal")
+    page = as_user(browser, station, "legal")
     url = activity_url(page, station)
     page.goto(url)
     video = page.locator("video").first.get_attribute("data-file")
