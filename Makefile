@@ -22,6 +22,14 @@ demo: $(STAMP)
 	$(BIN)/bodycam simulate patrol --out $(DEMO)/patrol
 	$(BIN)/bodycam verify $(DEMO)/patrol/archive/BC-0001 --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock
 	$(BIN)/bodycam export $(DEMO)/patrol/archive/BC-0001 --trust $(DEMO)/patrol/dock --key $(DEMO)/patrol/dock --out $(DEMO)/patrol/export
+	@printf '[dock]\ndir = "%s/patrol/dock"\narchive = "%s/patrol/archive"\n' "$(abspath $(DEMO))" "$(abspath $(DEMO))" > $(DEMO)/dock.toml
+	@for who in custodian1:custodian custodian2:custodian head:unit_head legal:legal admin:admin; do \
+	  echo "demo-$${who%%:*}-pw" | $(BIN)/bodycam dock --config $(DEMO)/dock.toml web-user add $${who%%:*} --role $${who##*:} --password-stdin >/dev/null || exit 1; done
+	@echo
+	@echo "The custodians' web station on this dock: start it with"
+	@echo "  $(BIN)/bodycam dock --config $(DEMO)/dock.toml web"
+	@echo "then open https://localhost:8443/ (its certificate is from the dock's CA, $(DEMO)/patrol/dock/ca/ca.crt)"
+	@echo "and log in as custodian1 / demo-custodian1-pw (custodian2, head, legal, admin: demo-NAME-pw)"
 
 system-deps:
 	@scripts/system-deps.sh

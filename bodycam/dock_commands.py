@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from bodycam import station_commands
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger, registry
@@ -80,6 +81,7 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
     _register_withdraw(dock_sub)
+    station_commands.register(dock_sub)
     _config_after_action(dock_sub)
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The system programs the tests use as independent checks and real peers: mosquitto (the
 # broker), ffprobe (reads what was written), openssl (checks signatures), espeak-ng
-# (renders announcements), gpsd (a GNSS source the agent reads). As root, install what is
+# (renders announcements), gpsd (a GNSS source the agent reads), chromium (Debian's, which
+# Playwright drives against the web station; no browser is downloaded). As root, install what is
 # missing; otherwise print the line that would and stop.
 set -euo pipefail
 declare -A package=([mosquitto]=mosquitto [ffprobe]=ffmpeg [openssl]=openssl [espeak-ng]=espeak-ng
-                   [gpsd]=gpsd)
+                   [gpsd]=gpsd [chromium]=chromium)
 missing=()
-for program in mosquitto ffprobe openssl espeak-ng gpsd; do
+for program in mosquitto ffprobe openssl espeak-ng gpsd chromium; do
   command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ] || missing+=("${package[$program]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

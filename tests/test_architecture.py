@@ -20,7 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Top floor first. A package may import the packages listed after it.
-FLOORS = ["bodycam", "simulator", "dock", "sync", "firmware_py", "device"]
+# ``station`` (the custodians' web station) stands on the dock: it reads the archive and
+# the ledger through dock/, decrypts with firmware_py/'s evidence format, and nothing below
+# it knows it exists; it stands below the simulator so it can never reach simulated parts.
+FLOORS = ["bodycam", "simulator", "station", "dock", "sync", "firmware_py", "device"]
 
 # Parts of a package that stand lower than the package itself, and what they may import
 # besides themselves.
