@@ -34,8 +34,10 @@ demo: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+# Four workers on two cores: most tests wait on brokers, browsers and simulated devices,
+# not the CPU. A file's tests stay on one worker (they share fixtures and fixed ports).
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

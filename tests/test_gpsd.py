@@ -79,9 +79,11 @@ def test_gpsd_reports_become_fixes_with_burst_start_times(tmp_path):
         assert (fix.mode, fix.quality) == (3, 1)
         assert fix.satellites is None  # gpsd sends SKY only when the receiver sends GSV
         offsets.append(clock.offset_from(fix.time_utc.timestamp(), fix.received_at))
-    # The simulator's UTC is the system clock: a correct clock, measured within 0.1 s.
+    # The simulator's UTC is the system clock: a correct clock, measured within 0.2 s —
+    # gpsd's TOFF marks its first sentence's arrival (about +0.08 s at 9600 baud), and the
+    # suite runs with other tests beside it on two cores.
     print(f"gpsd offsets {min(offsets):+.4f}..{max(offsets):+.4f} s")
-    assert max(abs(o) for o in offsets) < 0.1
+    assert max(abs(o) for o in offsets) < 0.2
     # The metadata track takes a gpsd fix as it takes a serial one.
     record = fix_record(valid[-1], clock.now())
     assert record["kind"] == "gnss" and record["valid"] and record["mode"] == 3
