@@ -24,7 +24,11 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from dock.receipts import file_receipt
 from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.chainhead import SIGNATURE as CHAIN_HEAD_SIG
+from firmware_py.evidence.chainhead import SUFFIX as CHAIN_HEAD
+from firmware_py.evidence.chainhead import check_chain_head
 from firmware_py.evidence.evidence_file import EvidenceFileError, parse
 from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
@@ -205,6 +209,7 @@ class Archive:
                             archive_path=str(target.relative_to(self.root)),
                             activity=activity, verified=verified)
         signature_bytes = sign_receipt(self._key, body)
+        file_receipt(target, body, signature_bytes)  # read-only, receipt beside it
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
                         (body["archive_path"], time.time(), json.dumps(body),
@@ -217,8 +222,15 @@ class Archive:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
-        if name.endswith(SIGNATURE):
-            return False  # checked with its manifest
+        if name.endswith(SIGNATURE) or name.endswith(CHAIN_HEAD_SIG):
+            return False  # checked with its manifest, or with its chain head
+        if name.endswith(CHAIN_HEAD):
+            sig = folder / (name[: -len(CHAIN_HEAD)] + CHAIN_HEAD_SIG)
+            head, problem = check_chain_head(data, sig.read_bytes() if sig.exists() else None,
+                                             self.registry())
+            if head is None or head.get("device") != device:
+                raise ArchiveError(f"{name}: {problem or 'a chain head of another device'}")
+            return True
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
             body, problems = check_manifest(data, sig.read_bytes() if sig.exists() else None,

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware_py.evidence.canonical import GENESIS, canonical
+from firmware_py.evidence.chainhead import find_heads, latest
 from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
 from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
@@ -71,6 +72,8 @@ class Report:
     chain_starts: dict[str, int]
     problems: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # breaks in the footage of an activity
+    # device → its newest signed chain head and whether the evidence reaches it
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +89,7 @@ class Report:
                 "chain_starts": self.chain_starts, "problems": self.problems,
                 "gaps": [g.to_json() for g in self.gaps],
                 "unexplained_gaps": sum(not g.explained for g in self.gaps),
+                "heads": self.heads,
                 "items": [i.to_json() for i in self.items]}
 
 
@@ -119,6 +123,7 @@ def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
     _check_swaps(items)
     missing, starts = _check_chain(items)
     report = Report(items, missing, starts, gaps=find_gaps(items))
+    _check_heads(report, paths, registry)
     if not manifests:
         report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
                                f"{', '.join(str(p) for p in paths)}")
@@ -300,6 +305,32 @@ def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[st
     return missing, starts
 
 
+def _check_heads(report: Report, paths: list[Path],
+                 registry: dict[str, EnrolledDevice]) -> None:
+    """Completeness at the newest end: the evidence must reach the highest chain head the
+    device signed (at a docking), and the manifest there must be the one it names."""
+    heads, problems = find_heads(paths, registry)
+    report.problems.extend(problems)
+    for device, head in latest(heads).items():
+        present = {i.sequence: i for i in report.items
+                   if i.device == device and isinstance(i.sequence, int)}
+        highest = max(present, default=0)
+        entry: dict[str, Any] = {"file": head.path.name, "sequence": head.sequence,
+                                 "head": head.head, "utc_ms": head.utc_ms, "reached": True}
+        report.heads[device] = entry
+        if head.sequence > highest:
+            entry["reached"] = False
+            report.missing.setdefault(device, []).extend(range(highest + 1, head.sequence + 1))
+            report.problems.append(
+                f"{device}: the chain head it signed ({head.path.name}) names sequence "
+                f"{head.sequence}, the evidence ends at {highest}: the newest items were removed")
+        elif head.sequence > 0 and present.get(head.sequence) is not None \
+                and present[head.sequence].digest != head.head:
+            entry["reached"] = False
+            report.problems.append(f"{device}: the manifest at sequence {head.sequence} is not "
+                                   f"the one its chain head {head.path.name} names")
+
+
 def summary_lines(report: Report) -> Iterator[str]:
     for item in report.items:
         where = f"#{item.sequence}" if item.sequence is not None else "#?"
@@ -321,6 +352,10 @@ def summary_lines(report: Report) -> Iterator[str]:
         else:
             yield (f"UNEXPLAINED    {gap.activity}: {gap.seconds:.1f} s {where} after "
                    f"{gap.after}, no interruption on record")
+    for device, head in report.heads.items():
+        if head["reached"]:
+            yield (f"HEAD           {device}: signed chain head #{head['sequence']} "
+                   f"({head['file']}) reached")
     for problem in report.problems:
         yield f"PROBLEM        {problem}"
     yield "ALL VALID" if report.ok else "NOT VALID"
