@@ -254,3 +254,80 @@ def test_the_chunk_checks_catch_a_cut_or_moved_chunk_on_their_own(archive, stock
     moved = refit(head + chunks[1] + chunks[0] + b"".join(chunks[2:]))
     assert moved.returncode == 1 and f"{media.name}: chunk 0 at byte" in moved.stdout
     assert "fails its tag" in moved.stdout
+
+
+def write_v1(plaintext: bytes, agency_public, context: dict, written_at: int) -> bytes:
+    """A version 1 file (AES-256-GCM, wrapped file key), from the version 1 document: the
+    format recorders in service wrote before version 2."""
+    import base64
+    import struct
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = lambda key: key.public_bytes(Encoding.Raw, PublicFormat.Raw)  # noqa: E731
+    ephemeral = X25519PrivateKey.generate()
+    e, a = raw(ephemeral.public_key()), raw(agency_public)
+    kek = HKDF(SHA256(), 32, salt=e + a, info=b"bodycam evidence file key v1").derive(
+        ephemeral.exchange(agency_public))
+    file_key = AESGCM.generate_key(256)
+    header = json.dumps({"alg": "X25519-HKDF-SHA256/AES-256-GCM",
+                         "agency_key": hashlib.sha256(a).hexdigest()[:16],
+                         "ephemeral": base64.b64encode(e).decode(),
+                         "wrapped_key": base64.b64encode(AESGCM(kek).encrypt(bytes(12), file_key,
+                                                                             e + a)).decode(),
+                         "chunk_limit": 1 << 20, **context},
+                        sort_keys=True, separators=(",", ":")).encode()
+    out = [b"BCE1", struct.pack(">H", len(header)), header]
+    pieces = [plaintext[i:i + 100_000] for i in range(0, len(plaintext), 100_000)] + [b""]
+    for index, piece in enumerate(pieces):
+        final = index == len(pieces) - 1
+        sealed = AESGCM(file_key).encrypt(index.to_bytes(11, "big") + bytes([final]), piece,
+                                          hashlib.sha256(header).digest()
+                                          + struct.pack(">QQ", index, written_at))
+        out.append(struct.pack(">IQ", len(sealed), written_at) + sealed)
+    return b"".join(out)
+
+
+def test_version_1_files_still_verify_and_export(archive, tmp_path):
+    """An item whose media is a version 1 file (as recorders wrote before version 2),
+    sealed by the device: bodycam verify checks every GCM chunk, export decrypts it."""
+    from cryptography.hazmat.primitives import serialization
+
+    from firmware_py.evidence.keys import load_agency_private
+
+    copy = tampered(archive, tmp_path)
+    manifest, body = next((p, m) for p, m in manifests(copy) if m["kind"] == "segment")
+    record = body["files"][0]
+    agency = load_agency_private(archive / "dock")
+    plain = tmp_path / "plain"
+    subprocess.run([sys.executable, "-m", "bodycam", "export", str(archive / "archive" / "BC-0001"),
+                    "--trust", str(archive / "dock"), "--key", str(archive / "dock"),
+                    "--out", str(plain)], check=True, capture_output=True, timeout=120)
+    plaintext = (plain / manifest.parent.name / record["name"].removesuffix(".bce")).read_bytes()
+    v1 = write_v1(plaintext, agency.public_key(), {"device": "BC-0001", "name": record["name"],
+                                                   "role": "media"}, 1795914060301)
+    (manifest.parent / record["name"]).write_bytes(v1)
+    record.update(stored_bytes=len(v1), stored_sha256=hashlib.sha256(v1).hexdigest(),
+                  chunks=len(plaintext) // 100_000 + 1 + (len(plaintext) % 100_000 > 0))
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    manifest.write_bytes(text)
+    device_key = serialization.load_pem_private_key(
+        (archive / "device" / "keys" / "device_ed25519.pem").read_bytes(), password=None)
+    manifest.with_name(manifest.name.replace(".json", ".sig")).write_bytes(device_key.sign(text))
+    # The chain link of the next manifest now points at the old bytes: check this item alone.
+    verify = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(manifest), "--trust",
+                             str(archive / "dock"), "--key", str(archive / "dock"), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    item = json.loads(verify.stdout)["items"][0]
+    assert item["status"] == "valid" and item["plaintext_checked"], item
+    # A flipped byte in a version 1 chunk fails its GCM tag.
+    damaged = bytearray(v1)
+    damaged[-20] ^= 1
+    from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
+    with pytest.raises(EvidenceFileError, match="fails authentication"):
+        for _ in decrypt_chunks(parse(bytes(damaged), "v1"), agency, "v1"):
+            pass
