@@ -161,6 +161,14 @@ def issue_client(ca: CA, dir: Path | str, common_name: str, *,
                   ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
 
 
+def issue_content_signing(ca: CA, dir: Path | str, common_name: str, *,
+                          name: str = "export", validity: dt.timedelta = LEAF_VALIDITY) -> CertFiles:
+    """A leaf for signing content (C2PA Content Credentials on exported copies): key usage
+    digitalSignature, extended key usage emailProtection, as C2PA signers take it."""
+    return _issue(ca, Path(dir), name, common_name, ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                  validity, None)
+
+
 class CSRError(ValueError):
     """A certificate signing request the dock will not sign."""
 
