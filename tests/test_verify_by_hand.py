@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bodycam.simulation import run_docked
-from simulator.harness import scenario as sc
+from docked import docked_shift
 
 SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "verify-by-hand.sh"
 # What the script may use: the stock tools it names, and nothing else on PATH.
@@ -34,25 +33,9 @@ TOOLS = ["sh", "openssl", "sha256sum", "od", "tail", "head", "sed", "tr", "cut",
 MISSING_TOOLS = [t for t in TOOLS + ["ffprobe"] if shutil.which(t) is None]
 assert not MISSING_TOOLS, f"needs {MISSING_TOOLS} (make test installs them)"
 
-FAST = {"video": {"width": 320, "height": 180, "fps": 15},
-        "recording": {"segment_seconds": 10, "pre_event_seconds": 3}}
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A docked shift: a recording of 19 s in segments with a photo, the activity ended."""
-    out = tmp_path_factory.mktemp("by-hand")
-    events = [{"at": 5, "action": "press", "button": "record"},
-              {"at": 12, "action": "press", "button": "photo"},
-              {"at": 24, "action": "long_press", "button": "record"},
-              {"at": 30, "action": "dock"}]
-    result, sessions = run_docked(sc.parse({"scenario": {"name": "by-hand", "duration": "40s",
-                                                         "start": "2026-11-29T09:00:00+08:00"},
-                                            "config": FAST, "event": events}, "by-hand.toml"), out)
-    assert sessions, "the shift never docked"
-    (out / "device.pub.pem").write_text(
-        json.loads((out / "dock" / "devices" / "BC-0001.json").read_text())["public_key"])
-    return out
+    return docked_shift(tmp_path_factory.mktemp("by-hand"))
 
 
 @pytest.fixture(scope="module")

@@ -208,7 +208,8 @@ def _evidence(items: list[ItemReport], what: str, place: dict[str, Any]) -> dict
     return {"what": what, "device": first.get("device"), "unit": first.get("unit"),
             "officer": first.get("officer"), "activity": first.get("activity"),
             "signing_key": first.get("signing_key"),
-            "chain_positions": [i.sequence for i in items],
+            # As text: the C2PA SDK writes a list of small integers as a CBOR byte string.
+            "chain_positions": ", ".join(str(i.sequence) for i in items),
             "sealed": [_source(i) for i in items], "place": place or None,
             "edits": "none except container change"}
 
