@@ -16,6 +16,7 @@ from typing import Any, Callable
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger, registry
+from dock.timestamping import Timestamper
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
@@ -319,6 +320,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
                           dock_id=config.dock.id, on_progress=progress_printer())
+    if config.timestamp.url:  # an external TSA in place of the unit's own
+        service.archive.timestamper = Timestamper(dock_dir, config.timestamp.url)
     service.start()
     through = (f"listening through {config.broker.mode} broker at "
                f"{_addresses([config.broker.host], port)}" if broker is not None

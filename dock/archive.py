@@ -15,6 +15,7 @@ import base64
 import hashlib
 import itertools
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -25,6 +26,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock.receipts import file_receipt
+from dock.timestamping import Timestamper, TimestampError
 from firmware_py.evidence.canonical import canonical
 from firmware_py.evidence.chainhead import SIGNATURE as CHAIN_HEAD_SIG
 from firmware_py.evidence.chainhead import SUFFIX as CHAIN_HEAD
@@ -35,6 +37,8 @@ from firmware_py.evidence.seal import MANIFEST, SIGNATURE
 from firmware_py.evidence.store import fsync_dir
 from firmware_py.evidence.verify import check_manifest, file_records
 from sync.protocol import receipt_body
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -90,6 +94,9 @@ class Archive:
         self.db.executescript(SCHEMA)
         self.db.commit()
         self._dirty: dict[tuple[str, str], BinaryIO] = {}  # written, not yet fsynced
+        # RFC 3161 tokens over chain heads at filing; the composition root may point it at
+        # an external TSA (dock.toml [timestamp] url).
+        self.timestamper = Timestamper(self.dock_dir)
 
     def registry(self) -> dict[str, EnrolledDevice]:
         # Read each time: a device enrolled while the dock runs is known at once.
@@ -210,6 +217,11 @@ class Archive:
                             activity=activity, verified=verified)
         signature_bytes = sign_receipt(self._key, body)
         file_receipt(target, body, signature_bytes)  # read-only, receipt beside it
+        if name.endswith(CHAIN_HEAD):
+            try:
+                self.timestamper.stamp(target)
+            except TimestampError as exc:  # the head is filed; verify reports the token missing
+                log.warning("%s: no time-stamp token: %s", name, exc)
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
                         (body["archive_path"], time.time(), json.dumps(body),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,25 @@ def latest(heads: list[ChainHead]) -> dict[str, ChainHead]:
         if known is None or (head.sequence, head.utc_ms) > (known.sequence, known.utc_ms):
             best[head.device] = head
     return best
+
+
+def check_token(head: Path, ca_file: Path) -> tuple[str | None, str | None]:
+    """The RFC 3161 token beside a chain head, checked by ``openssl ts -verify`` against
+    the TSA's CA: the time it gives, or None and what is wrong."""
+    token = Path(head).with_name(Path(head).name[: -len(SUFFIX)] + TOKEN)
+    if not token.exists():
+        return None, f"{Path(head).name}: no time-stamp token"
+    try:
+        checked = subprocess.run(["openssl", "ts", "-verify", "-data", str(head), "-in",
+                                  str(token), "-CAfile", str(ca_file)],
+                                 capture_output=True, text=True, timeout=30)
+        if checked.returncode != 0:
+            return None, f"{token.name}: does not verify ({checked.stderr.strip()[-200:]})"
+        text = subprocess.run(["openssl", "ts", "-reply", "-in", str(token), "-text"],
+                              capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        return None, f"{token.name}: openssl is needed to check it"
+    for line in text.splitlines():
+        if line.startswith("Time stamp:"):
+            return line.split(":", 1)[1].strip(), None
+    return None, f"{token.name}: no time in the token"

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware_py.evidence.canonical import GENESIS, canonical
-from firmware_py.evidence.chainhead import find_heads, latest
+from firmware_py.evidence.chainhead import check_token, find_heads, latest
 from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
 from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
@@ -116,14 +116,16 @@ def _manifest_for(path: Path) -> Path | None:
 
 
 def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
-           agency_key: X25519PrivateKey | None = None) -> Report:
+           agency_key: X25519PrivateKey | None = None, tsa_ca: Path | None = None) -> Report:
+    """Check the sealed evidence under ``paths``; with ``agency_key`` the plaintext too, with
+    ``tsa_ca`` (the time-stamping authority's CA) the RFC 3161 tokens over chain heads."""
     manifests = find_manifests(paths)
     items = [_check_item(m, registry, agency_key) for m in manifests]
     items.sort(key=lambda i: (str(i.device), i.sequence if isinstance(i.sequence, int) else 0))
     _check_swaps(items)
     missing, starts = _check_chain(items)
     report = Report(items, missing, starts, gaps=find_gaps(items))
-    _check_heads(report, paths, registry)
+    _check_heads(report, paths, registry, tsa_ca)
     if not manifests:
         report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
                                f"{', '.join(str(p) for p in paths)}")
@@ -305,8 +307,8 @@ def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[st
     return missing, starts
 
 
-def _check_heads(report: Report, paths: list[Path],
-                 registry: dict[str, EnrolledDevice]) -> None:
+def _check_heads(report: Report, paths: list[Path], registry: dict[str, EnrolledDevice],
+                 tsa_ca: Path | None) -> None:
     """Completeness at the newest end: the evidence must reach the highest chain head the
     device signed (at a docking), and the manifest there must be the one it names."""
     heads, problems = find_heads(paths, registry)
@@ -318,6 +320,11 @@ def _check_heads(report: Report, paths: list[Path],
         entry: dict[str, Any] = {"file": head.path.name, "sequence": head.sequence,
                                  "head": head.head, "utc_ms": head.utc_ms, "reached": True}
         report.heads[device] = entry
+        if tsa_ca is not None:
+            # Trusted time: when the unit's TSA saw this head (not the device's clock).
+            entry["timestamp"], problem = check_token(head.path, tsa_ca)
+            if problem:
+                report.problems.append(problem)
         if head.sequence > highest:
             entry["reached"] = False
             report.missing.setdefault(device, []).extend(range(highest + 1, head.sequence + 1))
@@ -354,8 +361,9 @@ def summary_lines(report: Report) -> Iterator[str]:
                    f"{gap.after}, no interruption on record")
     for device, head in report.heads.items():
         if head["reached"]:
+            stamped = f", time-stamped {head['timestamp']}" if head.get("timestamp") else ""
             yield (f"HEAD           {device}: signed chain head #{head['sequence']} "
-                   f"({head['file']}) reached")
+                   f"({head['file']}) reached{stamped}")
     for problem in report.problems:
         yield f"PROBLEM        {problem}"
     yield "ALL VALID" if report.ok else "NOT VALID"
