@@ -113,7 +113,7 @@ def test_archived_files_are_read_only_and_receipted_beside_the_evidence(archive)
         if path.is_dir() or path.name.endswith((".receipt.json", ".receipt.sig")):
             continue
         assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
-        if path.parent.name == "audit":
+        if path.parent.name == "audit" or path.suffix == ".tsr":  # the dock's own token
             continue
         receipt = path.with_name(path.name + ".receipt.json")
         body = json.loads(receipt.read_bytes())
@@ -205,9 +205,13 @@ def test_the_chunk_checks_catch_a_cut_or_moved_chunk_on_their_own(archive, stock
     boundary and two chunks exchanged."""
     from cryptography.hazmat.primitives import serialization
 
-    copy = tampered(archive, tmp_path)
-    manifest, body = next((p, m) for p, m in manifests(copy) if m["kind"] == "segment"
-                          and m["files"][0]["chunks"] >= 3)
+    source, body = next((p, m) for p, m in manifests(archive / "archive" / "BC-0001")
+                        if m["kind"] == "segment" and m["files"][0]["chunks"] >= 3)
+    one = tmp_path / "one-item"  # the item alone: the script decrypts only its files
+    one.mkdir()
+    manifest = one / source.name
+    for record in body["files"]:
+        shutil.copyfile(source.parent / record["name"], one / record["name"])
     record = body["files"][0]
     media = manifest.parent / record["name"]
     data = media.read_bytes()
@@ -228,7 +232,7 @@ def test_the_chunk_checks_catch_a_cut_or_moved_chunk_on_their_own(archive, stock
         manifest.write_bytes(text)
         manifest.with_name(manifest.name.replace(".json", ".sig")).write_bytes(
             device_key.sign(text))
-        return by_hand(stock_path, manifest.parent, archive / "device.pub.pem",
+        return by_hand(stock_path, one, archive / "device.pub.pem",
                        "-k", str(archive / "dock" / "keys" / "agency_x25519.pem"))
 
     head = data[:starts[0]]
@@ -314,3 +318,32 @@ def test_version_1_files_still_verify_and_export(archive, tmp_path):
     with pytest.raises(EvidenceFileError, match="fails authentication"):
         for _ in decrypt_chunks(parse(bytes(damaged), "v1"), agency, "v1"):
             pass
+
+
+@pytest.mark.req("R18.1")
+def test_each_chain_head_has_a_time_stamp_token_openssl_verifies(archive, stock_path, tmp_path):
+    heads = sorted((archive / "archive" / "BC-0001" / "chain").glob("*.chainhead.json"))
+    assert heads
+    ca = archive / "dock" / "ca" / "ca.crt"
+    for head in heads:
+        token = head.with_name(head.name.replace(".json", ".tsr"))
+        proc = subprocess.run(["openssl", "ts", "-verify", "-data", str(head), "-in", str(token),
+                               "-CAfile", str(ca)], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0 and "Verification: OK" in proc.stdout, proc.stderr
+        text = subprocess.run(["openssl", "ts", "-reply", "-in", str(token), "-text"],
+                              capture_output=True, text=True, timeout=30).stdout
+        assert "Status: Granted." in text and "TSA: DirName:/CN=bodycam dock CA TSA" in text
+        # The token is over these bytes: another head does not verify with it.
+        other = tmp_path / head.name
+        other.write_bytes(head.read_bytes().replace(b'"sequence":', b'"sequence":1'))
+        proc = subprocess.run(["openssl", "ts", "-verify", "-data", str(other), "-in",
+                               str(token), "-CAfile", str(ca)], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode != 0
+    by_hand_run = by_hand(stock_path, archive / "archive" / "BC-0001", archive / "device.pub.pem",
+                          "-t", str(ca))
+    assert by_hand_run.returncode == 0 and "time-stamp token verifies" in by_hand_run.stdout
+    verify = subprocess.run([sys.executable, "-m", "bodycam", "verify",
+                             str(archive / "archive" / "BC-0001"), "--trust",
+                             str(archive / "dock")], capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0 and "time-stamped" in verify.stdout, verify.stdout[-1500:]
