@@ -16,6 +16,7 @@ from typing import Any, Callable
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger, registry
+from bodycam import copy_commands
 from dock.timestamping import Timestamper
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
@@ -81,6 +82,7 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
     _register_withdraw(dock_sub)
+    copy_commands.register(dock_sub)
     _config_after_action(dock_sub)
 
 

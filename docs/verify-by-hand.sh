@@ -10,7 +10,7 @@
 #
 # Usage:
 #   sh verify-by-hand.sh [-k AGENCY_KEY.pem] [-o PLAINTEXT_DIR] [-r DOCK_RECEIPT_KEY.pub.pem]
-#                        [-t TSA_CA.pem] EVIDENCE_DIR DEVICE_KEY.pub.pem
+#                        [-t TSA_CA.pem] [-s ACTIVITY] EVIDENCE_DIR DEVICE_KEY.pub.pem
 #
 #   EVIDENCE_DIR   one recorder's evidence: in a dock's archive `archive/<device>/`, with its
 #                  activity folders and its `chain/` folder of signed chain heads
@@ -22,6 +22,9 @@
 #   -r             the dock's receipt key: also check the dock's signed receipt of every file
 #   -t             the CA certificate of the time-stamping authority: also check the RFC 3161
 #                  token over each chain head with `openssl ts -verify`
+#   -s             one activity's copy (a long-term copy): the files of the items in folder
+#                  ACTIVITY are checked; other folders hold only the manifests that link the
+#                  activity to the device's signed chain head, checked for signature and chain
 #
 # It prints one line per check (OK / FAIL) and ends with ALL VERIFIED (exit 0) or NOT
 # VERIFIED (exit 1). Exit 2: it could not start (a tool or an argument missing).
@@ -30,18 +33,19 @@ set -u
 LC_ALL=C
 export LC_ALL
 
-AGENCY= OUT= RECEIPT_KEY= TSA_CA=
-while getopts k:o:r:t: opt; do
+AGENCY= OUT= RECEIPT_KEY= TSA_CA= SCOPE=
+while getopts k:o:r:t:s: opt; do
     case $opt in
         k) AGENCY=$OPTARG ;;
         o) OUT=$OPTARG ;;
         r) RECEIPT_KEY=$OPTARG ;;
         t) TSA_CA=$OPTARG ;;
-        *) echo "usage: $0 [-k AGENCY_KEY] [-o DIR] [-r RECEIPT_KEY] [-t TSA_CA] EVIDENCE_DIR DEVICE_KEY" >&2; exit 2 ;;
+        s) SCOPE=$OPTARG ;;
+        *) echo "usage: $0 [-k AGENCY_KEY] [-o DIR] [-r RECEIPT_KEY] [-t TSA_CA] [-s ACTIVITY] EVIDENCE_DIR DEVICE_KEY" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] || { echo "usage: $0 [-k AGENCY_KEY] [-o DIR] [-r RECEIPT_KEY] [-t TSA_CA] EVIDENCE_DIR DEVICE_KEY" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: $0 [-k AGENCY_KEY] [-o DIR] [-r RECEIPT_KEY] [-t TSA_CA] [-s ACTIVITY] EVIDENCE_DIR DEVICE_KEY" >&2; exit 2; }
 EVIDENCE=$1 DEVICE_KEY=$2
 for tool in openssl sha256sum od tail head sed tr cut sort wc find cmp; do
     command -v $tool >/dev/null 2>&1 || { echo "needs $tool" >&2; exit 2; }
@@ -201,6 +205,8 @@ while read -r m; do
     seq=$(int_field sequence "$m")
     echo "$seq $m" >> "$WORK/chain"
     ok "$base: signature (chain position $seq)"
+    # A long-term copy of one activity: the items around it are there as manifests only.
+    if [ -n "$SCOPE" ] && [ "${dir##*/}" != "$SCOPE" ]; then continue; fi
     # 4.5 step 5: each file record (the "files" array, one object per line here).
     sed 's/.*"files":\[//; s/\].*//' "$m" | tr '}' '\n' > "$WORK/records"
     while read -r record; do
