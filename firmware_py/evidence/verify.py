@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware_py.evidence.canonical import GENESIS, canonical
 from firmware_py.evidence.chainhead import check_token, find_heads, latest
-from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
+from firmware_py.evidence.evidence_file import EvidenceFileError, ParsedFile, decrypt_chunks, parse
 from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
 from firmware_py.evidence.seal import FORMAT, MANIFEST, SIGNATURE
@@ -221,6 +221,11 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
                   f"{record.get('stored_bytes')}")
     if hashlib.sha256(data).hexdigest() != record.get("stored_sha256"):
         item.fail(ALTERED, f"{name}: SHA-256 of the stored bytes differs from the manifest")
+        if record.get("encrypted"):
+            try:
+                _check_header(item, name, parse(data, name))
+            except EvidenceFileError:
+                pass  # not even a header: the hash has said it
         return
     if not record.get("encrypted"):
         item.plaintext_checked = True  # stored in the clear: the stored hash is the plaintext's
@@ -230,6 +235,7 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
     except EvidenceFileError as exc:
         item.fail(ALTERED, str(exc))
         return
+    _check_header(item, name, parsed)
     if len(parsed.chunks) != record.get("chunks") or parsed.torn_bytes:
         item.fail(ALTERED, f"{name}: {len(parsed.chunks)} chunks (+{parsed.torn_bytes} stray "
                   f"bytes), manifest says {record.get('chunks')}")
@@ -252,6 +258,17 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
         if digest.hexdigest() != record["plaintext_sha256"] or size != record.get("plaintext_bytes"):
             item.fail(ALTERED, f"{name}: decrypted content differs from the manifest's hash")
     item.plaintext_checked = True
+
+
+def _check_header(item: ItemReport, name: str, parsed: ParsedFile) -> None:
+    """A file's header names the file and its device: a renamed or exchanged file says so."""
+    if parsed.header.get("name") != name:
+        item.fail(ALTERED, f"{name}: its header names it {str(parsed.header.get('name'))[:120]!r}"
+                  " (renamed or exchanged)")
+    if item.body and parsed.header.get("device") != item.body.get("device"):
+        item.fail(ALTERED, f"{name}: its header names device "
+                  f"{str(parsed.header.get('device'))[:40]!r}, the manifest "
+                  f"{item.body.get('device')!r}")
 
 
 def _check_swaps(items: list[ItemReport]) -> None:
