@@ -116,6 +116,7 @@ def test_content_credentials_name_the_seals_and_an_edit_breaks_them(exported, tm
     manifests = {json.loads(p.read_bytes())["sequence"]: p for p in
                  (exported / "archive" / "BC-0001").rglob("*.manifest.json")}
     assert evidence["device"] == "BC-0001" and evidence["edits"] == "none except container change"
+    assert isinstance(evidence["place"]["latitude"], float)  # the first GNSS fix
     segments = [s for s in evidence["sealed"] if s["kind"] == "segment"]
     assert evidence["chain_positions"] == ", ".join(str(s["sequence"]) for s in segments)
     for sealed in segments:

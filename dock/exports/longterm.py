@@ -133,7 +133,7 @@ def archive_copy(archive: Path, dock_dir: Path, registry: dict[str, EnrolledDevi
             results.append(read_back(target, registry, export_key.ca_cert, activity))
     access_log.record(archive, maker, "archive_copy", {
         "activity": activity, "case_name": case_name, "case_number": case_number,
-        "copies": [{"to": str(r.path), "files": r.files, "sha256sums": r.fingerprint,
+        "copies": [{"to": str(r.path.resolve()), "files": r.files, "sha256sums": r.fingerprint,
                     "verified": r.verified} for r in results]})
     return results
 

@@ -155,6 +155,11 @@ def _chapters(recording: Recording, plain: Path, report: Report) -> tuple[list[C
             elif kind == "photo" and isinstance(when.get("monotonic"), (int, float)):
                 chapters.append(Chapter(at(when["monotonic"]),
                                         f"Photo {entry.get('file_number', '')} {when.get('local', '')}"))
+            elif kind == "gnss" and not place and entry.get("valid") \
+                    and isinstance(entry.get("lat"), (int, float)):
+                # The first valid fix of the recording: where it was made.
+                place = {"latitude": entry["lat"], "longitude": entry.get("lon"),
+                         "altitude_m": entry.get("alt_m"), "at_local": when.get("local")}
             elif kind == "gnss_fix" and not place and "latitude" in entry:
                 place = {"latitude": entry.get("latitude"), "longitude": entry.get("longitude"),
                          "at_local": when.get("local")}
