@@ -101,24 +101,31 @@ fi
 
 # --- 3. An encrypted (.bce, version 2) file: header, keys, every chunk ------------------
 
+# check_header FILE NAME DEVICE: 3.1 and 3.2; leaves the header in $WORK/header.json and
+# its length in $hlen. Fails (returns 1) when the file is no version 2 .bce file.
+check_header() {
+    # 3.1: magic "BCE2", the header's length (u16), the header (canonical JSON).
+    if [ "$(slice "$1" 0 4)" != BCE2 ]; then
+        fail "$2: not a version 2 .bce file (magic $(hex "$1" 0 4))"; return 1
+    fi
+    set -- "$1" "$2" "$3" $(dec "$1" 4 2)
+    hlen=$(($4 * 256 + $5))
+    slice "$1" 6 "$hlen" > "$WORK/header.json"
+    # 3.2: the header names the file and the device: a file renamed, or moved from another
+    # item or device, says so here (its stored hash fails too, but this names the swap).
+    if [ "$(str_field name "$WORK/header.json")" != "$2" ]; then
+        fail "$2: its header names it $(str_field name "$WORK/header.json") (files exchanged or renamed)"
+    fi
+    if [ "$(str_field device "$WORK/header.json")" != "$3" ]; then
+        fail "$2: its header names device $(str_field device "$WORK/header.json"), the manifest $3"
+    fi
+    return 0
+}
+
 # check_bce FILE NAME DEVICE COMPLETE CHUNKS PLAINTEXT_SHA256 PLAINTEXT_OUT
 check_bce() {
     f=$1 name=$2 device=$3 complete=$4 chunks=$5 plain_sha=$6 plain_out=$7
-    # 3.1: magic "BCE2", the header's length (u16), the header (canonical JSON).
-    if [ "$(slice "$f" 0 4)" != BCE2 ]; then
-        fail "$name: not a version 2 .bce file (magic $(hex "$f" 0 4))"; return
-    fi
-    set -- $(dec "$f" 4 2)
-    hlen=$(($1 * 256 + $2))
-    slice "$f" 6 "$hlen" > "$WORK/header.json"
-    # 3.2: the header names the file and the device: a file renamed, or moved from another
-    # item or device, says so here (its stored hash fails too, but this names the swap).
-    if [ "$(str_field name "$WORK/header.json")" != "$name" ]; then
-        fail "$name: its header names it $(str_field name "$WORK/header.json") (files exchanged or renamed)"
-    fi
-    if [ "$(str_field device "$WORK/header.json")" != "$device" ]; then
-        fail "$name: its header names device $(str_field device "$WORK/header.json"), the manifest $device"
-    fi
+    check_header "$f" "$name" "$device" || return 0
     [ -n "$AGENCY" ] || return 0
     if [ "$(str_field agency_key "$WORK/header.json")" != "$AGENCY_KEY_ID" ]; then
         fail "$name: encrypted to agency key $(str_field agency_key "$WORK/header.json"), not $AGENCY_KEY_ID"; return
@@ -218,7 +225,9 @@ while read -r m; do
         if [ ! -f "$f" ]; then fail "$name: missing (sealed by $base)"; continue; fi
         if [ "$(size "$f")" != "$(int_field stored_bytes "$WORK/record")" ] \
                 || [ "$(sha "$f")" != "$(str_field stored_sha256 "$WORK/record")" ]; then
-            fail "$name: stored bytes differ from the manifest (altered, exchanged or cut)"; continue
+            fail "$name: stored bytes differ from the manifest (altered, exchanged or cut)"
+            case $record in *'"encrypted":true'*) check_header "$f" "$name" "$device" ;; esac
+            continue
         fi
         ok "$name: stored bytes (SHA-256 $(str_field stored_sha256 "$WORK/record" | cut -c 1-16)…)"
         if [ -n "$RECEIPT_KEY" ]; then check_receipt "$f"; fi

@@ -178,6 +178,9 @@ def test_two_exchanged_files_fail_and_are_named(archive, stock_path, tmp_path):
     assert proc.returncode == 1
     assert f"FAIL    {first.name}: stored bytes differ" in proc.stdout
     assert f"FAIL    {second.name}: stored bytes differ" in proc.stdout
+    # The header inside each file names the other: the swap is named, not only found.
+    assert f"FAIL    {first.name}: its header names it {second.name}" in proc.stdout
+    assert f"FAIL    {second.name}: its header names it {first.name}" in proc.stdout
 
 
 @pytest.mark.req("R18.1")
