@@ -180,7 +180,11 @@ class EncryptingFile:
         self._mac = hmac.new(mac_key, head, hashlib.sha256)
         # The stored hash must see bytes in file order: one worker, fed in order.
         self._stored_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-sha256")
-        self._pending: Future[None] | None = None
+        # Two output buffers in turn: one is hashed (on the stored-hash thread) while the
+        # next chunk is encrypted into the other; a fresh megabyte per chunk would cost
+        # more in page faults than the encryption itself.
+        self._out = [bytearray(CHUNK_LIMIT + 16), bytearray(CHUNK_LIMIT + 16)]
+        self._pending: list[Future[None] | None] = [None, None]
         self._fh: BinaryIO = open(self.path, "xb")  # evidence is never overwritten
         self._plain = BackgroundHash()
         self._stored = hashlib.sha256()
@@ -203,9 +207,14 @@ class EncryptingFile:
     def _chunk(self, data: bytes | bytearray | memoryview, final: bool) -> None:
         written_at = self._utc_ms()
         head = CHUNK_HEAD.pack(len(data), written_at, FINAL if final else 0)
+        slot = self.chunks % 2
+        if self._pending[slot] is not None:
+            self._pending[slot].result()  # its last chunk is hashed: the buffer is free
         encryptor = Cipher(algorithms.AES(self._enc_key),
                            modes.CTR(counter_block(self.chunks))).encryptor()
-        ciphertext = encryptor.update(data) + encryptor.finalize()
+        size = encryptor.update_into(data, self._out[slot])
+        encryptor.finalize()
+        ciphertext = memoryview(self._out[slot])[:size]
         mac = self._mac.copy()
         mac.update(self.chunks.to_bytes(8, "big") + head)
         mac.update(ciphertext)  # encrypt-then-MAC: the tag covers what is stored
@@ -213,21 +222,20 @@ class EncryptingFile:
         self._fh.write(head)
         self._fh.write(ciphertext)
         self._fh.write(tag)
-        if self._pending is not None:
-            self._pending.result()
-        # Fresh bytes per chunk, so the stored hash may run beside the next encryption.
-        self._pending = self._stored_pool.submit(self._stored_update, head, ciphertext, tag)
-        self.bytes_written += len(head) + len(ciphertext) + len(tag)
+        self._pending[slot] = self._stored_pool.submit(self._stored_update, head, ciphertext,
+                                                       tag)
+        self.bytes_written += len(head) + size + len(tag)
         self.chunks += 1
         self._last_chunk_ms = written_at
 
-    def _stored_update(self, *parts: bytes) -> None:
+    def _stored_update(self, *parts: bytes | memoryview) -> None:
         for part in parts:
             self._stored.update(part)
 
     def _stored_digest(self) -> str:
-        if self._pending is not None:
-            self._pending.result()
+        for future in self._pending:
+            if future is not None:
+                future.result()
         self._stored_pool.shutdown(wait=True)
         return self._stored.hexdigest()
 
@@ -392,6 +400,7 @@ def decrypt_chunks(parsed: ParsedFile, agency_private: X25519PrivateKey,
         return
     enc_key, mac_key = file_keys(*_shared_secret(parsed.header, agency_private, name))
     mac = hmac.new(mac_key, file_head(parsed.header_bytes), hashlib.sha256)
+    buffer = bytearray(CHUNK_LIMIT + 16)  # reused: the caller consumes each plaintext first
     for chunk in parsed.chunks:
         check = mac.copy()
         check.update(chunk.index.to_bytes(8, "big") + chunk.head)
@@ -401,7 +410,9 @@ def decrypt_chunks(parsed: ParsedFile, agency_private: X25519PrivateKey,
                                     "authentication (altered, reordered or from another file)")
         decryptor = Cipher(algorithms.AES(enc_key),
                            modes.CTR(counter_block(chunk.index))).decryptor()
-        yield chunk, decryptor.update(chunk.ciphertext) + decryptor.finalize(), bool(chunk.final)
+        size = decryptor.update_into(chunk.ciphertext, buffer)
+        decryptor.finalize()
+        yield chunk, memoryview(buffer)[:size], bool(chunk.final)
 
 
 def _decrypt_chunks_v1(parsed: ParsedFile, agency_private: X25519PrivateKey,
