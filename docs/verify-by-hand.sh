@@ -5,7 +5,8 @@
 # read it as a procedure and run it, with nothing from bodycam. It uses only:
 #   openssl (3.0 or later)   signatures, X25519, HKDF, HMAC-SHA256, AES-256-CTR
 #   sha256sum                SHA-256 of files
-#   a POSIX shell and POSIX tools (od, tail, head -c, sed, tr, cut, sort, wc, find, cmp)
+#   a POSIX shell and POSIX tools (od, tail, head -c, sed, grep, tr, cut, sort, wc, find,
+#   mktemp, cp, mkdir, rm)
 # No crypto library, no Python, no jq.
 #
 # Usage:
@@ -47,7 +48,7 @@ done
 shift $((OPTIND - 1))
 [ $# -eq 2 ] || { echo "usage: $0 [-k AGENCY_KEY] [-o DIR] [-r RECEIPT_KEY] [-t TSA_CA] [-s ACTIVITY] EVIDENCE_DIR DEVICE_KEY" >&2; exit 2; }
 EVIDENCE=$1 DEVICE_KEY=$2
-for tool in openssl sha256sum od tail head sed tr cut sort wc find cmp; do
+for tool in openssl sha256sum od tail head sed grep tr cut sort wc find mktemp cp mkdir rm; do
     command -v $tool >/dev/null 2>&1 || { echo "needs $tool" >&2; exit 2; }
 done
 [ -d "$EVIDENCE" ] || { echo "$EVIDENCE: not a directory" >&2; exit 2; }
