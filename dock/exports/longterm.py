@@ -149,8 +149,8 @@ class _DevicePlan:
 
 def _device_plan(folder: Path, registry: dict[str, EnrolledDevice]) -> _DevicePlan:
     device_dir = folder.parent
-    sequences = [json.loads(p.read_bytes())["sequence"] for p in folder.glob(f"*{MANIFEST}")]
-    last = max(sequences)
+    bodies = [json.loads(p.read_bytes()) for p in folder.glob(f"*{MANIFEST}")]
+    last = max(body["sequence"] for body in bodies)
     heads, _ = find_heads([device_dir / CHAIN_FOLDER], registry)
     reaching = sorted((h for h in heads if h.sequence >= last), key=lambda h: h.sequence)
     if not reaching:
@@ -164,7 +164,8 @@ def _device_plan(folder: Path, registry: dict[str, EnrolledDevice]) -> _DevicePl
         sequence = json.loads(manifest.read_bytes()).get("sequence")
         if isinstance(sequence, int) and last < sequence <= head.sequence:
             context.append(manifest)
-    key = next(r for r in registry.values() if r.device == device_dir.name)
+    # The key that sealed this activity (a device enrolled again has another since).
+    key = registry[str(bodies[-1]["signing_key"])]
     return _DevicePlan(device_dir.name, pem_public(key.public_key), folder, sorted(context),
                        head.path)
 
