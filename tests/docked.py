@@ -3,7 +3,10 @@ made from it (docs/verify-by-hand.sh, playable copies, long-term copies)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from bodycam.simulation import run_docked
@@ -31,3 +34,35 @@ def docked_shift(out: Path) -> Path:
     (out / "device.pub.pem").write_text(
         json.loads((out / "dock" / "devices" / "BC-0001.json").read_text())["public_key"])
     return out
+
+
+_shared: dict[str, Path] = {}
+
+
+def shared_docked_shift(factory) -> Path:
+    """One docked shift for the whole test session (``factory``: pytest's
+    ``tmp_path_factory``): the tests that read it copy before they change anything, and
+    write only under their own folders of it."""
+    if "out" not in _shared:
+        _shared["out"] = docked_shift(factory.mktemp("docked-shift"))
+    return _shared["out"]
+
+
+@dataclass
+class Ran:
+    """What a ``bodycam`` command run in this process returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def bodycam(*args: str) -> Ran:
+    """``bodycam ARGS`` in this process (the command line's own ``main``): the same code as
+    the installed command, without a second interpreter's start-up per call."""
+    from bodycam.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return Ran(code, out.getvalue(), err.getvalue())

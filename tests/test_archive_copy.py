@@ -14,12 +14,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from docked import docked_shift
+from docked import bodycam, shared_docked_shift
 from dock import access_log
 from dock.exports.credentials import read_credentials
 
@@ -30,16 +29,15 @@ assert not [t for t in TOOLS if shutil.which(t) is None], "make test installs th
 
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    out = docked_shift(tmp_path_factory.mktemp("copies"))
+    out = shared_docked_shift(tmp_path_factory)
     (out / "dock.toml").write_text(f'[dock]\ndir = "{out / "dock"}"\narchive = "{out / "archive"}"\n')
     activity = next(p.name for p in (out / "archive" / "BC-0001").iterdir()
                     if p.name[0].isdigit())
-    proc = subprocess.run([sys.executable, "-m", "bodycam", "dock", "--config",
-                           str(out / "dock.toml"), "archive-copy", activity,
-                           "--to", str(out / "disc-1"), "--to", str(out / "disc-2"),
-                           "--maker", "Custodian Li Wei", "--case", "Wage arrears, Textile Co.",
-                           "--case-number", "BF-LI-2026-117"],
-                          capture_output=True, text=True, timeout=600)
+    proc = bodycam("dock", "--config",
+                   str(out / "dock.toml"), "archive-copy", activity,
+                   "--to", str(out / "disc-1"), "--to", str(out / "disc-2"),
+                   "--maker", "Custodian Li Wei", "--case", "Wage arrears, Textile Co.",
+                   "--case-number", "BF-LI-2026-117")
     return out, proc
 
 
@@ -123,10 +121,9 @@ def test_archive_copy_refuses_one_copy_and_a_used_directory(copies):
     activity = next(p.name for p in (out / "archive" / "BC-0001").iterdir() if p.name[0].isdigit())
     for targets in ([out / "x1"], [out / "disc-1", out / "x2"]):
         args = [a for t in targets for a in ("--to", str(t))]
-        proc = subprocess.run([sys.executable, "-m", "bodycam", "dock", "--config",
-                               str(out / "dock.toml"), "archive-copy", activity, *args,
-                               "--maker", "X"], capture_output=True, text=True, timeout=120)
+        proc = bodycam("dock", "--config",
+                       str(out / "dock.toml"), "archive-copy", activity, *args,
+                       "--maker", "X")
         assert proc.returncode == 1 and "archive-copy refused" in proc.stderr
-    assert json.loads(json.dumps(access_log.read(out / "archive")))  # still one entry
     assert len([e for e in access_log.read(out / "archive")
                 if e["action"] == "archive_copy"]) == 1

@@ -16,13 +16,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import pytest
 
-from docked import docked_shift
+from docked import bodycam, shared_docked_shift
 from dock.exports.credentials import read_credentials
 
 assert shutil.which("ffprobe"), "needs ffprobe (make test installs it)"
@@ -30,12 +29,12 @@ assert shutil.which("ffprobe"), "needs ffprobe (make test installs it)"
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = docked_shift(tmp_path_factory.mktemp("mp4"))
+    out = shared_docked_shift(tmp_path_factory)
     for fmt, folder in (("mp4", "mp4"), ("plain", "plain")):
-        proc = subprocess.run([sys.executable, "-m", "bodycam", "export",
-                               str(out / "archive" / "BC-0001"), "--trust", str(out / "dock"),
-                               "--key", str(out / "dock"), "--out", str(out / folder),
-                               "--format", fmt], capture_output=True, text=True, timeout=300)
+        proc = bodycam("export",
+                       str(out / "archive" / "BC-0001"), "--trust", str(out / "dock"),
+                       "--key", str(out / "dock"), "--out", str(out / folder),
+                       "--format", fmt)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 

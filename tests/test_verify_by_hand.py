@@ -19,12 +19,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from docked import docked_shift
+from docked import bodycam, shared_docked_shift
 
 SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "verify-by-hand.sh"
 # What the script may use: the stock tools it names, and nothing else on PATH.
@@ -35,7 +34,7 @@ assert not MISSING_TOOLS, f"needs {MISSING_TOOLS} (make test installs them)"
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return docked_shift(tmp_path_factory.mktemp("by-hand"))
+    return shared_docked_shift(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +159,8 @@ def test_removed_newest_items_fail_by_the_signed_chain_head(archive, stock_path,
     assert "the newest items were removed" in proc.stdout
     assert "chain links up to sequence" in proc.stdout  # the chain alone looks whole
     # bodycam verify says the same.
-    verify = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(copy), "--trust",
-                             str(archive / "dock")], capture_output=True, text=True, timeout=120)
+    verify = bodycam("verify", str(copy), "--trust",
+                     str(archive / "dock"))
     assert verify.returncode == 1
     assert "the newest items were removed" in verify.stdout
     assert f"sequence {sealed[-1][1]['sequence']}" in verify.stdout
@@ -196,8 +195,7 @@ def test_a_cut_final_chunk_fails(archive, stock_path, tmp_path):
         pos += 13 + int.from_bytes(data[pos:pos + 4], "big") + 32
     assert data[last + 12] == 1  # its flags byte says final
     media.write_bytes(data[:last])
-    proc = by_hand(stock_path, copy, archive / "device.pub.pem",
-                   "-k", str(archive / "dock" / "keys" / "agency_x25519.pem"))
+    proc = by_hand(stock_path, copy, archive / "device.pub.pem")
     assert proc.returncode == 1
     assert f"FAIL    {media.name}: stored bytes differ" in proc.stdout
 
@@ -294,9 +292,9 @@ def test_version_1_files_still_verify_and_export(archive, tmp_path):
     record = body["files"][0]
     agency = load_agency_private(archive / "dock")
     plain = tmp_path / "plain"
-    subprocess.run([sys.executable, "-m", "bodycam", "export", str(archive / "archive" / "BC-0001"),
-                    "--trust", str(archive / "dock"), "--key", str(archive / "dock"),
-                    "--out", str(plain)], check=True, capture_output=True, timeout=120)
+    assert bodycam("export", str(archive / "archive" / "BC-0001"), "--trust",
+                   str(archive / "dock"), "--key", str(archive / "dock"),
+                   "--out", str(plain)).returncode == 0
     plaintext = (plain / manifest.parent.name / record["name"].removesuffix(".bce")).read_bytes()
     v1 = write_v1(plaintext, agency.public_key(), {"device": "BC-0001", "name": record["name"],
                                                    "role": "media"}, 1795914060301)
@@ -309,9 +307,8 @@ def test_version_1_files_still_verify_and_export(archive, tmp_path):
         (archive / "device" / "keys" / "device_ed25519.pem").read_bytes(), password=None)
     manifest.with_name(manifest.name.replace(".json", ".sig")).write_bytes(device_key.sign(text))
     # The chain link of the next manifest now points at the old bytes: check this item alone.
-    verify = subprocess.run([sys.executable, "-m", "bodycam", "verify", str(manifest), "--trust",
-                             str(archive / "dock"), "--key", str(archive / "dock"), "--json"],
-                            capture_output=True, text=True, timeout=120)
+    verify = bodycam("verify", str(manifest), "--trust", str(archive / "dock"), "--key",
+                     str(archive / "dock"), "--json")
     item = json.loads(verify.stdout)["items"][0]
     assert item["status"] == "valid" and item["plaintext_checked"], item
     # A flipped byte in a version 1 chunk fails its GCM tag.
@@ -346,7 +343,7 @@ def test_each_chain_head_has_a_time_stamp_token_openssl_verifies(archive, stock_
     by_hand_run = by_hand(stock_path, archive / "archive" / "BC-0001", archive / "device.pub.pem",
                           "-t", str(ca))
     assert by_hand_run.returncode == 0 and "time-stamp token verifies" in by_hand_run.stdout
-    verify = subprocess.run([sys.executable, "-m", "bodycam", "verify",
-                             str(archive / "archive" / "BC-0001"), "--trust",
-                             str(archive / "dock")], capture_output=True, text=True, timeout=120)
+    verify = bodycam("verify",
+                     str(archive / "archive" / "BC-0001"), "--trust",
+                     str(archive / "dock"))
     assert verify.returncode == 0 and "time-stamped" in verify.stdout, verify.stdout[-1500:]
