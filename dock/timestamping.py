@@ -21,10 +21,6 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dock import pki
 from dock.enrollment import dock_ca
@@ -48,31 +44,8 @@ def _tsa_files(dock_dir: Path) -> tuple[Path, Path, Path]:
     if cert.exists() and key.exists() and config.exists():
         return cert, key, config
     ca = dock_ca(Path(dock_dir))
-    folder.mkdir(parents=True, exist_ok=True)
-    private = ec.generate_private_key(ec.SECP256R1())
-    now = pki._now()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{ca.name} TSA")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - pki.BACKDATE)
-        .not_valid_after(min(now + pki.LEAF_VALIDITY, ca.certificate.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        # RFC 3161 2.3: the TSA's certificate has exactly this EKU, marked critical.
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(private.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            ca.private_key.public_key()), critical=False)
-        .sign(ca.private_key, hashes.SHA256()))
-    pki._write_key(key, private)
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files = pki.issue_time_stamping(ca, folder, f"{ca.name} TSA")
+    cert, key = files.cert, files.key
     (folder / "serial").write_text("01\n")
     config.write_text(f"""# The unit's time-stamping authority, driven by the bodycam dock (openssl ts -reply).
 [ tsa ]
