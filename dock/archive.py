@@ -237,12 +237,7 @@ class Archive:
         if name.endswith(SIGNATURE) or name.endswith(CHAIN_HEAD_SIG):
             return False  # checked with its manifest, or with its chain head
         if name.endswith(CHAIN_HEAD):
-            sig = folder / (name[: -len(CHAIN_HEAD)] + CHAIN_HEAD_SIG)
-            head, problem = check_chain_head(data, sig.read_bytes() if sig.exists() else None,
-                                             self.registry())
-            if head is None or head.get("device") != device:
-                raise ArchiveError(f"{name}: {problem or 'a chain head of another device'}")
-            return True
+            return self.verify_chain_head(device, activity, name, data)
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
             body, problems = check_manifest(data, sig.read_bytes() if sig.exists() else None,
@@ -281,6 +276,16 @@ class Archive:
                             raise ArchiveError(f"{name}: chunk count differs from its seal")
                     return True
         return False  # no seal (yet) covers it: stored, receipted as unverified
+
+    def verify_chain_head(self, device: str, activity: str, name: str, data: bytes) -> bool:
+        """A device's signed chain head on arrival: canonical, signed by that device's
+        enrolled key (its signature arrived first, beside it), or ArchiveError says why."""
+        sig = self.root / device / activity / (name[: -len(CHAIN_HEAD)] + CHAIN_HEAD_SIG)
+        head, problem = check_chain_head(data, sig.read_bytes() if sig.exists() else None,
+                                         self.registry())
+        if head is None or head.get("device") != device:
+            raise ArchiveError(f"{name}: {problem or 'a chain head of another device'}")
+        return True
 
     # --- docking, clock, ledger -----------------------------------------------------------------
 

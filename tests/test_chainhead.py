@@ -98,10 +98,10 @@ def test_the_dock_refuses_a_forged_head_before_receipting_it(enrolled):
         (folder / sig.name).write_bytes(sig.read_bytes())
         forged = head.read_bytes().replace(b'"sequence":4', b'"sequence":2')
         with pytest.raises(ArchiveError, match="signature does not match"):
-            archive._verify("BC-0001", "chain", head.name, forged, "0" * 64)
+            archive.verify_chain_head("BC-0001", "chain", head.name, forged)
         # A head sent by another device's connection is refused too.
         with pytest.raises(ArchiveError):
-            archive._verify("BC-0002", "chain", head.name, head.read_bytes(), "0" * 64)
-        assert archive._verify("BC-0001", "chain", head.name, head.read_bytes(), "0" * 64)
+            archive.verify_chain_head("BC-0002", "chain", head.name, head.read_bytes())
+        assert archive.verify_chain_head("BC-0001", "chain", head.name, head.read_bytes())
     finally:
         archive.close()
