@@ -96,8 +96,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_mp4(args: argparse.Namespace, registry: Any, key: Any) -> int:
-    from dock.exports.credentials import export_key
+    from dock.exports.credentials import CredentialsError, export_key
     from dock.exports.playable import export_playable
+    from dock.exports.remux import RemuxError
 
     dock_dir = args.dock or args.trust
     if not (Path(dock_dir) / "ca" / "ca.crt").exists():
@@ -106,7 +107,7 @@ def _export_mp4(args: argparse.Namespace, registry: Any, key: Any) -> int:
         return EXIT_USAGE
     try:
         result = export_playable(args.paths, registry, key, args.out, export_key(dock_dir))
-    except ExportRefused as exc:
+    except (ExportRefused, RemuxError, CredentialsError) as exc:
         print(f"bodycam: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
     if args.json:

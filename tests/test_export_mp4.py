@@ -135,3 +135,27 @@ def test_content_credentials_name_the_seals_and_an_edit_breaks_them(exported, tm
         after = read_credentials(edited, trust_anchor=ca)
         assert after.state == "Invalid", (copy.name, after)
         assert any("mismatch" in code for code in after.failures), after.failures
+
+
+def test_export_refuses_evidence_that_does_not_verify_and_writes_nothing(exported, tmp_path):
+    copy = tmp_path / "BC-0001"
+    shutil.copytree(exported / "archive" / "BC-0001", copy)
+    media = max(copy.rglob("*.ts.bce"), key=lambda p: p.stat().st_size)
+    media.chmod(0o644)
+    data = bytearray(media.read_bytes())
+    data[-100] ^= 0x01
+    media.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    ran = bodycam("export", str(copy), "--trust", str(exported / "dock"), "--key",
+                  str(exported / "dock"), "--out", str(out), "--format", "mp4")
+    assert ran.returncode == 1 and "export refused" in ran.stderr
+    assert not list(out.rglob("*.mp4")) and not list(out.rglob("*.jpg"))
+
+
+def test_a_segment_the_demuxer_cannot_read_is_named(tmp_path):
+    from dock.exports.remux import RemuxError, remux_to_mp4
+
+    bad = tmp_path / "garbage.ts"
+    bad.write_bytes(b"\x00" * 4096)  # verified bytes can still be no MPEG-TS (a forged seal)
+    with pytest.raises(RemuxError, match="garbage.ts"):
+        remux_to_mp4([bad], tmp_path / "out.mp4")

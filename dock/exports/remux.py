@@ -53,8 +53,19 @@ def remux_to_mp4(segments: Sequence[Path], out: Path, chapters: Sequence[Chapter
     Raises ``RemuxError`` when a segment has no video, codecs differ, or time runs back."""
     if not segments:
         raise RemuxError("no segments to join")
-    inputs = [av.open(str(path)) for path in segments]
     try:
+        return _remux(segments, out, chapters, metadata)
+    except av.error.FFmpegError as exc:  # a sealed segment the demuxer cannot read
+        raise RemuxError(f"{Path(out).name}: cannot join {', '.join(Path(s).name for s in segments)}"
+                         f": {exc}") from None
+
+
+def _remux(segments: Sequence[Path], out: Path, chapters: Sequence[Chapter],
+           metadata: Mapping[str, str] | None) -> RemuxResult:
+    inputs = []
+    try:
+        for path in segments:
+            inputs.append(av.open(str(path)))
         video_template = audio_template = None
         for path, container in zip(segments, inputs):
             if not container.streams.video:
