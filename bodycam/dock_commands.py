@@ -17,6 +17,8 @@ from bodycam import station_commands
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
 from dock import ledger, registry
+from bodycam import copy_commands
+from dock.timestamping import Timestamper
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
@@ -82,6 +84,7 @@ def register(sub: Any) -> None:
     d.set_defaults(func=cmd_dock_overdue)
     _register_withdraw(dock_sub)
     station_commands.register(dock_sub)
+    copy_commands.register(dock_sub)
     _config_after_action(dock_sub)
 
 
@@ -321,6 +324,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
                           dock_id=config.dock.id, on_progress=progress_printer())
+    if config.timestamp.url:  # an external TSA in place of the unit's own
+        service.archive.timestamper = Timestamper(dock_dir, config.timestamp.url)
     service.start()
     through = (f"listening through {config.broker.mode} broker at "
                f"{_addresses([config.broker.host], port)}" if broker is not None

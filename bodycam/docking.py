@@ -75,6 +75,9 @@ class DockLink:
         # Called on the link's thread with each session just before it runs (the simulator
         # watches a session through this to inject its docking faults).
         self.on_session: list[Callable[[DeviceSync], None]] = []
+        # Called on the link's thread before each session offers anything (the composition
+        # root signs the device's chain head here, so every docking carries one).
+        self.before_session: list[Callable[[], None]] = []
 
     # --- Docking ------------------------------------------------------------------------
 
@@ -136,6 +139,11 @@ class DockLink:
             battery = int(self._power.read().capacity_percent)
         except Exception:  # the gauge's trouble is the agent's to report, not the sync's
             battery = None
+        for prepare in self.before_session:
+            try:
+                prepare()
+            except Exception:  # the sync goes on; what is missing shows at the dock
+                log.exception("%s: preparing the docking failed", self._device)
         try:
             session = DeviceSync(self._paths.root, self._device, address.host, address.port,
                                  tls=address.tls, audit=self._audit, battery_percent=battery,

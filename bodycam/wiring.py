@@ -11,6 +11,7 @@ runs the same code as one on a Raspberry Pi.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -28,11 +29,14 @@ from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
-from firmware_py.evidence.keys import read_enrollment, require_enrolled
+from firmware_py.evidence.chainhead import write_chain_head
+from firmware_py.evidence.keys import device_identity, read_enrollment, require_enrolled
 from firmware_py.paths import DeviceLayout
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
+
+log = logging.getLogger(__name__)
 
 FindDock = Callable[[], DockAddress | None]
 
@@ -70,12 +74,21 @@ def build_device(config: Config, hardware: Hardware, root: Path,
                         config.device.device.id, audit, hardware.clock, hardware.power,
                         find_dock, correct_above_s=config.policy.selfcheck.clock_correct_above_s,
                         retry_s=config.device.dock.retry_s)
+        link.before_session.append(lambda: sign_chain_head(layout, config, hardware))
     try:
         agent = assemble(config, hardware, audit, layout, docking=link)
     except BaseException:
         audit.close()
         raise
     return Device(agent, audit, layout, link)
+
+
+def sign_chain_head(layout: DeviceLayout, config: Config, hardware: Hardware) -> None:
+    """At each docking: the device's chain head, signed, among the files it offers."""
+    identity = device_identity(layout.root, config.device.device.id)
+    path = write_chain_head(layout.evidence, identity, hardware.clock.now())
+    if path is not None:
+        log.info("chain head signed: %s", path.name)
 
 
 def as_enrolled(config: Config, root: Path) -> Config:

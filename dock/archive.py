@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import mmap
+import logging
 import os
 import sqlite3
 import time
@@ -27,13 +29,20 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from dock.receipts import file_receipt, read_receipt
+from dock.timestamping import Timestamper, TimestampError
 from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.chainhead import SIGNATURE as CHAIN_HEAD_SIG
+from firmware_py.evidence.chainhead import SUFFIX as CHAIN_HEAD
+from firmware_py.evidence.chainhead import check_chain_head
 from firmware_py.evidence.evidence_file import EvidenceFileError, parse
 from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
-from firmware_py.evidence.store import fsync_dir
+from firmware_py.evidence.store import READ_ONLY, fsync_dir
 from firmware_py.evidence.verify import check_manifest, file_records
 from sync.protocol import receipt_body
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -95,7 +104,11 @@ class Archive:
         # is read and hashed at completion.
         self._hashing: dict[tuple[str, str], tuple[Any, int]] = {}
         self._moved: set[Path] = set()  # folders of files completed with ``defer``
+        self._unsynced_files: list[Path] = []  # their receipts, written and not yet fsynced
         self._abandoned = False
+        # RFC 3161 tokens over chain heads at filing; the composition root may point it at
+        # an external TSA (dock.toml [timestamp] url).
+        self.timestamper = Timestamper(self.dock_dir)
 
     def registry(self) -> dict[str, EnrolledDevice]:
         # Read each time: a device enrolled while the dock runs is known at once.
@@ -252,6 +265,20 @@ class Archive:
                             archive_path=str(target.relative_to(self.root)),
                             activity=activity, verified=verified)
         signature_bytes = sign_receipt(self._key, body)
+        filed = read_receipt(target) if moved else None
+        if filed is not None:
+            # A receipt was filed before the crash that lost the index row: it stays the
+            # file's one receipt (it was never sent, so the device gets this one now).
+            body, signature_bytes = filed
+            os.chmod(target, READ_ONLY)
+        else:  # read-only, receipt beside it
+            self._unsynced_files += file_receipt(target, body, signature_bytes,
+                                                 durable=not defer)
+        if name.endswith(CHAIN_HEAD):
+            try:
+                self.timestamper.stamp(target)
+            except TimestampError as exc:  # the head is filed; verify reports the token missing
+                log.warning("%s: no time-stamp token: %s", name, exc)
         self.db.execute("UPDATE files SET state='archived', archive_path=?, stored_at=?, "
                         "receipt=?, signature=?, verified=? WHERE device=? AND file_id=?",
                         (body["archive_path"], time.time(), json.dumps(body),
@@ -265,8 +292,18 @@ class Archive:
         fsynced (the moves), then the index committed — in that order, so the index never
         says archived for a file whose move a power cut could undo."""
         moved, self._moved = self._moved, set()
+        files, self._unsynced_files = self._unsynced_files, []
         if self._abandoned:
             return
+        # The receipts written beside them: many at once in one syncfs, a few one by one.
+        synced = len(files) >= SYNCFS_FROM and _syncfs_path(files[0])
+        if not synced:
+            for path in files:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         for folder in sorted(moved):
             fsync_dir(folder)
         self.db.commit()
@@ -276,8 +313,10 @@ class Archive:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
-        if name.endswith(SIGNATURE):
-            return False  # checked with its manifest
+        if name.endswith(SIGNATURE) or name.endswith(CHAIN_HEAD_SIG):
+            return False  # checked with its manifest, or with its chain head
+        if name.endswith(CHAIN_HEAD):
+            return self.verify_chain_head(device, activity, name, part.read_bytes())
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
             body, problems = check_manifest(part.read_bytes(),
@@ -312,6 +351,16 @@ class Archive:
                         raise ArchiveError(f"{name}: chunk count differs from its seal")
                     return True
         return False  # no seal (yet) covers it: stored, receipted as unverified
+
+    def verify_chain_head(self, device: str, activity: str, name: str, data: bytes) -> bool:
+        """A device's signed chain head on arrival: canonical, signed by that device's
+        enrolled key (its signature arrived first, beside it), or ArchiveError says why."""
+        sig = self.root / device / activity / (name[: -len(CHAIN_HEAD)] + CHAIN_HEAD_SIG)
+        head, problem = check_chain_head(data, sig.read_bytes() if sig.exists() else None,
+                                         self.registry())
+        if head is None or head.get("device") != device:
+            raise ArchiveError(f"{name}: {problem or 'a chain head of another device'}")
+        return True
 
     # --- docking, clock, ledger -----------------------------------------------------------------
 
@@ -386,6 +435,14 @@ def make_durable(written: list[tuple[tuple[str, str], BinaryIO]]) -> list[tuple[
     return ends
 
 
+def _syncfs_path(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _syncfs(fd)
+    finally:
+        os.close(fd)
+
+
 def _syncfs(fd: int) -> bool:
     """syncfs(2) on the filesystem holding ``fd``: True once it is durable, False where the
     call does not exist (not Linux). An error writing back is an OSError, as fsync's."""
@@ -429,8 +486,9 @@ def _chunk_count(path: Path, name: str) -> int:
                 raise ArchiveError(str(exc)) from None
             count = len(parsed.chunks)
             for chunk in parsed.chunks:  # the map cannot close while views into it live
-                if isinstance(chunk.ciphertext, memoryview):
-                    chunk.ciphertext.release()
+                for part in (getattr(chunk, f.name) for f in dataclasses.fields(chunk)):
+                    if isinstance(part, memoryview):
+                        part.release()
             del parsed
             return count
 

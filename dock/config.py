@@ -54,11 +54,20 @@ class EnrolmentSection:
 
 
 @dataclass(frozen=True)
+class TimestampSection:
+    url: str = setting("", "RFC 3161 time-stamping authority asked for a token over each "
+                       "device's chain head at filing; empty: the unit's own TSA (`openssl ts`, "
+                       "its certificate from the dock's CA in `tsa/`).",
+                       pattern=r"^(|https?://[^\s]+)$")
+
+
+@dataclass(frozen=True)
 class DockConfig:
     dock: DockSection = field(default_factory=DockSection)
     broker: BrokerSection = field(default_factory=BrokerSection)
     deadline: DeadlineSection = field(default_factory=DeadlineSection)
     enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
+    timestamp: TimestampSection = field(default_factory=TimestampSection)
 
 
 def load(path: Path | None = None) -> DockConfig:

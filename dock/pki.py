@@ -161,6 +161,51 @@ def issue_client(ca: CA, dir: Path | str, common_name: str, *,
                   ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
 
 
+def issue_content_signing(ca: CA, dir: Path | str, common_name: str, *,
+                          name: str = "export", validity: dt.timedelta = LEAF_VALIDITY) -> CertFiles:
+    """A leaf for signing content (C2PA Content Credentials on exported copies): key usage
+    digitalSignature, extended key usage emailProtection, as C2PA signers take it."""
+    return _issue(ca, Path(dir), name, common_name, ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                  validity, None)
+
+
+def issue_time_stamping(ca: CA, dir: Path | str, common_name: str, *, name: str = "tsa",
+                        validity: dt.timedelta = LEAF_VALIDITY) -> CertFiles:
+    """A time-stamping authority's leaf (RFC 3161 2.3: extended key usage timeStamping
+    only, marked critical; key usage digitalSignature and nonRepudiation)."""
+    root = Path(dir)
+    root.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + validity, ca.certificate.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=True, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
+                       critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca.private_key.public_key()), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    files = CertFiles(root / f"{name}.crt", root / f"{name}.key")
+    _write_key(files.key, key)
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    log.info("issued time-stamping certificate CN=%s serial %x into %s", common_name,
+             cert.serial_number, root)
+    return files
+
+
 class CSRError(ValueError):
     """A certificate signing request the dock will not sign."""
 

@@ -30,6 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from device.clock import Clock, TimeSource
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
+from firmware_py.evidence.chainhead import FOLDER as CHAIN_FOLDER
+from firmware_py.evidence.chainhead import SIGNATURE as CHAIN_HEAD_SIG
+from firmware_py.evidence.chainhead import SUFFIX as CHAIN_HEAD
 from firmware_py.evidence.store import READ_ONLY, write_atomic
 from sync import protocol as p
 from sync.credentials import dock_public
@@ -172,6 +175,11 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
         if folder.name == AUDIT_FOLDER:
             for snapshot in sorted(folder.glob("audit-*.jsonl")):
                 add(snapshot, None, "audit_log")
+        if folder.name == CHAIN_FOLDER:  # signed chain heads: the signature first
+            for head in sorted(folder.glob(f"*{CHAIN_HEAD}")):
+                add(head.with_name(head.name[: -len(CHAIN_HEAD)] + CHAIN_HEAD_SIG), None,
+                    "chain_head_signature")
+                add(head, None, "chain_head")
     return out
 
 

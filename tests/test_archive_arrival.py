@@ -16,6 +16,7 @@ import pytest
 
 from dock.archive import Archive, ArchiveError
 from dock.enrollment import dock_key, enroll_device
+from firmware_py.evidence.canonical import canonical
 from firmware_py.evidence.evidence_file import EncryptingFile
 from firmware_py.evidence.keys import device_identity
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE, Sealer
@@ -166,13 +167,19 @@ def test_files_completed_together_survive_a_crash_between_the_move_and_the_commi
         archive.complete(DEVICE, file_id, defer=True)
     archive.abandon()  # moved, never committed
     folder = root / DEVICE / files["media"].parent.name
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in files.values())
+    moved = [p.name for p in folder.iterdir() if not p.name.endswith((".receipt.json", ".receipt.sig"))]
+    assert sorted(moved) == sorted(f.name for f in files.values())
+    filed = {p.name: p.read_bytes() for p in folder.glob("*.receipt.json")}
+    assert len(filed) == 3  # receipts filed beside them, never sent
     archive = open_archive(dock_dir, root)
     assert set(archive.resume_state(DEVICE)[0]) == set(ids)  # still incoming to the index
     for role, file_id in zip(("signature", "manifest", "media"), ids):
         send(archive, files[role], manifest=manifest, kind=role)  # the device resends
         stored = archive.complete(DEVICE, file_id)
-        assert (root / stored.receipt["archive_path"]).read_bytes() == files[role].read_bytes()
+        target = root / stored.receipt["archive_path"]
+        assert target.read_bytes() == files[role].read_bytes()
+        # The receipt filed before the crash stays the file's one receipt.
+        assert canonical(stored.receipt) == filed[target.name + ".receipt.json"]
     assert stored.receipt["verified"] is True
     assert not archive.resume_state(DEVICE)[0]
     archive.close()

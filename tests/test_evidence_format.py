@@ -3,8 +3,10 @@
 A short simulated shift produces real sealed evidence. Everything is then checked the way a
 third party would, from the document alone: signatures with ``openssl pkeyutl``, stored
 bytes with ``sha256sum``, the chain with ``hashlib``, and a ``.bce`` file decrypted by the
-stdlib + ``cryptography`` reader the document gives (written out here, not imported from
-``firmware_py``), its plaintext hashed and read by ffprobe. Only the simulator that makes
+optional stdlib + ``cryptography`` reader of the document's section 5 (written out here, not
+imported from ``firmware_py``), its plaintext hashed and read by ffprobe. The stock-tools
+procedure (openssl, sha256sum and a POSIX shell, no crypto library) is
+docs/verify-by-hand.sh, run by tests/test_verify_by_hand.py. Only the simulator that makes
 the evidence is bodycam's; no check uses ``firmware_py``'s verification, parsing or keys.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import shutil
 import struct
@@ -20,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -42,49 +44,54 @@ assert not MISSING_TOOLS, f"needs {MISSING_TOOLS} (make test installs them)"
 
 # --- the document's reader, written out ----------------------------------------------------
 
+class BadTag(ValueError):
+    """A chunk whose HMAC tag does not match: altered, moved, or from another file."""
+
+
 def decrypt_bce(data: bytes, agency: X25519PrivateKey) -> tuple[bytes, bool]:
-    """Plaintext of a ``.bce`` file and whether it ends with a final chunk (docs: reference
-    reader). Raises ``InvalidTag`` for any altered, reordered, dropped or foreign chunk."""
-    if data[:4] != b"BCE1":
-        raise ValueError("not a .bce file")
+    """Plaintext of a version 2 ``.bce`` file and whether it ends with a final chunk (docs:
+    reference reader, section 5). Raises ``BadTag`` for any altered, reordered, dropped or
+    foreign chunk."""
+    if data[:4] != b"BCE2":
+        raise ValueError("not a version 2 .bce file")
     (header_len,) = struct.unpack(">H", data[4:6])
-    header_bytes = data[6:6 + header_len]
-    header = json.loads(header_bytes)
+    head = data[:6 + header_len]
+    header = json.loads(head[6:])
     ephemeral = base64.b64decode(header["ephemeral"])
     agency_raw = agency.public_key().public_bytes(serialization.Encoding.Raw,
                                                   serialization.PublicFormat.Raw)
     shared = agency.exchange(X25519PublicKey.from_public_bytes(ephemeral))
-    kek = HKDF(SHA256(), 32, salt=ephemeral + agency_raw,
-               info=b"bodycam evidence file key v1").derive(shared)
-    file_key = AESGCM(kek).decrypt(bytes(12), base64.b64decode(header["wrapped_key"]),
-                                   ephemeral + agency_raw)
-    aead, header_hash = AESGCM(file_key), hashlib.sha256(header_bytes).digest()
+    okm = HKDF(SHA256(), 64, salt=ephemeral + agency_raw,
+               info=b"bodycam evidence file keys v2").derive(shared)
+    enc_key, mac_key = okm[:32], okm[32:]
     out, pos, index, final = [], 6 + header_len, 0, False
     while pos < len(data):
-        length, written_at = struct.unpack(">IQ", data[pos:pos + 12])
-        sealed = data[pos + 12:pos + 12 + length]
-        aad = header_hash + struct.pack(">QQ", index, written_at)
-        final = pos + 12 + length == len(data)  # only the last chunk may carry the flag
-        try:
-            out.append(aead.decrypt(index.to_bytes(11, "big") + bytes([final]), sealed, aad))
-        except InvalidTag:
-            if not final:
-                raise
-            final = False  # a file cut short: its last chunk is an ordinary one
-            out.append(aead.decrypt(index.to_bytes(11, "big") + b"\x00", sealed, aad))
-        pos, index = pos + 12 + length, index + 1
+        if final:
+            raise BadTag(f"chunk {index} follows the final chunk")
+        length, _written_at, flags = struct.unpack(">IQB", data[pos:pos + 13])
+        ciphertext = data[pos + 13:pos + 13 + length]
+        tag = data[pos + 13 + length:pos + 13 + length + 32]
+        expected = hmac.new(mac_key, head + struct.pack(">Q", index) + data[pos:pos + 13]
+                            + ciphertext, hashlib.sha256).digest()
+        if len(tag) != 32 or not hmac.compare_digest(tag, expected):
+            raise BadTag(f"chunk {index} at byte {pos}")
+        counter = struct.pack(">Q", index) + bytes(8)
+        decryptor = Cipher(algorithms.AES(enc_key), modes.CTR(counter)).decryptor()
+        out.append(decryptor.update(ciphertext) + decryptor.finalize())
+        final = bool(flags & 1)
+        pos, index = pos + 13 + length + 32, index + 1
     return b"".join(out), final
 
 
 def chunks_of(data: bytes) -> tuple[int, list[bytes]]:
-    """Where the chunks start, and each chunk as stored (length, time, ciphertext)."""
+    """Where the chunks start, and each chunk as stored (head, ciphertext, tag)."""
     (header_len,) = struct.unpack(">H", data[4:6])
     pos, chunks = 6 + header_len, []
     start = pos
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
-        chunks.append(data[pos:pos + 12 + length])
-        pos += 12 + length
+        chunks.append(data[pos:pos + 13 + length + 32])
+        pos += 13 + length + 32
     return start, chunks
 
 
@@ -213,7 +220,7 @@ def test_the_documents_reader_decrypts_to_the_sealed_plaintext(shift, tmp_path):
             record = files[role]
             data = (path.parent / record["name"]).read_bytes()
             header = json.loads(data[6:6 + struct.unpack(">H", data[4:6])[0]])
-            assert header["alg"] == "X25519-HKDF-SHA256/AES-256-GCM"
+            assert header["alg"] == "X25519-HKDF-SHA256/AES-256-CTR+HMAC-SHA256"
             assert header["name"] == record["name"] and header["role"] == role
             assert header["agency_key"] == manifest["agency_key"] \
                 == hashlib.sha256(agency_raw).hexdigest()[:16]
@@ -246,16 +253,18 @@ def test_reordered_dropped_and_truncated_chunks_are_caught(shift):
     head = data[:start]
     swapped = head + chunks[1] + chunks[0] + b"".join(chunks[2:])
     dropped = head + chunks[0] + b"".join(chunks[2:])
-    with pytest.raises(InvalidTag):
+    with pytest.raises(BadTag):
         decrypt_bce(swapped, agency)
-    with pytest.raises(InvalidTag):
+    with pytest.raises(BadTag):
         decrypt_bce(dropped, agency)
     # Without its final chunk the file still opens, but says it does not end properly.
     plain, final = decrypt_bce(head + b"".join(chunks[:-1]), agency)
     assert final is False and len(plain) <= manifest["files"][0]["plaintext_bytes"]
-    # A chunk's written-at time is authenticated too.
-    length = struct.unpack(">I", chunks[0][:4])[0]
+    # A chunk's written-at time is authenticated too, and so is its final flag.
     retimed = chunks[0][:4] + struct.pack(">Q", struct.unpack(">Q", chunks[0][4:12])[0] + 1) \
-        + chunks[0][12:12 + length]
-    with pytest.raises(InvalidTag):
+        + chunks[0][12:]
+    with pytest.raises(BadTag):
         decrypt_bce(head + retimed + b"".join(chunks[1:]), agency)
+    flagged = chunks[-2][:12] + b"\x01" + chunks[-2][13:]
+    with pytest.raises(BadTag):
+        decrypt_bce(head + b"".join(chunks[:-2]) + flagged, agency)

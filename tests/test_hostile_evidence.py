@@ -186,7 +186,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=3),
     max_leaves=8)
-header_fields = st.sampled_from(["alg", "agency_key", "ephemeral", "wrapped_key", "chunk_limit",
+header_fields = st.sampled_from(["alg", "agency_key", "ephemeral", "chunk_limit",
                                  "name"])
 base64_text = st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode())
 

@@ -45,7 +45,7 @@ def test_power_cut_segment_is_recovered_and_the_chain_continues(tmp_path):
     assert len(open_stems) == 1  # the live segment; the pre-event part was sealed at the press
     media = open_stems[0].with_name(open_stems[0].name + ".ts.bce")
     with open(media, "ab") as fh:  # the write the cut interrupted: a chunk head, half a body
-        fh.write(CHUNK_HEAD.pack(4000, 0) + b"\x5a" * 1500)
+        fh.write(CHUNK_HEAD.pack(4000, 0, 0) + b"\x5a" * 1500)
 
     later = START + timedelta(seconds=40)
     second = simulation(scenario(later, [{"at": 5, "action": "press", "button": "record"},

@@ -69,14 +69,18 @@ def make_read_only(path: Path) -> None:
     os.chmod(path, READ_ONLY)
 
 
-def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes, mode: int | None = None, *,
+                 durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a power cut leaves the old file or the new one,
-    never a part: written beside it, fsynced (with ``mode`` set, e.g. read-only), renamed."""
+    never a part: written beside it, fsynced (with ``mode`` set, e.g. read-only), renamed.
+    With ``durable=False`` the caller makes the file and its folder durable later (the dock
+    does so for a whole round of files at once)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
     if mode is not None:
         os.chmod(tmp, mode)
     os.replace(tmp, path)

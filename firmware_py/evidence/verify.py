@@ -27,7 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware_py.evidence.canonical import GENESIS, canonical
-from firmware_py.evidence.evidence_file import EvidenceFileError, decrypt_chunks, parse
+from firmware_py.evidence.chainhead import check_token, find_heads, latest
+from firmware_py.evidence.evidence_file import EvidenceFileError, ParsedFile, decrypt_chunks, parse
 from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
 from firmware_py.evidence.seal import FORMAT, MANIFEST, SIGNATURE
@@ -71,6 +72,8 @@ class Report:
     chain_starts: dict[str, int]
     problems: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # breaks in the footage of an activity
+    # device → its newest signed chain head and whether the evidence reaches it
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +89,7 @@ class Report:
                 "chain_starts": self.chain_starts, "problems": self.problems,
                 "gaps": [g.to_json() for g in self.gaps],
                 "unexplained_gaps": sum(not g.explained for g in self.gaps),
+                "heads": self.heads,
                 "items": [i.to_json() for i in self.items]}
 
 
@@ -112,13 +116,16 @@ def _manifest_for(path: Path) -> Path | None:
 
 
 def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
-           agency_key: X25519PrivateKey | None = None) -> Report:
+           agency_key: X25519PrivateKey | None = None, tsa_ca: Path | None = None) -> Report:
+    """Check the sealed evidence under ``paths``; with ``agency_key`` the plaintext too, with
+    ``tsa_ca`` (the time-stamping authority's CA) the RFC 3161 tokens over chain heads."""
     manifests = find_manifests(paths)
     items = [_check_item(m, registry, agency_key) for m in manifests]
     items.sort(key=lambda i: (str(i.device), i.sequence if isinstance(i.sequence, int) else 0))
     _check_swaps(items)
     missing, starts = _check_chain(items)
     report = Report(items, missing, starts, gaps=find_gaps(items))
+    _check_heads(report, paths, registry, tsa_ca)
     if not manifests:
         report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
                                f"{', '.join(str(p) for p in paths)}")
@@ -214,6 +221,11 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
                   f"{record.get('stored_bytes')}")
     if hashlib.sha256(data).hexdigest() != record.get("stored_sha256"):
         item.fail(ALTERED, f"{name}: SHA-256 of the stored bytes differs from the manifest")
+        if record.get("encrypted"):
+            try:
+                _check_header(item, name, parse(data, name))
+            except EvidenceFileError:
+                pass  # not even a header: the hash has said it
         return
     if not record.get("encrypted"):
         item.plaintext_checked = True  # stored in the clear: the stored hash is the plaintext's
@@ -223,6 +235,7 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
     except EvidenceFileError as exc:
         item.fail(ALTERED, str(exc))
         return
+    _check_header(item, name, parsed)
     if len(parsed.chunks) != record.get("chunks") or parsed.torn_bytes:
         item.fail(ALTERED, f"{name}: {len(parsed.chunks)} chunks (+{parsed.torn_bytes} stray "
                   f"bytes), manifest says {record.get('chunks')}")
@@ -245,6 +258,17 @@ def _check_file(item: ItemReport, folder: Path, record: dict[str, Any],
         if digest.hexdigest() != record["plaintext_sha256"] or size != record.get("plaintext_bytes"):
             item.fail(ALTERED, f"{name}: decrypted content differs from the manifest's hash")
     item.plaintext_checked = True
+
+
+def _check_header(item: ItemReport, name: str, parsed: ParsedFile) -> None:
+    """A file's header names the file and its device: a renamed or exchanged file says so."""
+    if parsed.header.get("name") != name:
+        item.fail(ALTERED, f"{name}: its header names it {str(parsed.header.get('name'))[:120]!r}"
+                  " (renamed or exchanged)")
+    if item.body and parsed.header.get("device") != item.body.get("device"):
+        item.fail(ALTERED, f"{name}: its header names device "
+                  f"{str(parsed.header.get('device'))[:40]!r}, the manifest "
+                  f"{item.body.get('device')!r}")
 
 
 def _check_swaps(items: list[ItemReport]) -> None:
@@ -300,6 +324,37 @@ def _check_chain(items: list[ItemReport]) -> tuple[dict[str, list[int]], dict[st
     return missing, starts
 
 
+def _check_heads(report: Report, paths: list[Path], registry: dict[str, EnrolledDevice],
+                 tsa_ca: Path | None) -> None:
+    """Completeness at the newest end: the evidence must reach the highest chain head the
+    device signed (at a docking), and the manifest there must be the one it names."""
+    heads, problems = find_heads(paths, registry)
+    report.problems.extend(problems)
+    for device, head in latest(heads).items():
+        present = {i.sequence: i for i in report.items
+                   if i.device == device and isinstance(i.sequence, int)}
+        highest = max(present, default=0)
+        entry: dict[str, Any] = {"file": head.path.name, "sequence": head.sequence,
+                                 "head": head.head, "utc_ms": head.utc_ms, "reached": True}
+        report.heads[device] = entry
+        if tsa_ca is not None:
+            # Trusted time: when the unit's TSA saw this head (not the device's clock).
+            entry["timestamp"], problem = check_token(head.path, tsa_ca)
+            if problem:
+                report.problems.append(problem)
+        if head.sequence > highest:
+            entry["reached"] = False
+            report.missing.setdefault(device, []).extend(range(highest + 1, head.sequence + 1))
+            report.problems.append(
+                f"{device}: the chain head it signed ({head.path.name}) names sequence "
+                f"{head.sequence}, the evidence ends at {highest}: the newest items were removed")
+        elif head.sequence > 0 and present.get(head.sequence) is not None \
+                and present[head.sequence].digest != head.head:
+            entry["reached"] = False
+            report.problems.append(f"{device}: the manifest at sequence {head.sequence} is not "
+                                   f"the one its chain head {head.path.name} names")
+
+
 def summary_lines(report: Report) -> Iterator[str]:
     for item in report.items:
         where = f"#{item.sequence}" if item.sequence is not None else "#?"
@@ -321,6 +376,11 @@ def summary_lines(report: Report) -> Iterator[str]:
         else:
             yield (f"UNEXPLAINED    {gap.activity}: {gap.seconds:.1f} s {where} after "
                    f"{gap.after}, no interruption on record")
+    for device, head in report.heads.items():
+        if head["reached"]:
+            stamped = f", time-stamped {head['timestamp']}" if head.get("timestamp") else ""
+            yield (f"HEAD           {device}: signed chain head #{head['sequence']} "
+                   f"({head['file']}) reached{stamped}")
     for problem in report.problems:
         yield f"PROBLEM        {problem}"
     yield "ALL VALID" if report.ok else "NOT VALID"
