@@ -21,7 +21,7 @@ from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
 from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
                              enroll_device)
 from dock.enrolment_server import CodeBook, EnrolmentServer
-from dock.service import DeviceProgress, DockService
+from dock.service import DeviceProgress, DockService, serve_until
 from firmware_py.evidence.keys import check_apart, registered_key
 
 
@@ -328,8 +328,9 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         enrolment.start()
         print(f"enrolment over HTTPS at {enrolment.host}:{enrolment.port} "
               "(codes: bodycam dock enroll-code)", flush=True)
+    failed = None
     try:
-        stop.wait(args.seconds)
+        failed = serve_until(service, stop, args.seconds)
     except KeyboardInterrupt:
         pass
     finally:
@@ -338,6 +339,12 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         service.stop()
         if broker is not None:
             broker.stop()
+    if failed is not None:
+        # Exit non-zero, so that the supervisor (systemd's Restart=on-failure) starts the
+        # dock again: never a live process that serves no one.
+        print(f"bodycam: the dock stopped serving: {failed}; exiting for a restart",
+              file=sys.stderr, flush=True)
+        return EXIT_PROBLEM
     return EXIT_OK
 
 

@@ -113,9 +113,15 @@ class Archive:
         """Open (or resume) an incoming file; returns the offset the dock holds."""
         _safe_name(name)
         _safe_name(activity)
-        row = self.db.execute("SELECT state, offset FROM files WHERE device=? AND file_id=?",
-                              (device, file_id)).fetchone()
+        row = self.db.execute("SELECT state, offset, name, activity, size, sha256 FROM files "
+                              "WHERE device=? AND file_id=?", (device, file_id)).fetchone()
         if row is not None and row[0] in ("incoming", "archived"):
+            if tuple(row[2:]) != (name, activity, size, sha256):
+                # The same file id announced again as another file (a second hello, then an
+                # init under another name): the receipt must describe what was announced
+                # first, so the new description is refused, not silently swapped in.
+                raise ArchiveError(f"{file_id} is already announced as {row[3]}/{row[2]} "
+                                   f"({row[4]} bytes); refused as {activity}/{name}")
             return int(row[1])
         part = self._part(device, file_id)
         part.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from dock.archive import Archive, ArchiveError
 from dock.enrollment import dock_key
 from dock.registry import is_withdrawn
 from sync import protocol as p
+from sync.protocol.fields import detail_text
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
 
@@ -98,6 +99,7 @@ class DockService:
         self._unsynced: list[tuple[str, p.Ingest, str, int, int]] = []
         self._worker = threading.Thread(target=self._work, name=f"dock-{dock_id}-archive",
                                          daemon=True)
+        self._worker_started = self._network_started = self._stopping = False
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, f"dock-{dock_id}", ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -107,7 +109,9 @@ class DockService:
 
     def start(self, timeout: float = 10.0) -> None:
         self._worker.start()
+        self._worker_started = True
         self.client.loop_start()
+        self._network_started = True
         if not self._connected.wait(timeout):
             self.client.loop_stop()
             self._inbox.put(None)
@@ -115,6 +119,7 @@ class DockService:
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
+        self._stopping = True
         mqtt_close(self.client)
         if self._worker.is_alive():
             self._inbox.put(None)
@@ -152,13 +157,40 @@ class DockService:
         return self._withdrawn[device]
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        arrived = self._now()
-        if message.topic.endswith("/time/req"):
-            # Answered here, not behind the queue of chunks: t3 must be when the answer
-            # leaves, and a clock exchange measures the link, not the dock's backlog.
-            self._answer_time(message.topic, message.payload, arrived)
-            return
-        self._inbox.put((message.topic, message.payload, arrived))
+        # paho's network thread: an exception escaping here ends it (and with it the dock's
+        # link to every device), so nothing a device sends may raise out of this method.
+        try:
+            arrived = self._now()
+            if message.topic.endswith("/time/req"):
+                # Answered here, not behind the queue of chunks: t3 must be when the answer
+                # leaves, and a clock exchange measures the link, not the dock's backlog.
+                self._answer_time(message.topic, message.payload, arrived)
+                return
+            self._inbox.put((message.topic, message.payload, arrived))
+        except Exception as exc:
+            self._refused_input(getattr(message, "topic", "?"), exc)
+
+    def _refused_input(self, topic: Any, exc: Exception) -> None:
+        """Input that made a handler fail: logged and recorded as invalid for its sender,
+        and the thread goes on serving the others."""
+        topic = detail_text(str(topic), 300)
+        self.invalid.append((topic, f"refused: {type(exc).__name__}: {detail_text(str(exc), 300)}"))
+        log.error("input on %s refused: the handler failed with %s: %s", topic,
+                  type(exc).__name__, exc, exc_info=exc)
+
+    def failure(self) -> str | None:
+        """Why this dock no longer serves anyone — its archive thread or paho's network
+        thread has ended while it should run — or None while it does. ``bodycam dock
+        serve`` checks it and exits non-zero, so that a supervisor restarts the dock: a
+        live process that serves no one is the one outcome never allowed."""
+        if self._stopping:
+            return None
+        if self._worker_started and not self._worker.is_alive():
+            return f"the archive thread {self._worker.name} has ended"
+        network = getattr(self.client, "_thread", None)  # paho's loop_start thread
+        if self._network_started and (network is None or not network.is_alive()):
+            return "the MQTT network thread has ended"
+        return None
 
     def _answer_time(self, topic: str, payload: bytes, arrived: float) -> None:
         try:
@@ -205,7 +237,11 @@ class DockService:
                         turn.append(device)
                     else:
                         del waiting[device]
-                    self._handle(topic, payload, arrived)
+                    try:
+                        self._handle(topic, payload, arrived)
+                    except Exception as exc:  # never out of the archive thread (see _handle)
+                        self._refused_input(topic, exc)
+                        self._forget(device)
                     handled += 1
                     batch += len(payload)
                 self._flush()
@@ -253,8 +289,14 @@ class DockService:
         try:
             outputs = ingest.receive(topic_text, payload, arrived)
             self._carry_out(topic.device, ingest, outputs)
-        except Exception:  # one device's trouble must not stop the dock for the others
-            log.exception("handling %s failed", topic_text)
+        except Exception as exc:  # one device's trouble must not stop the dock for the others
+            self._refused_input(topic_text, exc)
+            self._forget(topic.device)
+
+    def _forget(self, device: str) -> None:
+        """After a handler failed for ``device``: its protocol state may be half changed, so
+        the next message starts it again from what is durable (as a new session does)."""
+        self._ingests.pop(device, None)
 
     def _flush(self) -> None:
         """Make the chunks written so far durable, then acknowledge them."""
@@ -274,7 +316,11 @@ class DockService:
             self.progress[device].received_bytes += size
             grouped.setdefault(id(ingest), (device, ingest, []))[2].append((file_id, offset, size))
         for device, ingest, done in grouped.values():
-            self._carry_out(device, ingest, ingest.chunks_stored(done))
+            try:
+                self._carry_out(device, ingest, ingest.chunks_stored(done))
+            except Exception as exc:  # a fin waiting on these chunks completes here
+                self._refused_input(f"{device}: stored chunks", exc)
+                self._forget(device)
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
@@ -331,6 +377,21 @@ class DockService:
                 self.invalid.append((topic, reason))
                 log.warning("%s: %s", topic, reason)
         return []
+
+
+def serve_until(service: DockService, stop: threading.Event, seconds: float | None = None,
+                poll_s: float = 0.5) -> str | None:
+    """Run until ``stop`` is set or ``seconds`` pass, watching the service's threads: returns
+    why it stopped serving (``DockService.failure``), or None when it was stopped."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if left <= 0 or stop.wait(left):
+            return None
+        problem = service.failure()
+        if problem is not None:
+            log.critical("the dock serves no one: %s", problem)
+            return problem
 
 
 def _first_page(topic: str, payload: bytes) -> bool:

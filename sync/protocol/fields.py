@@ -23,6 +23,7 @@ MAX_HELLO_BYTES = 256 * 1024  # hello and want carry lists; no bigger than a def
 DEFAULT_CHUNK_BYTES = 256 * 1024  # well under any message_size_limit worth setting
 MAX_CHUNK_BYTES = 1024 * 1024  # hard limit: no chunk payload is ever larger
 MAX_SIZE = 2**53 - 1  # sizes and offsets stay exact in every JSON implementation
+MAX_SECONDS = 1e11  # a time in UTC seconds: year 5138 at most; beyond it is an attack
 DEFAULT_WINDOW = 16  # chunks in flight: 4 MiB at the default size
 DEFAULT_MAX_RETRIES = 5  # resends at one offset, or restarts of one file, before giving up
 
@@ -68,11 +69,19 @@ def check_int(value: object, name: str, lo: int = 0, hi: int = MAX_SIZE) -> int:
     return value
 
 
-def check_number(value: object, name: str) -> float | int:
+def check_number(value: object, name: str, limit: float = MAX_SECONDS) -> float | int:
+    """A number (the time messages' seconds) whose magnitude is at most ``limit``."""
     if type(value) not in (int, float):
         raise ProtocolError(f"must be a number, not {type_name(value)}", name)
+    # Compared before any float conversion: a 400-digit JSON integer is an int here, and
+    # math.isfinite or float() on it raises OverflowError, which no handler expects.
+    if type(value) is int and not -limit <= value <= limit:
+        raise ProtocolError(f"is {len(str(abs(value)))} digits long, outside "
+                            f"±{limit:.0e}", name)
     if not math.isfinite(value):  # JSON "1e999" parses to inf
         raise ProtocolError("must be finite", name)
+    if not -limit <= value <= limit:
+        raise ProtocolError(f"{value:.6g} is outside ±{limit:.0e}", name)
     return value
 
 
