@@ -30,6 +30,7 @@ from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
 from firmware_py.evidence.store import fsync_dir
 from firmware_py.evidence.verify import check_manifest, file_records
+from dock.conflicts import Conflict, keep_aside
 from sync.protocol import receipt_body
 
 SCHEMA = """
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS offers (
 
 class ArchiveError(ValueError):
     """A file that cannot be accepted; the message says why (sent back to the device)."""
+
+
+class ArchiveConflict(ArchiveError):
+    """A file that would replace archived evidence: refused for good, kept aside
+    (``dock.conflicts``). Sending it again changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ class Archive:
                 raise ArchiveError(f"{file_id} is already announced as {row[3]}/{row[2]} "
                                    f"({row[4]} bytes); refused as {activity}/{name}")
             return int(row[1])
+        if row is not None and row[0] == "conflict":
+            raise ArchiveConflict(f"{name}: refused before, as a conflict with archived "
+                                  "evidence; kept aside for a custodian")
         part = self._part(device, file_id)
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"")
@@ -179,6 +188,10 @@ class Archive:
     def discard(self, device: str, file_id: str) -> None:
         """A file whose whole-file hash failed: start again from nothing."""
         self.sync()  # no chunk written before may land after the file was emptied
+        row = self.db.execute("SELECT state FROM files WHERE device=? AND file_id=?",
+                              (device, file_id)).fetchone()
+        if row is None or row[0] != "incoming":
+            return  # kept aside as a conflict, or never begun: no staging file to empty
         self._part(device, file_id).write_bytes(b"")
         self.db.execute("UPDATE files SET offset=0 WHERE device=? AND file_id=?", (device, file_id))
         self.db.commit()
@@ -201,10 +214,28 @@ class Archive:
             self.discard(device, file_id)
             raise ArchiveError(f"{name}: whole-file hash or size does not match what was "
                                "announced; discarded, send it again")
-        verified = self._verify(device, activity, name, data, sha256, sealed_by)
         target = self.root / device / activity / name
+        held = _held_sha256(target)
+        if held == sha256:  # the very bytes archived already: the same answer again
+            return self._receipt_of_path(device, file_id, target)
+        if held is not None:
+            raise self._conflict(device, file_id, name, activity, size, sha256, target,
+                                 f"{activity}/{name} is archived already with other bytes "
+                                 f"(sha256 {held[:12]}…); the archive is write-once")
+        try:
+            verified = self._verify(device, activity, name, data, sha256, sealed_by)
+        except _SealTaken as taken:
+            raise self._conflict(device, file_id, name, activity, size, sha256,
+                                 taken.path, str(taken)) from None
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._part(device, file_id), target)
+        try:
+            # A hard link never replaces: if the name were taken after all, this fails
+            # instead of putting the new bytes over the old (os.replace would).
+            os.link(self._part(device, file_id), target)
+        except FileExistsError:
+            raise self._conflict(device, file_id, name, activity, size, sha256, target,
+                                 f"{activity}/{name} appeared while being archived") from None
+        os.unlink(self._part(device, file_id))
         fsync_dir(target.parent)
         body = receipt_body(dock=self.dock_id, device=device, file_id=file_id, name=name,
                             size=size, sha256=sha256, stored_at=int(time.time() * 1000),
@@ -218,13 +249,48 @@ class Archive:
         self.db.commit()
         return Stored(file_id, body, signature_bytes)
 
+    def _conflict(self, device: str, file_id: str, name: str, activity: str, size: int,
+                  sha256: str, kept: Path, reason: str) -> ArchiveConflict:
+        """Keep the received file aside as a conflict, mark it so in the index, and return
+        the error that refuses it to the device."""
+        record = keep_aside(self.root, self._part(device, file_id), Conflict(
+            device, file_id, name, activity, size, sha256, reason,
+            str(kept.relative_to(self.root)) if kept.is_relative_to(self.root) else str(kept),
+            time.time()))
+        self.db.execute("UPDATE files SET state='conflict', archive_path=?, offset=0 "
+                        "WHERE device=? AND file_id=?", (record.bytes_path, device, file_id))
+        self.db.commit()
+        return ArchiveConflict(f"{name}: refused, {reason}; kept aside for a custodian")
+
+    def _receipt_of_path(self, device: str, file_id: str, target: Path) -> Stored:
+        """The receipt already given for the archived file at ``target``."""
+        rel = str(target.relative_to(self.root))
+        row = self.db.execute("SELECT file_id, receipt, signature FROM files WHERE device=? "
+                              "AND archive_path=? AND state='archived'", (device, rel)).fetchone()
+        if row is None:
+            raise ArchiveError(f"{rel} is in the archive without a receipt in the index")
+        self._part(device, file_id).unlink(missing_ok=True)
+        self.db.execute("DELETE FROM files WHERE device=? AND file_id=? AND state='incoming'",
+                        (device, file_id))
+        self.db.commit()
+        return Stored(row[0], json.loads(row[1]), base64.b64decode(row[2]))
+
     def _verify(self, device: str, activity: str, name: str, data: bytes, sha256: str,
                 sealed_by: str | None = None) -> bool:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
         if name.endswith(SIGNATURE):
-            return False  # checked with its manifest
+            manifest = folder / (name[: -len(SIGNATURE)] + MANIFEST)
+            if not manifest.is_file():
+                return False  # checked with its manifest, which comes next
+            # Its manifest is here already: a signature that does not sign it is refused
+            # now (it could only ever stand beside it as a false one).
+            _, problems = check_manifest(manifest.read_bytes(), data, self.registry())
+            if problems:
+                raise ArchiveError(f"{name}: does not sign {manifest.name}: "
+                                   f"{'; '.join(p for _, p in problems)}")
+            return True
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
             body, problems = check_manifest(data, sig.read_bytes() if sig.exists() else None,
@@ -234,6 +300,14 @@ class Archive:
                                    f"{'; '.join(p for _, p in problems) or 'unreadable'}")
             if body.get("device") != device:
                 raise ArchiveError(f"{name}: sealed by {body.get('device')}, sent by {device}")
+            taken = self.db.execute("SELECT manifest FROM seals WHERE device=? AND sequence=?",
+                                    (device, body.get("sequence"))).fetchone()
+            if taken is not None and taken[0] != name:
+                # The chain position is another manifest's: a second seal for it is a
+                # forgery or a fork, never a replacement.
+                raise _SealTaken(folder / taken[0],
+                                 f"sequence {body.get('sequence')} of {device}'s chain is "
+                                 f"sealed already by {taken[0]}")
             start, end = _mapping(body.get("start")), _mapping(body.get("end"))
             self.db.execute("INSERT OR IGNORE INTO seals VALUES (?,?,?,?,?,?,?,?)",
                             (device, body.get("sequence"), body.get("kind"), body.get("activity"),
@@ -306,6 +380,23 @@ class Archive:
             fh.close()
         self._dirty = {}
         self.db.close()
+
+
+class _SealTaken(Exception):
+    """A manifest for a chain position another manifest holds (``path``)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+
+
+def _held_sha256(path: Path) -> str | None:
+    """The SHA-256 of the file archived at ``path``, or None when the name is free."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from firmware_py.evidence.device_ids import device_id_problem
+
 log = logging.getLogger(__name__)
 
 CA_CERT_NAME = "ca.crt"
@@ -177,8 +179,9 @@ def issue_client_from_csr(ca: CA, csr_pem: bytes, common_name: str, *,
     (``common_name``, the device id the dock decided), the usages and the lifetime are the
     dock's, whatever the request asks for. The key must be EC P-256, as every other one.
     """
-    if not _COMMON_NAME.fullmatch(common_name):
-        raise ValueError(f"invalid client common name {common_name!r}")
+    problem = device_id_problem(common_name)  # a device's: never the dock's or a reserved name
+    if problem is not None:
+        raise ValueError(f"invalid device certificate common name: {problem}")
     public = csr_public_key(csr_pem)
     cert = _build(ca, public, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
     return cert.public_bytes(serialization.Encoding.PEM)

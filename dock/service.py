@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dock.archive import Archive, ArchiveError
+from dock.archive import Archive, ArchiveConflict, ArchiveError
 from dock.enrollment import dock_key
 from dock.registry import is_withdrawn
 from sync import protocol as p
@@ -368,7 +368,9 @@ class DockService:
                 except ArchiveError as exc:
                     progress.rejected += 1
                     log.warning("%s: %s", device, exc)
-                    return ingest.file_rejected(file_id, str(exc))
+                    # A conflict is refused for good: sending it again changes nothing.
+                    return ingest.file_rejected(file_id, str(exc),
+                                                retry=not isinstance(exc, ArchiveConflict))
                 progress.receipts += 1
                 return ingest.file_verified(file_id, stored.receipt, stored.signature)
             case p.DiscardFile(file_id, reason):

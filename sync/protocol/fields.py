@@ -12,9 +12,11 @@ import math
 import re
 from typing import Any, Mapping, Sequence
 
+# Device ids follow the one rule of firmware_py.evidence.device_ids (reserved names too).
+from firmware_py.evidence.device_ids import DEVICE_ID_PATTERN, DEVICE_ID_RE, device_id_problem
+
 # --- limits ---------------------------------------------------------------------------------
 
-DEVICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
 FILE_ID_CHARS = 32  # hex digits of SHA-256 kept in the file id (128 bits)
 
 MAX_CONTROL_BYTES = 64 * 1024  # any JSON message but hello and want
@@ -27,7 +29,6 @@ MAX_SECONDS = 1e11  # a time in UTC seconds: year 5138 at most; beyond it is an 
 DEFAULT_WINDOW = 16  # chunks in flight: 4 MiB at the default size
 DEFAULT_MAX_RETRIES = 5  # resends at one offset, or restarts of one file, before giving up
 
-DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 FILE_ID_RE = re.compile(r"[0-9a-f]{32}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -120,8 +121,10 @@ def check_pattern(value: object, name: str, pattern: re.Pattern[str], what: str)
 
 
 def check_device(value: object, name: str = "device") -> str:
-    return check_pattern(value, name, DEVICE_ID_RE,
-                         "a device id (letter or digit, then up to 31 of A-Z a-z 0-9 _ -)")
+    problem = device_id_problem(value)
+    if problem is not None:
+        raise ProtocolError(problem, name)
+    return value  # type: ignore[return-value]  # a str: device_id_problem checked it
 
 
 def check_file_id(value: object, name: str = "file_id") -> str:
