@@ -1,0 +1,245 @@
+"""The dock treats every device as a possible attacker (issue 14).
+
+Each test runs against the real Mosquitto with the shipped mutual TLS and ACL (the
+``broker`` fixture) and ``DockService`` on it; the attacker is a second enrolled device —
+a stolen recorder, its certificate and signing key in the attacker's hands — and a third
+party, the well-behaved ``WITNESS`` device, docks and gets its receipts while the attack
+runs and after it. Every test ends with the archive byte for byte what was receipted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from attack_rig import ATTACKER, WITNESS, Rig, close
+from dock import conflicts
+from firmware_py.evidence.canonical import canonical
+from firmware_py.evidence.keys import device_key
+from firmware_py.evidence.seal import MANIFEST, SIGNATURE
+from sync import protocol as p
+
+
+@pytest.fixture
+def rig(tmp_path, broker):
+    made = Rig(tmp_path, broker)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def in_background(work) -> tuple[threading.Thread, list]:
+    """Run ``work()`` in a thread; its result (or exception) lands in the list."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except BaseException as exc:  # shown by the test that joins it
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def joined(thread: threading.Thread, out: list):
+    thread.join(60)
+    assert out and not isinstance(out[0], BaseException), out
+    return out[0]
+
+
+def forged_file(rig: Rig, activity: str, name: str, data: bytes, kind: str,
+                manifest: str | None) -> tuple[p.FileOffer, Path]:
+    path = rig.tmp / "forged-evidence" / activity / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    offer = p.FileOffer.of(name=name, activity=activity, size=len(data),
+                           sha256=hashlib.sha256(data).hexdigest(), manifest=manifest, kind=kind)
+    return offer, path
+
+
+def verify_archive(rig: Rig, device: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bodycam", "verify",
+                           str(rig.archive_dir / device), "--trust", str(rig.dock_dir)],
+                          capture_output=True, text=True)
+
+
+# --- 1. archived evidence is never overwritten ---------------------------------------------------
+
+@pytest.mark.req("R18.1", "R13.2")
+def test_archived_evidence_is_never_replaced_and_every_attempt_is_kept_aside(rig):
+    rig.seal(ATTACKER, items=2)
+    first = rig.sync(ATTACKER)
+    assert first.done and not first.failed
+    # An unsealed file of the kinds no seal covers on arrival: the activity log, an audit
+    # snapshot — the attacker's own, receipted as unverified.
+    folder = rig.archive_dir / ATTACKER
+    activity = sorted(d.name for d in folder.iterdir() if d.is_dir())[0]
+    unsealed = [forged_file(rig, activity, "activity.jsonl", b'{"seq":1}\n', "activity_log", None),
+                forged_file(rig, "audit", "audit-000001-000004.jsonl", b'{"seq":4}\n', "audit_log",
+                            None)]
+    assert len(rig.forged_sync(unsealed).receipted) == 2
+    rig.witness_docks()
+    before = rig.archived()
+    assert verify_archive(rig, ATTACKER).returncode == 0
+
+    # The stolen device's attack: every archived name again with other bytes, and — with
+    # the device's own signing key — a second, validly signed manifest for a chain position
+    # that is taken, sealing replacement footage.
+    names = sorted((rig.archive_dir / path) for path in before if path.startswith(ATTACKER))
+    attack = []
+    for path in names:
+        kind = ("signature" if path.name.endswith(SIGNATURE) else
+                "manifest" if path.name.endswith(MANIFEST) else "other")
+        data = path.read_bytes()
+        other = (hashlib.sha512(data).digest() if kind == "signature"
+                 else data.replace(b"{", b"{ ", 1) if kind == "manifest" else data + b"forged")
+        attack.append(forged_file(rig, path.parent.name, path.name, other, kind,
+                                  path.name if kind in ("signature", "manifest") else None))
+    original = next(path for path in names if path.name.endswith(MANIFEST))
+    body = json.loads(original.read_bytes())
+    replacement = b"replacement footage" * 50
+    body["files"][0].update(stored_sha256=hashlib.sha256(replacement).hexdigest(),
+                            stored_bytes=len(replacement), name="fake_000001.ts")
+    manifest = canonical(body)
+    signature = device_key(rig.roots[ATTACKER]).sign(manifest)  # the stolen key signs it
+    fork = "fake_000001" + MANIFEST
+    attack += [forged_file(rig, original.parent.name, "fake_000001" + SIGNATURE, signature,
+                           "signature", fork),
+               forged_file(rig, original.parent.name, fork, manifest, "manifest", fork)]
+
+    # The witness docks while the attack runs.
+    rig.seal(WITNESS)
+    thread, out = in_background(lambda: rig.sync(WITNESS))
+    refused = rig.forged_sync(attack)
+    during = joined(thread, out)
+    assert during.done and not during.failed and len(during.receipted) == 3
+
+    # Nothing of the attack was receipted but the signature whose manifest never arrived;
+    # each attempt on an archived name was refused with its reason.
+    assert refused.receipted == ["fake_000001" + SIGNATURE]
+    reasons = dict(refused.failed)
+    assert len(reasons) == len(attack) - 1
+    assert sum("write-once" in r for r in reasons.values()) == len(names)
+    assert any("sealed already" in r for r in reasons.values())
+    after = rig.archived()
+    assert {k: after[k] for k in before} == before, "receipted evidence changed"
+    # Kept aside, each with what it collided with, and bodycam verify shows them.
+    kept = conflicts.conflicts(rig.archive_dir, ATTACKER)
+    assert len(kept) == len(names) + 1
+    assert all((rig.archive_dir / c.bytes_path).is_file() for c in kept)
+    proc = verify_archive(rig, ATTACKER)
+    assert proc.returncode == 1
+    assert proc.stdout.count("CONFLICT") == len(kept), proc.stdout
+    assert "ALTERED" not in proc.stdout and "NOT VALID" in proc.stdout
+    # Sending the very bytes archived already is no conflict: the same receipt comes back.
+    again = forged_file(rig, original.parent.name, original.name, original.read_bytes(),
+                        "manifest", original.name)
+    assert rig.forged_sync([again]).receipted == [original.name]
+    rig.witness_docks()
+    rig.assert_serving()
+
+
+# --- 2. no message stops the dock for everyone -----------------------------------------------------
+
+def big_number_requests() -> list[tuple[str, bytes]]:
+    topic = p.time_request_topic(ATTACKER)
+    return [(topic, b'{"t1": 1' + b"0" * 400 + b"}"), (topic, b'{"t1": -1' + b"0" * 400 + b"}"),
+            (topic, b'{"t1": 1e400}'), (topic, b'{"t1": 1e300}'),
+            (topic, b'{"t1": 9' * 1 + b"9" * 5000 + b"}")]
+
+
+def reannounced(data: bytes) -> list[tuple[str, bytes]]:
+    """The sequence that ended the archive thread: a file announced and sent, a second hello
+    and an init that call the same file id another file, and the fin."""
+    first = p.FileOffer.of(name="a.ts", activity="20261129T003000Z", size=len(data),
+                           sha256=hashlib.sha256(data).hexdigest(), manifest=None, kind="media")
+    second = p.FileOffer(first.file_id, "b.ts", first.activity, first.size, first.sha256, None,
+                         "media")
+    out = [(p.hello_topic(ATTACKER), p.Hello(ATTACKER, "x", None, (first,)).encode()),
+           (first.topic(ATTACKER), first.encode())]
+    for offset in range(0, len(data), 1000):
+        chunk = p.Chunk.of(first.file_id, offset, data[offset:offset + 1000])
+        out.append((chunk.topic(ATTACKER), chunk.encode()))
+    fin = p.Fin(first.file_id, first.size, first.sha256)
+    return out + [(p.hello_topic(ATTACKER), p.Hello(ATTACKER, "x", None, (second,)).encode()),
+                  (second.topic(ATTACKER), second.encode()),
+                  (fin.topic(ATTACKER), fin.encode())]
+
+
+def test_no_message_stops_the_dock_for_the_other_devices(rig):
+    rig.witness_docks()
+    before = rig.archived()
+    attacker = rig.raw()
+    try:
+        rig.seal(WITNESS, items=2)
+        thread, out = in_background(lambda: rig.sync(WITNESS))
+        rig.send(attacker, big_number_requests() + reannounced(b"x" * 5000))
+        during = joined(thread, out)
+        rig.quiet()
+    finally:
+        close(attacker)
+    assert during.done and not during.failed and len(during.receipted) == 6
+    rig.assert_serving()
+    refused = [reason for topic, reason in rig.dock.invalid if "/time/req" in topic]
+    assert len(refused) == 5 and all(r.startswith("time_request") for r in refused), refused
+    assert any("digits long" in r for r in refused)
+    after = rig.archived()
+    assert {k: after[k] for k in before} == before
+    assert not any(path.startswith(f"{ATTACKER}/") for path in after), "a.ts never completed"
+    rig.witness_docks()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_thread_is_detected_and_dock_serve_exits_non_zero(rig):
+    from dock.service import serve_until
+
+    rig.witness_docks()
+    assert serve_until(rig.dock, threading.Event(), 0.05, poll_s=0.01) is None
+
+    class Crash(BaseException):  # what no guard catches: a bug, not device input
+        pass
+
+    def crash(*args, **kwargs):
+        raise Crash()
+
+    rig.dock._flush = crash
+    attacker = rig.raw()
+    try:
+        rig.send(attacker, [(p.hello_topic(ATTACKER), p.Hello(ATTACKER, "x", None, ()).encode())])
+        rig.dock._worker.join(10)
+    finally:
+        close(attacker)
+    assert "archive thread" in (rig.dock.failure() or "")
+    assert "archive thread" in (serve_until(rig.dock, threading.Event(), 5, poll_s=0.01) or "")
+
+
+# --- 3. client ids are the certificates' ----------------------------------------------------------
+
+def test_a_device_cannot_take_over_another_client_id_or_the_docks(rig, broker):
+    rig.witness_docks()
+    rig.seal(WITNESS, items=3)
+    thread, out = in_background(lambda: rig.sync(WITNESS))
+    for n in range(15):  # reconnecting in a loop under the others' ids
+        for client_id in (WITNESS, f"dock-{rig.dock.dock_id}", "dock"):
+            rig.connect_once(ATTACKER, client_id)
+    during = joined(thread, out)
+    assert during.done and not during.failed and len(during.receipted) == 9
+    log = broker.log
+    # Every one of the attacker's connections was given its own CN as client id...
+    assert len(re.findall(rf"as {ATTACKER} \(", log)) == 45
+    assert f"as {WITNESS} (" in log and "already connected" not in log.replace(
+        f"Client {ATTACKER} already connected", "")
+    # ...and the dock's own session was never taken over.
+    assert len(re.findall(r"New client connected from \S+ as dock \(", log)) == 1
+    rig.assert_serving()
+    rig.witness_docks()
