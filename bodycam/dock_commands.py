@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
-from dock import ledger, registry
+from dock import ledger, registry, revocation
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
-from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
+from dock.enrollment import (EnrolmentError, check_device_id, check_unit, dock_ca, dock_client, dock_key,
                              enroll_device)
 from dock.enrolment_server import CodeBook, EnrolmentServer
 from dock.service import DeviceProgress, DockService, serve_until
@@ -80,6 +80,7 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_dock_overdue)
     _register_withdraw(dock_sub)
+    _register_revoke(dock_sub)
     _config_after_action(dock_sub)
 
 
@@ -107,6 +108,38 @@ def cmd_dock_withdraw(args: argparse.Namespace) -> int:
           f"verifies what it sealed); the dock ignores it from now on, and a broker started "
           f"by `bodycam dock serve` from now on refuses it. Enrol it again with "
           f"`bodycam dock enroll`.")
+    return EXIT_OK
+
+
+def _register_revoke(dock_sub: Any) -> None:
+    d = dock_sub.add_parser(
+        "revoke", help="revoke a stolen or lost device's certificate (CRL), withdraw it",
+        description="Revoke every client certificate the dock issued to DEVICE: they go on "
+        "the dock CA's revocation list (ca/crl.pem), which the Mosquitto started by `bodycam "
+        "dock serve` reads at its start — the device is then refused at connect; the device "
+        "is withdrawn (the dock refuses whatever it sends, its key still verifies what it "
+        "sealed), and the revocation goes into the ledger with its reason. Restart `bodycam "
+        "dock serve` for a running broker to read the new list.")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("--reason", required=True, help="why (stolen, lost, compromised, …)")
+    d.set_defaults(func=cmd_dock_revoke)
+
+
+def cmd_dock_revoke(args: argparse.Namespace) -> int:
+    _, dock_dir, archive = _dock_setup(args)
+    try:
+        done = revocation.revoke(dock_dir, args.device, args.reason)
+        ledger.record_event(archive, args.device, "revoked",
+                            f"{done.reason}; certificates {', '.join(done.serials) or 'none'}")
+    except (revocation.RevocationError, EnrolmentError) as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} revoked ({done.reason}): {len(done.serials)} certificate(s) on the "
+          f"CRL {dock_dir / revocation.CRL}; {'withdrawn, ' if done.withdrawn else ''}the dock "
+          f"refuses it from now on; a running broker refuses it at connect once `bodycam dock "
+          f"serve` is restarted.")
     return EXIT_OK
 
 
@@ -220,6 +253,8 @@ def cmd_dock_ledger(args: argparse.Namespace) -> int:
                 print(f"{r.device:<10} {r.officer:<10} out {r.assigned_at}  in {r.released_at or '—':<25} "
                       f"{r.activities} activities, {r.segments} segments, {r.photos} photos, "
                       f"{r.interruptions} interruptions")
+            for e in ledger.events(archive):
+                print(f"{e.device:<10} {e.event.upper():<10} at {e.at}  {e.detail}")
     finally:
         archive.close()
     return EXIT_OK
@@ -296,7 +331,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
             broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker",
                                      host=config.broker.host, port=config.broker.port,
                                      names=config.broker.names,
-                                     deny=sorted(registry.withdrawn_devices(dock_dir)))
+                                     deny=sorted(registry.withdrawn_devices(dock_dir)),
+                                     crl=revocation.write_crl(dock_dir))
             broker.start()
             host, port, ca = broker.connect_host, broker.port, broker.ca_file
             dns, ips = broker.names

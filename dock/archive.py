@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS seals (
     device TEXT NOT NULL, sequence INTEGER NOT NULL, kind TEXT NOT NULL, activity TEXT,
     officer TEXT, start_ms INTEGER, end_ms INTEGER, manifest TEXT NOT NULL,
     PRIMARY KEY (device, sequence));
+CREATE TABLE IF NOT EXISTS device_events (
+    device TEXT NOT NULL, event TEXT NOT NULL, at REAL NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offers (
     device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
     first_offered_at REAL NOT NULL, PRIMARY KEY (device, file_id));

@@ -40,7 +40,7 @@ from types import TracebackType
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from dock.pki import CA, CertFiles, issue_client, issue_server
+from dock.pki import CA, CertFiles, issue_client, issue_server, write_crl
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
                   acl: Path, *, bind_address: str = "127.0.0.1",
                   persistence_dir: Path | None = None,
                   message_size_limit: int = MESSAGE_SIZE_LIMIT,
-                  user: str | None = None) -> str:
+                  user: str | None = None, crl: Path | None = None) -> str:
     """Fill in the broker configuration template and return the configuration text.
 
     ``template`` is the template's path (a :class:`~pathlib.Path`) or its text (a ``str``).
@@ -146,6 +146,7 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
     broker's server certificate and key. ``persistence_dir`` enables Mosquitto persistence
     there; ``None`` disables it. ``user`` is the account Mosquitto drops to when started
     as root; by default the current user, so a broker we start can read keys we wrote 0600.
+    ``crl`` is the CA's revocation list (PEM) for ``crlfile``; without it nothing is revoked.
     """
     text = template.read_text() if isinstance(template, Path) else template
     values = {
@@ -160,11 +161,16 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
     }
     if persistence_dir is not None:
         values["persistence_location"] = str(Path(persistence_dir).resolve())
+    if crl is not None:
+        values["crlfile"] = str(Path(crl).resolve())
     for name, value in values.items():
         # Mosquitto's config is line based and splits on spaces: such a value would
         # silently become a different option or a truncated path.
         if not value or any(c.isspace() for c in value):
             raise ValueError(f"{name} {value!r} cannot be written into a mosquitto.conf")
+    crlfile = values.pop("crlfile", None)
+    values["crl"] = (f"crlfile {crlfile}" if crlfile is not None
+                     else "# crlfile: none given, no certificate is revoked")
     location = values.pop("persistence_location", None)
     # Mosquitto joins the location and file name verbatim: it needs the trailing slash.
     values["persistence"] = ("persistence false" if location is None
@@ -189,8 +195,11 @@ class MosquittoBroker:
                  host: str = "127.0.0.1", names: Sequence[str] = (),
                  deny: Sequence[str] = (), template: Path = TEMPLATE, acl: Path = ACL,
                  binary: str | None = None, persistence: bool = False,
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, crl: Path | None = None) -> None:
         self.ca = ca
+        #: The revocation list the broker reads (``crlfile``); None: an empty one from ``ca``
+        #: is written into the work directory, so the shipped configuration always has one.
+        self.crl = Path(crl) if crl is not None else None
         self.host = host  # the listen address (``0.0.0.0``: every interface)
         #: What the server certificate names (DNS names, IP addresses): see server_names.
         self.names = server_names(host, names)
@@ -285,9 +294,11 @@ class MosquittoBroker:
         persistence_dir = self.workdir / "persistence" if self.persistence else None
         if persistence_dir is not None:
             persistence_dir.mkdir(exist_ok=True)
+        crl = self.crl if self.crl is not None else write_crl(self.ca, tls / "crl.pem", [])
         self.conf_path.write_text(render_config(
             self.template, self.port, self.ca.cert_path, self._server.cert, self._server.key,
-            self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir))
+            self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir,
+            crl=crl))
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from firmware_py.evidence.device_ids import RESERVED_DEVICE_IDS, device_id_probl
 
 DOCK_KEY = Path("keys/dock_ed25519.pem")
 CA_DIR = Path("ca")
+ISSUED_DIR = CA_DIR / "issued"  # every device certificate issued, for revocation
 DOCK_CLIENT = "dock"  # the dock's own client certificate CN (the ACL's readwrite user)
 # Names a device id may not take (firmware_py.evidence.device_ids): the dock's own MQTT user,
 # the archive's staging folder, the broker probe's CN. Compared without case.
@@ -95,6 +96,7 @@ def issue_package(dock_dir: Path, device_id: str, unit: str, signing_public: Ed2
     check_unit(unit)
     ca = dock_ca(dock_dir)
     certificate = pki.issue_client_from_csr(ca, csr_pem, device_id)  # before registering
+    pki.keep_issued(Path(dock_dir) / ISSUED_DIR, device_id, certificate)  # to revoke it later
     dock_key(dock_dir)
     now = keys.now_utc()
     record, agency = keys.register(dock_dir, device_id, unit, signing_public, now)

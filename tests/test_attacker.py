@@ -231,7 +231,7 @@ def test_a_device_cannot_take_over_another_client_id_or_the_docks(rig, broker):
     thread, out = in_background(lambda: rig.sync(WITNESS))
     for n in range(15):  # reconnecting in a loop under the others' ids
         for client_id in (WITNESS, f"dock-{rig.dock.dock_id}", "dock"):
-            rig.connect_once(ATTACKER, client_id)
+            assert rig.connect_once(ATTACKER, client_id)
     during = joined(thread, out)
     assert during.done and not during.failed and len(during.receipted) == 9
     log = broker.log
@@ -243,3 +243,53 @@ def test_a_device_cannot_take_over_another_client_id_or_the_docks(rig, broker):
     assert len(re.findall(r"New client connected from \S+ as dock \(", log)) == 1
     rig.assert_serving()
     rig.witness_docks()
+
+
+# --- 6. revocation ---------------------------------------------------------------------------------
+
+@pytest.mark.req("R18.3")
+def test_a_revoked_device_is_refused_by_the_dock_at_once_and_by_the_broker_at_connect(
+        rig, broker, capsys):
+    from bodycam.cli import main
+    from dock import ledger
+    from dock.archive import Archive
+    from dock.enrollment import dock_key
+
+    rig.seal(ATTACKER)
+    assert len(rig.sync(ATTACKER).receipted) == 3
+    rig.witness_docks()
+    before = rig.archived()
+    capsys.readouterr()
+    assert main(["dock", "revoke", ATTACKER, "--reason", "stolen from vehicle",
+                 "--config", str(rig.conf)]) == 0
+    assert "1 certificate(s) on the CRL" in capsys.readouterr().out
+    # The running broker read its CRL at start: the stolen device still connects, and the
+    # dock refuses whatever it sends.
+    rig.seal(ATTACKER)
+    refused = rig.sync(ATTACKER, timeout=4)
+    assert not refused.receipted
+    assert any(f"{ATTACKER} is withdrawn" in reason for _, reason in rig.dock.invalid)
+    rig.witness_docks()
+    # Mosquitto started again with the dock's CRL (as `bodycam dock serve` starts it):
+    # refused at the TLS handshake, its certificate revoked.
+    broker.crl = rig.dock_dir / "ca" / "crl.pem"
+    broker.restart()
+    assert not rig.connect_once(ATTACKER)
+    assert "revoked" in broker.log.lower()
+    assert rig.connect_once(WITNESS)
+    rig.witness_docks()
+    after = rig.archived()
+    assert {k: after[k] for k in before} == before
+    assert not any(k.startswith(ATTACKER) for k in set(after) - set(before))
+    archive = Archive(rig.archive_dir, rig.dock_dir, dock_key(rig.dock_dir), "dock")
+    try:
+        (event,) = ledger.events(archive, ATTACKER)
+    finally:
+        archive.close()
+    assert event.event == "revoked" and "stolen from vehicle" in event.detail
+    # The CRL is the CA's, and openssl (an independent check) finds the serial on it.
+    out = subprocess.run(["openssl", "crl", "-in", str(broker.crl), "-noout", "-text"],
+                         capture_output=True, text=True, check=True).stdout
+    (serial,) = [line.split("-")[-1][:-4] for line in
+                 map(str, (rig.dock_dir / "ca" / "issued").glob(f"{ATTACKER}-*.pem"))]
+    assert serial.upper().lstrip("0") in out.replace(" ", "").upper()
