@@ -354,7 +354,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
-                          dock_id=config.dock.id, on_progress=progress_printer())
+                          dock_id=config.dock.id, on_progress=progress_printer(),
+                          quota=config.limits.quota())
     service.start()
     through = (f"listening through {config.broker.mode} broker at "
                f"{_addresses([config.broker.host], port)}" if broker is not None

@@ -113,6 +113,40 @@ class Archive:
                 done[file_id] = Stored(file_id, json.loads(receipt), base64.b64decode(signature))
         return partial, done
 
+    def open_files(self, device: str, but: str | None = None) -> list[tuple[int, int]]:
+        """(declared size, bytes stored) of the device's incoming files (but ``but``)."""
+        return [(size, offset) for fid, size, offset in self.db.execute(
+            "SELECT file_id, size, offset FROM files WHERE device=? AND state='incoming'",
+            (device,)) if fid != but]
+
+    def is_begun(self, device: str, file_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM files WHERE device=? AND file_id=? AND state IN "
+                               "('incoming', 'archived', 'conflict')",
+                               (device, file_id)).fetchone() is not None
+
+    def expire_partial(self, now: float, after_s: float) -> list[tuple[str, str, str, int]]:
+        """Remove incoming files that made no progress for ``after_s`` seconds (their
+        partial bytes and index rows); returns (device, file_id, name, bytes) of each."""
+        self.sync()
+        gone = []
+        for device, file_id, name, offset, started in self.db.execute(
+                "SELECT device, file_id, name, offset, started_at FROM files "
+                "WHERE state='incoming'").fetchall():
+            part = self._part(device, file_id)
+            try:
+                touched = max(part.stat().st_mtime, started or 0)
+            except FileNotFoundError:
+                touched = started or 0
+            if now - touched < after_s:
+                continue
+            part.unlink(missing_ok=True)
+            self.db.execute("DELETE FROM files WHERE device=? AND file_id=? AND state='incoming'",
+                            (device, file_id))
+            gone.append((device, file_id, name, int(offset)))
+        if gone:
+            self.db.commit()
+        return gone
+
     def _part(self, device: str, file_id: str) -> Path:
         return self.root / "incoming" / device / f"{file_id}.part"
 

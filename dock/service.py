@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from dock.archive import Archive, ArchiveConflict, ArchiveError
 from dock.enrollment import dock_key
+from dock.quota import Quota, refusal
 from dock.registry import is_withdrawn
 from sync import protocol as p
 from sync.protocol.fields import detail_text
@@ -36,6 +37,7 @@ from sync.mqtt import close as mqtt_close
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
+EXPIRY_CHECK_S = 60.0  # how often the archive thread looks for abandoned partial files
 
 
 @dataclass
@@ -81,16 +83,19 @@ class DockService:
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
                  on_progress: Callable[[DeviceProgress], None] | None = None,
                  now: Callable[[], float] = time.time,
-                 chunk_limit: int = p.MAX_CHUNK_BYTES) -> None:
+                 chunk_limit: int = p.MAX_CHUNK_BYTES, quota: Quota | None = None) -> None:
         self.dock_dir = Path(dock_dir)
         self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
         self.dock_id = dock_id
         self._now = now  # the dock's clock: the time reference devices are set from
         self._ingests: dict[str, p.Ingest] = {}
         self.chunk_limit = chunk_limit  # the largest chunk the dock takes (told in ``want``)
+        self.quota = quota or Quota()
+        self._expired_at = float("-inf")  # the dock's clock at the last expiry of partials
         self.progress: dict[str, DeviceProgress] = {}
         self._on_progress = on_progress
         self.invalid: list[tuple[str, str]] = []
+        self.expired: list[tuple[str, str]] = []  # (device, file_id) of abandoned partials
         self._connected = threading.Event()
         self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
@@ -220,8 +225,12 @@ class DockService:
         turn: deque[str] = deque()  # devices with messages waiting, in the order served
         stopping = False
         while True:
+            self._guarded(self._expire_abandoned)
             if not turn and not stopping:
-                stopping = self._take(self._inbox.get(), waiting, turn)  # idle: wait
+                try:  # idle: wait, and look at the abandoned partials now and then
+                    stopping = self._take(self._inbox.get(timeout=EXPIRY_CHECK_S), waiting, turn)
+                except queue.Empty:
+                    continue
             while True:  # and everything else that is there now
                 try:
                     item = self._inbox.get_nowait()
@@ -293,10 +302,39 @@ class DockService:
             self._refused_input(topic_text, exc)
             self._forget(topic.device)
 
+    def _guarded(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:  # housekeeping must not end the archive thread either
+            log.exception("%s failed", getattr(work, "__name__", work))
+
     def _forget(self, device: str) -> None:
         """After a handler failed for ``device``: its protocol state may be half changed, so
         the next message starts it again from what is durable (as a new session does)."""
         self._ingests.pop(device, None)
+
+    def _over_quota(self, device: str, init: p.FileOffer) -> str | None:
+        """Why a new file is refused under the quotas (dock.quota); None to take it."""
+        if self.archive.is_begun(device, init.file_id):
+            return None  # resumed, or answered from the archive: nothing new to hold
+        return refusal(self.quota, self.archive.root,
+                       self.archive.open_files(device, but=init.file_id), init.size)
+
+    def _expire_abandoned(self) -> None:
+        """Now and then (at most every EXPIRY_CHECK_S), drop incoming files that made no
+        progress for the quota's ``partial_expiry_s``: their bytes and index rows go, and
+        their devices start from the index again."""
+        now = self._now()
+        if now - self._expired_at < EXPIRY_CHECK_S:
+            return
+        self._expired_at = now
+        self._flush()
+        for device, file_id, name, stored in self.archive.expire_partial(
+                now, self.quota.partial_expiry_s):
+            log.warning("%s: incoming %s (%s, %d bytes stored) abandoned for over %.0f s: "
+                        "removed", device, name, file_id, stored, self.quota.partial_expiry_s)
+            self.expired.append((device, file_id))
+            self._forget(device)
 
     def _flush(self) -> None:
         """Make the chunks written so far durable, then acknowledge them."""
@@ -357,6 +395,12 @@ class DockService:
                 else:  # the next page of the same docking
                     self.archive.offered(device, time.time(), offered)
             case p.OpenFile(init):
+                problem = self._over_quota(device, init)
+                if problem is not None:
+                    progress.rejected += 1
+                    log.warning("%s: %s refused: %s", device, init.name, problem)
+                    return ingest.file_rejected(init.file_id, f"{init.name}: {problem}",
+                                                retry=False)
                 try:
                     self.archive.begin(device, init.file_id, init.name, init.activity,
                                        init.size, init.sha256, init.manifest, init.kind)

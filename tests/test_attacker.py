@@ -293,3 +293,71 @@ def test_a_revoked_device_is_refused_by_the_dock_at_once_and_by_the_broker_at_co
     (serial,) = [line.split("-")[-1][:-4] for line in
                  map(str, (rig.dock_dir / "ca" / "issued").glob(f"{ATTACKER}-*.pem"))]
     assert serial.upper().lstrip("0") in out.replace(" ", "").upper()
+
+
+# --- 4. disk exhaustion -----------------------------------------------------------------------------
+
+def test_quotas_refuse_what_would_exhaust_the_disk_and_abandoned_partials_expire(tmp_path, broker):
+    import sqlite3
+    import time
+
+    from dock.quota import Quota
+
+    free = {"bytes": 10 << 30}
+    clock = {"offset": 0.0}
+    quota = Quota(max_file_bytes=1 << 30, device_open_files=4, device_bytes_in_flight=100_000,
+                  reserve_bytes=1 << 30, partial_expiry_s=3600, free=lambda path: free["bytes"])
+    rig = Rig(tmp_path, broker, quota=quota, now=lambda: time.time() + clock["offset"])
+    attacker = rig.raw()
+    try:
+        rig.witness_docks()
+        before = rig.archived()
+
+        def init(size: int, n: int) -> tuple[str, bytes]:
+            offer = p.FileOffer.of(name=f"f{n}.ts", activity="20261129T003000Z", size=size,
+                                   sha256=hashlib.sha256(b"%d" % n).hexdigest(), manifest=None,
+                                   kind="media")
+            return offer.topic(ATTACKER), offer.encode()
+
+        huge, too_much = init(2**53 - 1, 0), init(200_000, 1)
+        opened = [init(1000, n) for n in range(2, 8)]
+        chunk = p.Chunk.of(json.loads(opened[0][1])["file_id"], 0, b"x" * 500)
+        rig.seal(WITNESS, items=2)
+        thread, out = in_background(lambda: rig.sync(WITNESS))
+        rig.send(attacker, [huge, too_much, *opened, (chunk.topic(ATTACKER), chunk.encode())])
+        during = joined(thread, out)
+        rig.quiet()
+        assert during.done and not during.failed and len(during.receipted) == 6
+        db = sqlite3.connect(rig.archive_dir / "index.sqlite")
+        incoming = db.execute("SELECT name, size FROM files WHERE device=? AND state='incoming'",
+                              (ATTACKER,)).fetchall()
+        assert sorted(incoming) == [(f"f{n}.ts", 1000) for n in range(2, 6)]  # 4 open, no more
+        assert rig.dock.progress[ATTACKER].rejected == 4  # huge, too much, the 5th and 6th
+        parts = list((rig.archive_dir / "incoming" / ATTACKER).glob("*.part"))
+        assert len(parts) == 4 and sum(p_.stat().st_size for p_ in parts) == 500
+
+        # Below the reserve of free space no one's new files are taken; the devices keep them.
+        free["bytes"] = 1 << 30
+        made = rig.seal(WITNESS)
+        refused = rig.sync(WITNESS, timeout=10)
+        assert not refused.receipted and len(refused.failed) == made
+        assert all("keeps" in why for _, why in refused.failed), refused.failed
+        assert len([f for f in (rig.roots[WITNESS] / "evidence").rglob("*.ts*")]) >= 1
+        free["bytes"] = 10 << 30
+        assert len(rig.sync(WITNESS).receipted) == made
+
+        # A week later (the dock's clock), the abandoned partial files are removed, logged.
+        clock["offset"] = 3601.0
+        rig.witness_docks()  # any message wakes the archive thread
+        rig.quiet()
+        assert sorted(fid for device, fid in rig.dock.expired if device == ATTACKER) == sorted(
+            json.loads(payload)["file_id"] for _, payload in opened[:4])
+        assert db.execute("SELECT COUNT(*) FROM files WHERE state='incoming'").fetchone()[0] == 0
+        assert not list((rig.archive_dir / "incoming" / ATTACKER).glob("*.part"))
+        db.close()
+        after = rig.archived()
+        assert {k: after[k] for k in before} == before
+        rig.assert_serving()
+    finally:
+        close(attacker)
+        rig.close()
