@@ -361,3 +361,52 @@ def test_quotas_refuse_what_would_exhaust_the_disk_and_abandoned_partials_expire
     finally:
         close(attacker)
         rig.close()
+
+
+# --- 5. reserved and bad ids ----------------------------------------------------------------------
+
+BAD_IDS = ["../../x", "BC.0004", "B" * 40, "incoming", "Incoming", "DOCK", "dock",
+           "broker-probe", "a/b", "x+", "#", ""]
+
+
+@pytest.mark.req("R18.3")
+def test_one_device_id_rule_everywhere_and_nothing_written_for_a_bad_one(rig, capsys):
+    from bodycam.cli import main
+    from dock import pki
+    from dock.enrollment import dock_ca
+    from firmware_py.evidence import keys
+    from sync.credentials import device_keys
+
+    listing = sorted(str(q) for q in rig.tmp.rglob("*"))
+    for bad in BAD_IDS:
+        root = rig.tmp / "bad-root"
+        code = main(["dock", "enroll", "--config", str(rig.conf), "--device-root", str(root),
+                     "--device-id", bad, "--unit", "Brigade"])
+        assert code == 2, bad
+        assert "device id" in capsys.readouterr().err
+        with pytest.raises(keys.KeyFileError, match="device id"):  # the simulator's way in
+            keys.enroll(root, rig.dock_dir, bad, "Brigade")
+        with pytest.raises(p.ProtocolError):
+            p.parse_topic(f"bodycam/v1/up/{bad}/hello")
+    assert sorted(str(q) for q in rig.tmp.rglob("*")) == listing, "a refused id wrote something"
+    assert not (rig.tmp / "x.json").exists()  # dock/devices/../../x.json
+    csr = device_keys(rig.tmp / "csr-root").csr("dock")
+    for bad in ("dock", "incoming", "BC.0004"):  # no certificate for a reserved or bad name
+        with pytest.raises(ValueError, match="common name"):
+            pki.issue_client_from_csr(dock_ca(rig.dock_dir), csr, bad)
+    # On the wire: the attacker cannot write under a reserved name or another device's
+    # (the ACL drops it), and whatever reaches the dock names its own device.
+    before = rig.archived()
+    attacker = rig.raw()
+    try:
+        hello = p.Hello(ATTACKER, "x", None, ()).encode()
+        rig.send(attacker, [("bodycam/v1/up/incoming/hello", hello),
+                            (f"bodycam/v1/up/{WITNESS}/hello", hello),
+                            (p.hello_topic(ATTACKER), hello)])
+        rig.witness_docks()
+        rig.quiet()
+    finally:
+        close(attacker)
+    assert set(rig.dock.progress) == {ATTACKER, WITNESS}
+    after = rig.archived()
+    assert {k: after[k] for k in before} == before
