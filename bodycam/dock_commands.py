@@ -81,6 +81,16 @@ def register(sub: Any) -> None:
     d.set_defaults(func=cmd_dock_overdue)
     _register_withdraw(dock_sub)
     _register_revoke(dock_sub)
+    d = dock_sub.add_parser(
+        "clear-claims", help="clear a device's offers whose files never came (a custodian's call)",
+        description="Clear what DEVICE offered but never sent: its unconfirmed claims (hellos "
+        "never confirmed as a docking by a charging signal or a received file) and the "
+        "overdue offers of files that never arrived (of one activity with --activity). "
+        "Recorded in the ledger with the reason.")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("--activity", metavar="ACTIVITY")
+    d.add_argument("--reason", required=True)
+    d.set_defaults(func=cmd_dock_clear_claims)
     _config_after_action(dock_sub)
 
 
@@ -140,6 +150,19 @@ def cmd_dock_revoke(args: argparse.Namespace) -> int:
           f"CRL {dock_dir / revocation.CRL}; {'withdrawn, ' if done.withdrawn else ''}the dock "
           f"refuses it from now on; a running broker refuses it at connect once `bodycam dock "
           f"serve` is restarted.")
+    return EXIT_OK
+
+
+def cmd_dock_clear_claims(args: argparse.Namespace) -> int:
+    _, _, archive = _dock_setup(args)
+    try:
+        cleared = archive.clear_claims(args.device, args.activity)
+        where = f" of activity {args.activity}" if args.activity else ""
+        ledger.record_event(archive, args.device, "claims_cleared",
+                            f"{cleared} offers{where} never sent: {args.reason}")
+    finally:
+        archive.close()
+    print(f"{args.device}: {cleared} offers{where} cleared ({args.reason})")
     return EXIT_OK
 
 
@@ -265,10 +288,11 @@ def cmd_dock_overdue(args: argparse.Namespace) -> int:
     try:
         found = archive.overdue(config.deadline.upload_hours, time.time(),
                                 config.deadline.dock_every_hours)
+        claims = archive.unconfirmed_claims()
     finally:
         archive.close()
     if args.json:
-        print(json.dumps(found, indent=1))
+        print(json.dumps({**found, "unconfirmed_claims": claims}, indent=1))
     else:
         for a in found["activities"]:
             missing = sum(f["stored_at"] is None for f in a["files"])
@@ -276,6 +300,10 @@ def cmd_dock_overdue(args: argparse.Namespace) -> int:
                   f"stored within {config.deadline.upload_hours:g} h of return ({missing} still missing)")
         for d in found["devices"]:
             print(f"NOT DOCKED  {d['device']} for more than {config.deadline.dock_every_hours:g} h")
+        for c in claims:  # a hello never confirmed as a docking: no deadline runs for it
+            print(f"UNCONFIRMED  {c['device']} activity {c['activity']}: {c['files']} files "
+                  f"offered but never sent, in no confirmed docking (clear with `bodycam dock "
+                  f"clear-claims {c['device']}`)")
         if not found["activities"] and not found["devices"]:
             print("nothing overdue")
     return EXIT_PROBLEM if found["activities"] or found["devices"] else EXIT_OK

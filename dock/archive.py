@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS seals (
     device TEXT NOT NULL, sequence INTEGER NOT NULL, kind TEXT NOT NULL, activity TEXT,
     officer TEXT, start_ms INTEGER, end_ms INTEGER, manifest TEXT NOT NULL,
     PRIMARY KEY (device, sequence));
+-- The incoming files of a device, found without reading its archived ones (quota checks
+-- at every init, the expiry of abandoned partials).
+CREATE INDEX IF NOT EXISTS files_by_state ON files (device, state);
+CREATE TABLE IF NOT EXISTS claims (
+    device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
+    claimed_at REAL NOT NULL, session REAL NOT NULL, PRIMARY KEY (device, file_id));
 CREATE TABLE IF NOT EXISTS device_events (
     device TEXT NOT NULL, event TEXT NOT NULL, at REAL NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offers (
@@ -386,6 +392,51 @@ class Archive:
         self.db.executemany("INSERT OR IGNORE INTO offers VALUES (?,?,?,?,?)",
                             [(device, fid, name, activity, at) for fid, name, activity in offered])
         self.db.commit()
+
+    def claimed(self, device: str, session: float, offered: list[tuple[str, str, str]]) -> None:
+        """What a hello says is waiting on the device, before the docking is confirmed: a
+        claim (``session`` is its hello's time). Claims count for nothing overdue until
+        ``confirm_docking`` makes them offers."""
+        self.db.executemany(
+            "INSERT INTO claims VALUES (?,?,?,?,?,?) ON CONFLICT (device, file_id) "
+            "DO UPDATE SET session=excluded.session",
+            [(device, fid, name, activity, session, session) for fid, name, activity in offered])
+        self.db.commit()
+
+    def confirm_docking(self, device: str, session: float, new: bool = True) -> None:
+        """The session that began at ``session`` is a docking (a charging hello, or a file
+        received): record it (``new``), and its claims become offers (R13.4's clock starts)."""
+        if new:
+            self.db.execute("INSERT INTO dockings (device, docked_at) VALUES (?, ?)",
+                            (device, session))
+        self.db.execute("INSERT OR IGNORE INTO offers SELECT device, file_id, name, activity, "
+                        "claimed_at FROM claims WHERE device=? AND session=?", (device, session))
+        self.db.execute("DELETE FROM claims WHERE device=? AND session=?", (device, session))
+        self.db.commit()
+
+    def unconfirmed_claims(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Files offered only in sessions never confirmed as dockings, still not archived:
+        per device and activity, how many and since when (for a custodian to judge)."""
+        rows = self.db.execute(
+            "SELECT c.device, c.activity, COUNT(*), MIN(c.claimed_at) FROM claims c "
+            "WHERE (?1 IS NULL OR c.device=?1) AND NOT EXISTS (SELECT 1 FROM offers o WHERE "
+            "o.device=c.device AND o.file_id=c.file_id) AND NOT EXISTS (SELECT 1 FROM files f "
+            "WHERE f.device=c.device AND f.file_id=c.file_id AND f.state='archived') "
+            "GROUP BY c.device, c.activity ORDER BY c.device, c.activity", (device,)).fetchall()
+        return [{"device": d, "activity": a, "files": n, "first_claimed_at": at}
+                for d, a, n, at in rows]
+
+    def clear_claims(self, device: str, activity: str | None = None) -> int:
+        """A custodian's decision: the device's unconfirmed claims, and its offers whose files
+        never arrived (of one activity, or all), are cleared; returns how many."""
+        where = "device=?" + (" AND activity=?" if activity is not None else "")
+        args = (device,) + ((activity,) if activity is not None else ())
+        missing = ("NOT EXISTS (SELECT 1 FROM files f WHERE f.device=offers.device AND "
+                   "f.file_id=offers.file_id AND f.state='archived')")
+        cleared = self.db.execute(f"DELETE FROM claims WHERE {where}", args).rowcount
+        cleared += self.db.execute(f"DELETE FROM offers WHERE {where} AND {missing}", args).rowcount
+        self.db.commit()
+        return cleared
 
     def overdue(self, upload_hours: float, now: float, dock_every_hours: float) -> dict[str, Any]:
         """R13.4: activities whose evidence was not all stored within ``upload_hours`` of the

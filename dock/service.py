@@ -78,6 +78,15 @@ class DeviceProgress:
                 f"{rate / 1e6:.1f} MB/s, {eta} left")
 
 
+@dataclass
+class _Session:
+    """A device's present session at the dock: when its hello came, whether it is a
+    docking (confirmed by a charging hello or a received file) or only a claim so far."""
+
+    started: float
+    confirmed: bool = False
+
+
 class DockService:
     def __init__(self, dock_dir: Path, archive_dir: Path, host: str, port: int, *,
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
@@ -96,6 +105,7 @@ class DockService:
         self._on_progress = on_progress
         self.invalid: list[tuple[str, str]] = []
         self.expired: list[tuple[str, str]] = []  # (device, file_id) of abandoned partials
+        self._sessions: dict[str, _Session] = {}  # device → its present session
         self._connected = threading.Event()
         self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
@@ -313,6 +323,27 @@ class DockService:
         the next message starts it again from what is durable (as a new session does)."""
         self._ingests.pop(device, None)
 
+    def _claims(self, device: str, hello: p.Hello) -> None:
+        """A hello's offers are claims until the session is confirmed as a docking — by
+        the device's charging signal, or by a file received (``_confirm``): invented
+        offers never start R13.4's clock (dock.archive: claims, unconfirmed_claims)."""
+        if hello.page == 0 or device not in self._sessions:
+            self._sessions[device] = _Session(time.time())
+        session = self._sessions[device]
+        self.archive.claimed(device, session.started, [(f.file_id, f.name, f.activity)
+                                                       for f in hello.files])
+        if hello.charging or session.confirmed:  # a later page's claims join the docking
+            self._confirm(device, again=True)
+
+    def _confirm(self, device: str, again: bool = False) -> None:
+        """The session is a docking: once recorded, its claims made offers (``again``: the
+        claims of a later page too)."""
+        session = self._sessions.get(device)
+        if session is None or (session.confirmed and not again):
+            return  # the common case, per receipt: nothing to do
+        self.archive.confirm_docking(device, session.started, new=not session.confirmed)
+        session.confirmed = True
+
     def _over_quota(self, device: str, init: p.FileOffer) -> str | None:
         """Why a new file is refused under the quotas (dock.quota); None to take it."""
         if self.archive.is_begun(device, init.file_id):
@@ -387,13 +418,10 @@ class DockService:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
-                offered = [(f.file_id, f.name, f.activity) for f in hello.files]
+                self._claims(device, hello)
                 if hello.page == 0:
-                    self.archive.docked(device, time.time(), offered)
                     progress.new_session(len(hello.files) + hello.more_files,
                                          sum(f.size for f in hello.files) + hello.more_bytes)
-                else:  # the next page of the same docking
-                    self.archive.offered(device, time.time(), offered)
             case p.OpenFile(init):
                 problem = self._over_quota(device, init)
                 if problem is not None:
@@ -416,6 +444,7 @@ class DockService:
                     return ingest.file_rejected(file_id, str(exc),
                                                 retry=not isinstance(exc, ArchiveConflict))
                 progress.receipts += 1
+                self._confirm(device)  # a file received: the session is a docking
                 return ingest.file_verified(file_id, stored.receipt, stored.signature)
             case p.DiscardFile(file_id, reason):
                 self.archive.discard(device, file_id)

@@ -203,6 +203,7 @@ class DeviceSync:
                  evidence: Path, audit_log: Path, correct_above_s: float,
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
+                 charging: bool = False,
                  clock: Clock | None = None,
                  chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = WINDOW,
                  window_bytes: int | None = None) -> None:
@@ -224,7 +225,8 @@ class DeviceSync:
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window,
                                    window_bytes=window_bytes, firmware=firmware,
-                                   battery_percent=battery_percent)
+                                   battery_percent=battery_percent, charging=charging)
+        self._charging = charging
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
         self._cancelled = threading.Event()
@@ -295,7 +297,8 @@ class DeviceSync:
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
                                                window=self._window,
-                                               window_bytes=self._window_bytes)
+                                               window_bytes=self._window_bytes,
+                                               charging=self._charging)
                     self.result.failed = []
                     self.result.done = False
                     self._finished.clear()

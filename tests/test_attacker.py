@@ -410,3 +410,59 @@ def test_one_device_id_rule_everywhere_and_nothing_written_for_a_bad_one(rig, ca
     assert set(rig.dock.progress) == {ATTACKER, WITNESS}
     after = rig.archived()
     assert {k: after[k] for k in before} == before
+
+
+# --- 7. claims ------------------------------------------------------------------------------------
+
+@pytest.mark.req("R13.4")
+def test_invented_offers_are_claims_not_overdue_dockings_and_a_custodian_clears_them(rig, capsys):
+    import sqlite3
+    import time
+
+    from bodycam.cli import main
+
+    invented = tuple(p.FileOffer.of(name=f"n{n}.ts", activity=f"2026112{n % 3}T000000Z",
+                                    size=1000 + n, sha256=hashlib.sha256(b"%d" % n).hexdigest(),
+                                    manifest=None, kind="media") for n in range(600))
+    attacker = rig.raw()
+    try:
+        rig.seal(WITNESS)
+        thread, out = in_background(lambda: rig.sync(WITNESS))
+        rig.send(attacker, [(p.hello_topic(ATTACKER),
+                             p.Hello(ATTACKER, "x", 50, invented[:300]).encode()),
+                            (p.hello_topic(ATTACKER),
+                             p.Hello(ATTACKER, "x", 50, invented[300:], page=1).encode())])
+        assert len(joined(thread, out).receipted) == 3
+        rig.quiet()
+    finally:
+        close(attacker)
+    db = sqlite3.connect(rig.archive_dir / "index.sqlite")
+    dockings = dict(db.execute("SELECT device, COUNT(*) FROM dockings GROUP BY device"))
+    assert dockings == {WITNESS: 1}, "a hello without charging or a file is no docking"
+    # Two days on: the witness's docking is all stored, the attacker's claims are no overdue
+    # activities — they are listed apart, as unconfirmed claims.
+    from dock.archive import Archive
+    from dock.enrollment import dock_key
+    archive = Archive(rig.archive_dir, rig.dock_dir, dock_key(rig.dock_dir), "dock")
+    try:
+        late = archive.overdue(24, time.time() + 2 * 86400, 72)
+        assert late["activities"] == []
+        claims = archive.unconfirmed_claims()
+    finally:
+        archive.close()
+    assert {c["device"] for c in claims} == {ATTACKER} and sum(c["files"] for c in claims) == 600
+    capsys.readouterr()
+    main(["dock", "overdue", "--config", str(rig.conf)])
+    assert capsys.readouterr().out.count(f"UNCONFIRMED  {ATTACKER}") == 3
+    assert main(["dock", "clear-claims", ATTACKER, "--reason", "device stolen; offers invented",
+                 "--config", str(rig.conf)]) == 0
+    assert "600 offers cleared" in capsys.readouterr().out
+    assert main(["dock", "overdue", "--config", str(rig.conf)]) == 0
+    assert "UNCONFIRMED" not in capsys.readouterr().out
+    main(["dock", "ledger", "--config", str(rig.conf)])
+    assert "CLAIMS_CLEARED" in capsys.readouterr().out
+    # A charging device's hello is a docking even before any file arrives.
+    rig.seal(WITNESS)
+    assert len(rig.sync(WITNESS, charging=True).receipted) == 3
+    assert db.execute("SELECT COUNT(*) FROM dockings WHERE device=?", (WITNESS,)).fetchone()[0] == 2
+    db.close()

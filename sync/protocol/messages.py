@@ -143,7 +143,7 @@ class Hello(JsonMessage):
     every file of this one is receipted or has failed for the session."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("page", "more_files", "more_bytes")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("page", "more_files", "more_bytes", "charging")
     device: str
     firmware: str
     battery_percent: int | None
@@ -151,9 +151,15 @@ class Hello(JsonMessage):
     page: int = 0
     more_files: int = 0
     more_bytes: int = 0
+    # The device sits on the dock's charger (its power source says so): without it, or a
+    # file actually received, the dock takes a hello as a claim, not as a docking.
+    charging: bool = False
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if type(self.charging) is not bool:
+            raise ProtocolError(f"must be true or false, not {type_name(self.charging)}",
+                                "charging")
         check_text(self.firmware, "firmware", 64, empty=True)
         if self.battery_percent is not None:
             check_int(self.battery_percent, "battery_percent", 0, 100)

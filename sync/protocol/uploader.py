@@ -81,7 +81,7 @@ class Uploader:
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
                  window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES) -> None:
+                 max_retries: int = DEFAULT_MAX_RETRIES, charging: bool = False) -> None:
         self.device = check_device(device)
         self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
         # The window: at most ``window`` chunks and ``window_bytes`` bytes unacknowledged
@@ -95,6 +95,7 @@ class Uploader:
         self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
         self._firmware, self._battery = firmware, battery_percent
+        self._charging = charging  # told in every hello: the dock's evidence of a docking
         self._files: dict[str, _Upload] = {}
         for i, offer in enumerate(files):
             if not isinstance(offer, FileOffer):
@@ -159,7 +160,7 @@ class Uploader:
                  if self._files[o.file_id].phase is UploadPhase.OFFERED]
         hello = Hello(self.device, self._firmware, self._battery, tuple(files),
                       page=number, more_files=len(later),
-                      more_bytes=sum(o.size for o in later))
+                      more_bytes=sum(o.size for o in later), charging=self._charging)
         self._hello_bytes = hello.encode()
         if len(self._hello_bytes) > MAX_HELLO_BYTES:  # split_offers leaves room; never here
             raise ProtocolError(f"a hello of {len(files)} files is {len(self._hello_bytes)} "
