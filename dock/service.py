@@ -94,7 +94,8 @@ class DockService:
                  now: Callable[[], float] = time.time,
                  chunk_limit: int = p.MAX_CHUNK_BYTES, quota: Quota | None = None) -> None:
         self.dock_dir = Path(dock_dir)
-        self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
+        self._signing = dock_key(dock_dir)  # receipts and time answers
+        self.archive = Archive(archive_dir, dock_dir, self._signing, dock_id)
         self.dock_id = dock_id
         self._now = now  # the dock's clock: the time reference devices are set from
         self._ingests: dict[str, p.Ingest] = {}
@@ -221,6 +222,10 @@ class DockService:
             self.invalid.append((topic, f"device {parsed.device} is withdrawn"))
             return
         response = p.TimeResponse(request.t1, arrived, self._now())
+        # Signed with the receipt key the device got at enrolment: its clock is set from
+        # the dock, never from whoever can publish on the broker.
+        signature = self._signing.sign(response.signed_bytes(parsed.device))
+        response = p.TimeResponse(response.t1, response.t2, response.t3, signature)
         self.client.publish(response.topic(parsed.device), response.encode(), qos=p.QOS)
 
     # --- the archive thread -------------------------------------------------------------------

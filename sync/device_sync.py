@@ -406,8 +406,15 @@ class DeviceSync:
         return self._clock.now().utc if self._clock is not None else time.time()
 
     def _set_clock(self, response: p.TimeResponse) -> None:
-        """R7.4 at the dock: measure against the dock's clock, log the offset, correct."""
+        """R7.4 at the dock: measure against the dock's clock, log the offset, correct —
+        only from an answer the dock signed (its key from enrolment)."""
         t4 = self._utc()
+        try:
+            self._dock_key.verify(response.signature, response.signed_bytes(self.device))
+        except InvalidSignature:
+            log.warning("%s: a time answer not signed by the dock: ignored", self.device)
+            self._log("dock_time_refused", {"why": "not signed by the dock's key"})
+            return
         offset, round_trip = p.clock_offset(response.t1, response.t2, response.t3, t4)
         self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
         facts = {"source": "dock", "offset_before_s": round(-offset, 3),

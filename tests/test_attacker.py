@@ -466,3 +466,44 @@ def test_invented_offers_are_claims_not_overdue_dockings_and_a_custodian_clears_
     assert len(rig.sync(WITNESS, charging=True).receipted) == 3
     assert db.execute("SELECT COUNT(*) FROM dockings WHERE device=?", (WITNESS,)).fetchone()[0] == 2
     db.close()
+
+
+@pytest.mark.req("R7.4")
+def test_the_device_takes_its_time_only_from_an_answer_the_dock_signed(rig):
+    from types import SimpleNamespace
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from dock.enrollment import dock_key
+    from firmware_py.evidence import audit
+    from device.clock import DeviceClock
+    from sync.device_sync import DeviceSync
+
+    assert rig.witness_docks().clock_offset_s is not None  # the dock's signed answer, taken
+    root = rig.roots[WITNESS]
+    log = audit.AuditLog(root / "audit.jsonl", DeviceClock(), durable=False)
+    rig.seal(WITNESS)
+    session = DeviceSync(root, WITNESS, rig.broker.host, rig.broker.port,
+                         evidence=root / "evidence", audit_log=root / "audit.jsonl",
+                         correct_above_s=0.5, tls=rig.tls(WITNESS), audit=log)
+    session.uploader.start()
+    topic = p.time_response_topic(WITNESS)
+
+    def answer(t1: float, key, signed_for: str = WITNESS, dock_time: float = 5e9) -> None:
+        session.uploader.request_time(t1)
+        unsigned = p.TimeResponse(t1, dock_time, dock_time)
+        signature = key.sign(unsigned.signed_bytes(signed_for)) if key else b""
+        response = p.TimeResponse(t1, dock_time, dock_time, signature)
+        session._on_message(None, None, SimpleNamespace(topic=topic, payload=response.encode()))
+
+    # Whoever can publish on the broker (not the dock) cannot set the device's clock: an
+    # answer signed by another key, one the dock signed for another device, an unsigned one.
+    answer(1000.0, Ed25519PrivateKey.generate())
+    answer(1001.0, dock_key(rig.dock_dir), signed_for=ATTACKER)
+    answer(1002.0, None)
+    assert session.result.clock_offset_s is None
+    answer(1003.0, dock_key(rig.dock_dir), dock_time=1003.0)
+    assert session.result.clock_offset_s is not None and abs(session.result.clock_offset_s) < 1e10
+    log.close()
+    refused = [e for e in audit.read(root / "audit.jsonl") if e["kind"] == "dock_time_refused"]
+    assert len(refused) == 3
