@@ -17,7 +17,8 @@ raw:      a paho client with a device's certificate publishes N bytes as 256 KiB
 archive:  the dock's ``Archive`` alone storing the same N bytes in 256 KiB chunks through
           ``store_chunk`` (write, fsync, offset committed to SQLite: what the dock does
           before it acks a chunk). No network: the ceiling the dock's durability sets.
-sync:     one enrolled device (``DeviceSync``'s default chunk and window) holding 8 sealed segments of N/8 random bytes each (written
+sync:     one enrolled device (``DeviceSync``'s default chunk size and its window sized from
+          the link, sync/pacing.py) holding 8 sealed segments of N/8 random bytes each (written
           through ``EncryptingFile`` and sealed with ``Sealer``, so ``offers()`` sends
           signature, manifest and media), a ``DockService`` with the dock's certificate and
           a fresh archive, and ``DeviceSync.run()`` until every file is receipted and
@@ -26,13 +27,16 @@ sync:     one enrolled device (``DeviceSync``'s default chunk and window) holdin
           counts the stored bytes offered (N plus headers, manifests and signatures).
 sync x4:  four enrolled devices with N/4 bytes each, four ``DeviceSync`` sessions (four
           processes) against one ``DockService``; aggregate rate.
-sweep:    the one-device sync again, once each: chunk 64/128/256 KiB at window 16, window
-          8/16/32/64 at 256 KiB, and 1 MiB at window 16. The dock answers the hello with
-          its chunk limit (``DockService``'s default: 1 MiB, the protocol's limit), and
-          the device sends the smaller of that and what it asked for; the effective size
-          is printed.
-Each sync row gives the device side's CPU seconds per GB synced (its processes' user +
-system time during the session: reading, hashing, TLS, paho, the protocol).
+sweep:    the one-device sync again, once each: chunk 64/128/256 KiB and 1 MiB with the
+          measured window, then fixed windows of 4/8/16/32 MiB at 256 KiB. The dock answers
+          the hello with its chunk limit (``DockService``'s default: 1 MiB, the protocol's
+          limit), and the device sends the smaller of that and what it asked for; the
+          effective size is printed.
+Each sync row gives CPU seconds per GB synced: the device side's (its processes' user +
+system time during the session: reading, TLS, paho, the protocol — a Raspberry Pi pays
+this), the dock's (this process: paho, the protocol, hashing, writing; fsync waits are not
+CPU) and the broker's; the raw row gives its publisher and subscriber together. It also
+gives the window the device ended with and the round trip it measured.
 
 The evidence is written without fsync and flushed (``os.sync``) before each timed run: on
 a real device it lives on the device's own storage, so its writeback must not land on the
@@ -84,7 +88,7 @@ from dock.pki import CertFiles
 from dock.service import DockService
 from sync import protocol as p
 from sync.credentials import device_sync_files
-from sync.device_sync import WINDOW, DeviceSync
+from sync.device_sync import DeviceSync
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
 
@@ -94,10 +98,10 @@ TARGET = 0.7
 RAW_MESSAGE = 256 * KIB  # the protocol's default chunk: raw and sync move equal messages
 SEGMENTS = 8  # N is split into this many sealed segments (a short shift's worth of files)
 DEVICES = 4
-# Chunk size at the default window, then the window at the default chunk size, then a
-# chunk above the dock's limit; small enough for the whole bench to take about a minute.
-SWEEP = ((64 * KIB, 16), (128 * KIB, 16), (256 * KIB, 8), (256 * KIB, 16), (256 * KIB, 32),
-         (256 * KIB, 64), (1 * MIB, 16))
+# (chunk, fixed window in bytes or None for the measured one): chunk sizes with the measured
+# window, then fixed windows at the default chunk size; about a minute in all.
+SWEEP = ((64 * KIB, None), (128 * KIB, None), (256 * KIB, None), (1 * MIB, None),
+         (256 * KIB, 4 * MIB), (256 * KIB, 8 * MIB), (256 * KIB, 16 * MIB), (256 * KIB, 32 * MIB))
 SESSION_TIMEOUT = 60.0  # seconds; a sync slower than ~1 MB/s at 64 MiB is a failure here
 UNIT = "bench unit"
 
@@ -248,7 +252,9 @@ class Bench:
             link.send("stop")
             cpu += link.recv()  # the publisher's own CPU over its run
             return Measured(total, seconds, cpu, broker,
-                            {"window": window, "message_bytes": RAW_MESSAGE})
+                            {"window": window, "message_bytes": RAW_MESSAGE,
+                             "cpu_s_per_gb": round(cpu / (total / 1e9), 2),
+                             "broker_cpu_s_per_gb": round(broker / (total / 1e9), 2)})
         finally:
             mqtt_close(sub)
             publisher.join(10)
@@ -256,7 +262,7 @@ class Bench:
     # --- sync --------------------------------------------------------------------------------
 
     def sync(self, devices: list[str], bytes_each: int, segment_bytes: int, *,
-             chunk: int = p.DEFAULT_CHUNK_BYTES, window: int = WINDOW,
+             chunk: int = p.DEFAULT_CHUNK_BYTES, window_bytes: int | None = None,
              profiler: cProfile.Profile | None = None) -> Measured:
         """Fresh evidence on each device, a fresh archive, all sessions at once, timed."""
         for device in devices:
@@ -273,7 +279,7 @@ class Bench:
         # Each device's session in a process of its own, as each is a machine of its own;
         # it reads and hashes its evidence for the hello before the clock starts.
         children = [_spawn(_device_session, self.device_root(d), d, self.broker.host,
-                           self.broker.port, self.device_tls(d), chunk, window)
+                           self.broker.port, self.device_tls(d), chunk, window_bytes)
                     for d in devices]
         reports: list[dict[str, Any]] = []
         try:
@@ -301,7 +307,12 @@ class Bench:
         return Measured(offered, ended - started, cpu, broker, {
             "devices": len(devices), "files": sum(r["files"] for r in reports),
             "chunk_bytes": chunk, "effective_chunk_bytes": reports[0]["chunk_bytes"],
-            "window": window,
+            "window": "measured" if window_bytes is None else window_bytes,
+            "final_window_bytes": reports[0]["window_bytes"],
+            "base_round_trip_ms": (None if reports[0]["base_round_trip_s"] is None
+                                   else round(1e3 * reports[0]["base_round_trip_s"], 2)),
+            "dock_cpu_s_per_gb": round((cpu - sum(r["cpu"] for r in reports)) / (offered / 1e9), 2),
+            "broker_cpu_s_per_gb": round(broker / (offered / 1e9), 2),
             # The device side's own CPU (its processes: reading, hashing, TLS, paho, the
             # protocol), per GB of evidence synced: what a Raspberry Pi would pay.
             "device_cpu_s": round(sum(r["cpu"] for r in reports), 3),
@@ -390,12 +401,12 @@ def _raw_publisher(link: Any, host: str, port: int, tls: tuple[Path, Path, Path]
 
 
 def _device_session(link: Any, root: Path, device: str, host: str, port: int,
-                    tls: tuple[Path, Path, Path], chunk: int, window: int) -> None:
+                    tls: tuple[Path, Path, Path], chunk: int, window_bytes: int | None) -> None:
     """One docked device: offer its evidence, and on "go" run the sync session."""
     session = DeviceSync(root, device, host, port, evidence=root / "evidence",
                          audit_log=root / "audit.jsonl",
                          correct_above_s=SelfCheckPolicy().clock_correct_above_s,
-                         tls=tls, chunk_size=chunk, window=window)
+                         tls=tls, chunk_size=chunk, window_bytes=window_bytes)
     connack: list[float] = []
     original: Callable[..., None] = session.client.on_connect
 
@@ -418,7 +429,8 @@ def _device_session(link: Any, root: Path, device: str, host: str, port: int,
                    f"{len(left)} files left")
     link.send({"ended": ended, "cpu": cpu_seconds() - cpu0, "problem": problem,
                "connack": connack[0] if connack else None, "files": r.offered,
-               "chunk_bytes": session.uploader.chunk_size})
+               "chunk_bytes": session.uploader.chunk_size, "window_bytes": r.window_bytes,
+               "base_round_trip_s": r.base_round_trip_s})
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -512,9 +524,9 @@ def run(mib: int, repeat: int, sweep: bool, profile: bool | None,
         out["sync_4_devices"] = four.row(limit)
         if sweep:
             rows = []
-            for chunk, window in SWEEP:
+            for chunk, window_bytes in SWEEP:
                 rows.append(bench.sync(devices[:1], n, segment, chunk=chunk,
-                                       window=window).row(limit))
+                                       window_bytes=window_bytes).row(limit))
             out["sweep_1_device"] = rows
             top = max(rows, key=lambda r: r["mb_s"])
             out["best_setting"] = {k: top[k] for k in ("chunk_bytes", "effective_chunk_bytes",
@@ -539,7 +551,13 @@ def _line(label: str, row: dict[str, Any]) -> str:
         text += (f"  {row['ratio_to_raw']:.2f}x raw ({_verdict(row)}; "
                  f"{row['after_connect_mb_s']:.0f} MB/s after connect)")
     if "device_cpu_s_per_gb" in row:
-        text += f"  device cpu {row['device_cpu_s_per_gb']:.1f} s/GB"
+        text += (f"  cpu s/GB device {row['device_cpu_s_per_gb']:.1f} dock "
+                 f"{row['dock_cpu_s_per_gb']:.1f} broker {row['broker_cpu_s_per_gb']:.1f}")
+    elif "cpu_s_per_gb" in row:
+        text += f"  cpu s/GB clients {row['cpu_s_per_gb']:.1f} broker {row['broker_cpu_s_per_gb']:.1f}"
+    if row.get("final_window_bytes"):
+        text += (f"  window {row['final_window_bytes'] / MIB:.1f} MiB "
+                 f"(rtt {row['base_round_trip_ms']} ms)")
     return text
 
 
@@ -585,13 +603,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'dock archive alone, 256 KiB chunks':<34} {floor['mb_s']:>6.1f} MB/s  "
           f"{floor['seconds']:>6.2f} s  {floor['ms_per_chunk']} ms per chunk stored durably  "
           f"{floor['ratio_to_raw']:.2f}x raw (the ceiling for sync)")
-    print(_line("sync, 1 device (256 KiB, window 32)", rows["sync_1_device"]))
+    print(_line("sync, 1 device (256 KiB, measured w)", rows["sync_1_device"]))
     print(_line(f"sync, {DEVICES} devices at once", rows["sync_4_devices"]))
     if "sweep_1_device" in rows:
         print("  sweep, 1 device (chunk requested -> used by the dock's limit, window):")
         for row in rows["sweep_1_device"]:
+            window = (row["window"] if row["window"] == "measured"
+                      else f"{row['window'] // MIB} MiB")
             label = (f"{row['chunk_bytes'] // KIB} KiB -> {row['effective_chunk_bytes'] // KIB}"
-                     f" KiB, w {row['window']}")
+                     f" KiB, w {window}")
             print("  " + _line(label, row))
         top = rows["best_setting"]
         print(f"  best: chunk {top['effective_chunk_bytes'] // KIB} KiB, window {top['window']}: "

@@ -42,6 +42,9 @@ def register(sub: Any) -> None:
     p.add_argument("--visits", type=int, default=10, help="visits in the shift (default 10)")
     p.add_argument("--recordings", type=int, default=4, metavar="N",
                    help="recordings per visit (default 4)")
+    p.add_argument("--continuous", type=float, default=0.0, metavar="MINUTES",
+                   help="open the shift with one unbroken recording this long (default: none; "
+                        "480 films a whole shift, about 3,800 files to dock)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="directory for the device, the dock and the archive")
     add_config_args(p)
@@ -84,9 +87,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
         print("bodycam: a soak needs at least 2 visits (it docks twice) and 1 recording each",
               file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= args.continuous <= 24 * 60:
+        print(f"bodycam: --continuous must be 0 to 1440 minutes, not {args.continuous:g}",
+              file=sys.stderr)
+        return EXIT_USAGE
     scenario, plan = soak.scenario(args.seed, visits=args.visits,
                                    recordings_per_visit=args.recordings,
-                                   dock_after=(args.visits // 2 - 1, args.visits - 1))
+                                   dock_after=(args.visits // 2 - 1, args.visits - 1),
+                                   continuous_s=args.continuous * 60)
     config = load(args, scenario.config, f"{scenario.source} [config]")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,13 @@ are simply several ``Ingest`` objects; one thread does all the archive's work, s
 archive sees one writer.
 
 Chunks are acknowledged only once durable, but durability is paid per batch, not per
-chunk: the archive thread writes every chunk that is waiting, then fsyncs each file once
-and commits the offsets once, and only then acknowledges them all. While it does, the
-network thread goes on reading, so the link and the disk work at the same time.
+chunk, and not on the archive thread: the archive thread writes the chunks that are
+waiting (up to ``BATCH_BYTES``) and hands the batch to a durability thread, which fsyncs
+each file once and wakes the archive thread; that one records the offsets in the index and
+acknowledges them all. So the network thread reads, the archive thread writes the next
+batch and the disk flushes the last one, all at the same time. Whatever reads or changes
+what is stored (a completed file, a discarded one, a new docking) first waits until every
+batch handed over is durable.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dock.archive import Archive, ArchiveConflict, ArchiveError
+from dock.archive import Archive, ArchiveConflict, ArchiveError, make_durable
 from dock.enrollment import dock_key
+from dock.fair import FairQueue
 from dock.quota import Quota, refusal
 from dock.registry import is_withdrawn
 from sync import protocol as p
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
 EXPIRY_CHECK_S = 60.0  # how often the archive thread looks for abandoned partial files
+# Put in the inbox by the durability thread: a batch is durable, its acks can go.
+_WAKE: tuple[str, bytes, float] = ("", b"", 0.0)
 
 
 @dataclass
@@ -111,10 +118,19 @@ class DockService:
         self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
         self._inbox: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
-        # Chunks written but not yet durable: (device, ingest, file_id, offset, size).
+        # Chunks written but not yet handed over: (device, ingest, file_id, offset, size).
         self._unsynced: list[tuple[str, p.Ingest, str, int, int]] = []
+        # Batches handed to the durability thread, and what it made of them, in order.
+        self._to_durable: queue.Queue[tuple[list[Any], list[Any]] | None] = queue.Queue()
+        self._made_durable: deque[tuple[list[Any], list[Any], OSError | None]] = deque()
+        self._wakes = 0  # _WAKE markers taken from the inbox and not yet answered
+        # Files whose every byte arrived, completed together at the end of a round: one
+        # wait for durability, one fsync per folder and one commit for all of them.
+        self._completing: list[tuple[str, p.Ingest, DeviceProgress, p.CompleteFile]] = []
         self._worker = threading.Thread(target=self._work, name=f"dock-{dock_id}-archive",
                                          daemon=True)
+        self._durability = threading.Thread(target=self._make_durable,
+                                            name=f"dock-{dock_id}-durability", daemon=True)
         self._worker_started = self._network_started = self._stopping = False
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, f"dock-{dock_id}", ca=ca, cert=cert, key=key)
@@ -124,28 +140,36 @@ class DockService:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        self._durability.start()
         self._worker.start()
         self._worker_started = True
         self.client.loop_start()
         self._network_started = True
         if not self._connected.wait(timeout):
             self.client.loop_stop()
-            self._inbox.put(None)
-            self._worker.join()
+            self._stop_threads()
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
         self._stopping = True
         mqtt_close(self.client)
+        self._stop_threads()
+        self.archive.close()
+
+    def _stop_threads(self) -> None:
         if self._worker.is_alive():
             self._inbox.put(None)
             self._worker.join()
-        self.archive.close()
+        if self._durability.is_alive():
+            self._to_durable.put(None)
+            self._durability.join()
 
     def settle(self) -> None:
-        """Wait until every message received so far has been handled (for tests and tools
-        that read the archive while the dock runs)."""
+        """Wait until every message received so far has been handled and every chunk
+        stored acknowledged (for tests and tools that read the archive while the dock runs)."""
         self._inbox.join()
+        self._to_durable.join()
+        self._inbox.join()  # the durability thread's last wake-up
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -203,6 +227,8 @@ class DockService:
             return None
         if self._worker_started and not self._worker.is_alive():
             return f"the archive thread {self._worker.name} has ended"
+        if self._worker_started and not self._durability.is_alive():
+            return f"the durability thread {self._durability.name} has ended"
         network = getattr(self.client, "_thread", None)  # paho's loop_start thread
         if self._network_started and (network is None or not network.is_alive()):
             return "the MQTT network thread has ended"
@@ -231,19 +257,19 @@ class DockService:
     # --- the archive thread -------------------------------------------------------------------
 
     def _work(self) -> None:
-        """Take what the network thread queued, per device, and serve the devices in turn:
-        one message of each device with messages waiting, round and round, until a batch
-        (``BATCH_BYTES``) is written; then make it durable and acknowledge it. A device
-        with a huge backlog, or a window larger than it should be, fills its own queue,
-        not the others' turns: four docked devices each get a fair share."""
-        waiting: dict[str, deque[tuple[str, bytes, float]]] = {}
-        turn: deque[str] = deque()  # devices with messages waiting, in the order served
+        """Take what the network thread queued, per device, and serve the devices in turn
+        (``dock.fair``: a fair share of bytes each, deficit round robin) until a batch
+        (``BATCH_BYTES``) is written; then hand it to be made durable, acknowledge what is,
+        and archive the files completed. A device with a huge backlog, larger chunks or a
+        window larger than it should be fills its own queue, not the others' turns: four
+        docked devices each get a fair share."""
+        waiting: FairQueue[tuple[str, bytes, float]] = FairQueue()
         stopping = False
         while True:
             self._guarded(self._expire_abandoned)
-            if not turn and not stopping:
+            if not waiting and not stopping:
                 try:  # idle: wait, and look at the abandoned partials now and then
-                    stopping = self._take(self._inbox.get(timeout=EXPIRY_CHECK_S), waiting, turn)
+                    stopping = self._take(self._inbox.get(timeout=EXPIRY_CHECK_S), waiting)
                 except queue.Empty:
                     continue
             while True:  # and everything else that is there now
@@ -251,16 +277,11 @@ class DockService:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                stopping = self._take(item, waiting, turn) or stopping
+                stopping = self._take(item, waiting) or stopping
             handled, batch = 0, 0
             try:
-                while turn and batch < BATCH_BYTES:
-                    device = turn.popleft()
-                    topic, payload, arrived = waiting[device].popleft()
-                    if waiting[device]:
-                        turn.append(device)
-                    else:
-                        del waiting[device]
+                while waiting and batch < BATCH_BYTES:
+                    device, (topic, payload, arrived) = waiting.take()
                     try:
                         self._handle(topic, payload, arrived)
                     except Exception as exc:  # never out of the archive thread (see _handle)
@@ -268,25 +289,27 @@ class DockService:
                         self._forget(device)
                     handled += 1
                     batch += len(payload)
-                self._flush()
+                self._flush(wait=stopping and not waiting)
+                self._acknowledge()
+                self._complete_waiting()
             finally:
-                for _ in range(handled):
+                for _ in range(handled + self._wakes):
                     self._inbox.task_done()
-            if stopping and not turn:
+                self._wakes = 0
+            if stopping and not waiting:
                 self._inbox.task_done()  # the stop marker
                 return
 
     def _take(self, item: tuple[str, bytes, float] | None,
-              waiting: dict[str, deque[tuple[str, bytes, float]]], turn: deque[str]) -> bool:
+              waiting: FairQueue[tuple[str, bytes, float]]) -> bool:
         """Queue one message under its device; True for the stop marker."""
         if item is None:
             return True
+        if item is _WAKE:
+            self._wakes += 1  # answered by _acknowledge, after this round
+            return False
         parts = item[0].split("/", 4)  # bodycam/v1/up/<device>/...: no full parse here
-        device = parts[3] if len(parts) > 3 else ""
-        if device not in waiting:
-            waiting[device] = deque()
-            turn.append(device)
-        waiting[device].append(item)
+        waiting.put(parts[3] if len(parts) > 3 else "", item, len(item[1]))
         return False
 
     def _handle(self, topic_text: str, payload: bytes, arrived: float) -> None:
@@ -307,7 +330,7 @@ class DockService:
             # left in memory: the durable offsets and receipts are the truth. The later
             # pages of a long backlog continue the same session (rebuilding from the index
             # for each would read every receipt of the device again).
-            self._flush()
+            self._flush(wait=True)
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
         try:
@@ -322,6 +345,17 @@ class DockService:
             work()
         except Exception:  # housekeeping must not end the archive thread either
             log.exception("%s failed", getattr(work, "__name__", work))
+
+    def _for_device(self, device: str, what: str, work: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+        """``work(*args)`` for one device, on the archive thread: a failure is refused to
+        that device (its state rebuilt from the disk), never the end of the thread."""
+        try:
+            return work(*args, **kwargs)
+        except Exception as exc:
+            self._refused_input(f"{device}: {what}", exc)
+            self._forget(device)
+            return None
 
     def _forget(self, device: str) -> None:
         """After a handler failed for ``device``: its protocol state may be half changed, so
@@ -364,7 +398,7 @@ class DockService:
         if now - self._expired_at < EXPIRY_CHECK_S:
             return
         self._expired_at = now
-        self._flush()
+        self._flush(wait=True)  # no chunk of a file removed now may still be on its way
         for device, file_id, name, stored in self.archive.expire_partial(
                 now, self.quota.partial_expiry_s):
             log.warning("%s: incoming %s (%s, %d bytes stored) abandoned for over %.0f s: "
@@ -372,29 +406,73 @@ class DockService:
             self.expired.append((device, file_id))
             self._forget(device)
 
-    def _flush(self) -> None:
-        """Make the chunks written so far durable, then acknowledge them."""
-        if not self._unsynced:
-            return
-        stores, self._unsynced = self._unsynced, []
-        try:
-            self.archive.sync()
-        except OSError as exc:
-            log.error("storing chunks failed: %s", exc)
-            for device, ingest, file_id, offset, _ in stores:
-                self._carry_out(device, ingest, ingest.chunk_failed(file_id, offset, str(exc)))
-            return
-        # One cumulative ack per file for all its chunks made durable now, per device.
-        grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
-        for device, ingest, file_id, offset, size in stores:
-            self.progress[device].received_bytes += size
-            grouped.setdefault(id(ingest), (device, ingest, []))[2].append((file_id, offset, size))
-        for device, ingest, done in grouped.values():
+    def _flush(self, wait: bool = False) -> None:
+        """Hand the chunks written so far to the durability thread; with ``wait``, return
+        only once everything handed over is durable and acknowledged."""
+        written = self.archive.detach_written()
+        if written or self._unsynced:
+            stores, self._unsynced = self._unsynced, []
+            self._to_durable.put((written, stores))
+        if wait:
+            self._to_durable.join()
+            self._acknowledge()
+
+    def _make_durable(self) -> None:
+        """The durability thread: fsync each batch handed over, in order, and wake the
+        archive thread to record and acknowledge it."""
+        while True:
+            item = self._to_durable.get()
             try:
-                self._carry_out(device, ingest, ingest.chunks_stored(done))
-            except Exception as exc:  # a fin waiting on these chunks completes here
-                self._refused_input(f"{device}: stored chunks", exc)
-                self._forget(device)
+                if item is None:
+                    return
+                written, stores = item
+                try:
+                    self._made_durable.append((make_durable(written), stores, None))
+                except OSError as exc:
+                    self._made_durable.append(([], stores, exc))
+                self._inbox.put(_WAKE)
+            finally:
+                self._to_durable.task_done()
+
+    def _acknowledge(self) -> None:
+        """Record the offsets of every batch made durable and acknowledge its chunks: one
+        cumulative ack per file, per device."""
+        while self._made_durable:
+            ends, stores, error = self._made_durable.popleft()
+            if error is not None:
+                log.error("storing chunks failed: %s", error)
+                for device, ingest, file_id, offset, _ in stores:
+                    self._for_device(device, "a failed store", lambda d, i, f, o: self._carry_out(
+                        d, i, i.chunk_failed(f, o, str(error))), device, ingest, file_id, offset)
+                continue
+            self.archive.record_offsets(ends)
+            grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
+            for device, ingest, file_id, offset, size in stores:
+                self.progress[device].received_bytes += size
+                grouped.setdefault(id(ingest), (device, ingest, []))[2].append(
+                    (file_id, offset, size))
+            for device, ingest, done in grouped.values():
+                # A fin waiting on these chunks completes here: guarded as any input.
+                self._for_device(device, "stored chunks", lambda d, i, stored: self._carry_out(
+                    d, i, i.chunks_stored(stored)), device, ingest, done)
+
+    def _complete_waiting(self) -> None:
+        """Archive and receipt the files completed this round, all at once: their chunks
+        made durable, each checked and moved, the moves and the index made durable, and
+        only then the receipts sent."""
+        answers: list[tuple[str, p.Ingest, list[Any]]] = []
+        while self._completing:
+            self._flush(wait=True)  # may complete more files (a fin that waited for acks)
+            completing, self._completing = self._completing, []
+            for device, ingest, progress, out in completing:
+                step = self._for_device(device, "completing a file", self._archive_step,
+                                        device, ingest, progress, out, defer=True)
+                answers.append((device, ingest, step or []))
+        if not answers:
+            return
+        self.archive.commit_completed()
+        for device, ingest, outputs in answers:
+            self._for_device(device, "receipts", self._carry_out, device, ingest, outputs)
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
@@ -410,16 +488,23 @@ class DockService:
                         self._unsynced.append((device, ingest, file_id, offset, len(data)))
                     except OSError as exc:
                         queue_[:0] = ingest.chunk_failed(file_id, offset, str(exc))
+                case p.CompleteFile():
+                    self._completing.append((device, ingest, progress, out))
+                case p.OpenFile():
+                    # Opening waits for nothing: ``begin`` only creates a file the archive
+                    # has never seen (no chunk of it can be on its way to disk) and
+                    # otherwise reads its row, which the protocol does not use.
+                    queue_[:0] = self._archive_step(device, ingest, progress, out)
                 case _:
                     # Anything else reads or changes what is stored: chunks written before
                     # it must be durable first, and in the index.
-                    self._flush()
+                    self._flush(wait=True)
                     queue_[:0] = self._archive_step(device, ingest, progress, out)
         if self._on_progress is not None:
             self._on_progress(progress)
 
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
-                      out: Any) -> list[Any]:
+                      out: Any, defer: bool = False) -> list[Any]:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
@@ -441,7 +526,7 @@ class DockService:
                     return ingest.file_rejected(init.file_id, str(exc), retry=False)
             case p.CompleteFile(file_id, init):
                 try:
-                    stored = self.archive.complete(device, file_id)
+                    stored = self.archive.complete(device, file_id, defer=defer)
                 except ArchiveError as exc:
                     progress.rejected += 1
                     log.warning("%s: %s", device, exc)

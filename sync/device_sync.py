@@ -3,9 +3,11 @@
 On docking the device offers every file that is finished — each sealed item (signature and
 manifest first, then its files) and the records beside them — runs the protocol's
 ``Uploader`` over MQTT, and for each receipt checks the dock's signature, that the receipt
-describes the file it offered, and that the file on disk is still the one it sent (the hash
-of the bytes as read for sending, from the same unchanged inode, or the file hashed again);
-only then is the file deleted, and the deletion written into the audit log (R13.2). Anything still being
+describes the file it offered, and that the file on disk is still the one it offered (the
+same inode, size and modification time as when it was offered, or else the file hashed
+again): the dock checked the bytes it holds against the offered hash, so an unchanged file
+is that file. Only then is the file deleted, and the deletion written into the audit log
+(R13.2). Anything still being
 written — an open segment, the log of an open activity — is not offered.
 """
 
@@ -21,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 
@@ -33,6 +35,7 @@ from sync import protocol as p
 from sync.credentials import dock_public
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
+from sync.pacing import WindowSizer
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,8 @@ SEAL_KINDS = ("manifest", "signature")
 AUDIT_FOLDER = "audit"  # under evidence/: audit log snapshots waiting for the dock
 AUDIT_STATE = ".audit-sent.json"  # beside the audit log: how much of it the snapshots cover
 RETRY_AFTER_S = 3.0
-# 32 chunks of 256 KiB (8 MiB) in flight: the best of bench/sync.py's sweep here, and more
-# than the bandwidth-delay product of a LAN; small files go 32 at a time.
-WINDOW = 32
+WINDOW = 256  # chunks in flight at most: with the window in bytes measured, this only
+#               caps how many small files' chunks may be out at once
 
 
 @dataclass
@@ -57,6 +59,10 @@ class SessionResult:
     done: bool = False
     undocked: bool = False  # the session ended because the device left the dock
     bytes_sent: int = 0
+    # The window in bytes at the end, and the link's smallest round trip behind it
+    # (sync/pacing.py); None where the window was fixed or nothing was confirmed.
+    window_bytes: int | None = None
+    base_round_trip_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """The session's outcome in counts, as a timeline or a status shows it."""
@@ -75,32 +81,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class _SentHash:
-    """SHA-256 of a file's bytes as they were read to be sent, while read in order."""
-
-    identity: tuple[int, int, int, int]  # device, inode, size, mtime: the file read
-    digest: Any = field(default_factory=hashlib.sha256)
-    upto: int = 0  # bytes hashed, [0, upto); -1 once a read skipped ahead
-
-    def add(self, offset: int, data: bytes) -> None:
-        if offset == self.upto:
-            self.digest.update(data)
-            self.upto += len(data)
-        elif offset > self.upto:
-            self.upto = -1  # a hole: this hash can no longer stand for the file
-        # offset < upto: a chunk sent again; its bytes are in the hash already
-
-    def covers(self, size: int) -> bool:
-        return self.upto == size
+Identity = tuple[int, int, int, int]  # device, inode, size, mtime: a file as it was seen
 
 
-def _identity(fd: int) -> tuple[int, int, int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _identity_of(path: Path) -> tuple[int, int, int, int] | None:
+def _identity_of(path: Path) -> Identity | None:
     try:
         st = path.stat()
     except OSError:
@@ -161,8 +145,9 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
             return
         covered.add(path)
         # A sealed file's hash is in its manifest: hashing it again here would read every
-        # byte of the evidence one more time per docking (the device hashes what it sends
-        # as it sends it, and checks that before it deletes). A file whose size differs
+        # byte of the evidence one more time per docking (the dock checks the bytes against
+        # it, and the device checks before it deletes that the file has not changed since
+        # it was offered). A file whose size differs
         # from its record is hashed as it is, and the dock's seal check says the rest.
         sealed = record.get("stored_sha256") if record else None
         digest = (sealed if isinstance(sealed, str) and record.get("stored_bytes") == size
@@ -218,13 +203,15 @@ class DeviceSync:
         self._files: dict[str, tuple[p.FileOffer, Path]] = {}
         self._left: Counter[tuple[str, str | None]] = Counter()
         self._take_offers()
-        self._sent: dict[str, _SentHash] = {}  # files sent whole this session, hashed as read
+        self._reading: tuple[str, BinaryIO] | None = None  # the file chunks are read from
         # Seals receipted while files they cover are still here: deleted after those files.
         self._held: dict[str, list[tuple[p.FileOffer, Path, p.Receipt]]] = {}
         self._chunk_size, self._window, self._window_bytes = chunk_size, window, window_bytes
+        # Without a fixed ``window_bytes``, the window follows the link (sync/pacing.py).
+        self._sizer = WindowSizer() if window_bytes is None else None
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window,
-                                   window_bytes=window_bytes, firmware=firmware,
+                                   window_bytes=self._window_bytes_now(), firmware=firmware,
                                    battery_percent=battery_percent, charging=charging)
         self._charging = charging
         self.result = SessionResult(offered=len(self._files))
@@ -245,31 +232,42 @@ class DeviceSync:
         self.client.on_message = self._on_message
 
     def _take_offers(self) -> None:
-        """What is waiting now, and per seal how many of its files are still here."""
+        """What is waiting now, each file as it was seen when offered, and per seal how many
+        of its files are still here."""
         self._files = {offer.file_id: (offer, path) for offer, path in offers(self.evidence)}
+        self._seen: dict[str, Identity | None] = {
+            file_id: _identity_of(path) for file_id, (_, path) in self._files.items()}
         self._left = Counter((o.activity, o.manifest) for o, _ in self._files.values()
                              if o.manifest and o.kind not in SEAL_KINDS)
 
     def _read(self, offer: p.FileOffer, offset: int, size: int) -> bytes:
-        _, path = self._files[offer.file_id]
-        with open(path, "rb") as fh:
-            if offset == 0:
-                self._sent[offer.file_id] = _SentHash(_identity(fh.fileno()))
-            fh.seek(offset)
-            data = fh.read(size)
-        sent = self._sent.get(offer.file_id)
-        if sent is not None:
-            sent.add(offset, data)
+        # The file stays open while its chunks go out (one open per file, not per chunk).
+        if self._reading is None or self._reading[0] != offer.file_id:
+            self._close_reading()
+            self._reading = (offer.file_id, open(self._files[offer.file_id][1], "rb"))
+        fh = self._reading[1]
+        fh.seek(offset)
+        data = fh.read(size)
         self.result.bytes_sent += len(data)
         return data
 
+    def _close_reading(self) -> None:
+        if self._reading is not None:
+            self._reading[1].close()
+            self._reading = None
+
     def _on_disk_is_offered(self, offer: p.FileOffer, path: Path) -> bool:
-        """R13.2's last check: the file about to be deleted is the one the dock holds. When
-        this session read the whole file, in order, from one unchanged inode, the hash of
-        what it sent is that file's hash; otherwise the file is read and hashed again."""
-        sent = self._sent.pop(offer.file_id, None)
-        if sent is not None and sent.covers(offer.size) and sent.identity == _identity_of(path):
-            return sent.digest.hexdigest() == offer.sha256
+        """R13.2's last check: the file about to be deleted is the one the dock holds.
+
+        The receipt says the dock holds bytes whose SHA-256 is the offer's (it checked the
+        whole file against it; for sealed files that hash is the manifest's). A file whose
+        inode, size and modification time are the ones seen when it was offered has not
+        changed since, so the device need not hash it again — hashing every byte it sends
+        was a third of a Pi's CPU during a docking. A file that changed is read and hashed:
+        only if its bytes are still the offered ones may it go."""
+        seen = self._seen.get(offer.file_id)
+        if seen is not None and seen == _identity_of(path):
+            return True
         return _sha256(path) == offer.sha256
 
     def run(self, timeout: float = 120.0, rounds: int = 3) -> SessionResult:
@@ -297,17 +295,22 @@ class DeviceSync:
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
                                                window=self._window,
-                                               window_bytes=self._window_bytes,
+                                               window_bytes=self._window_bytes_now(),
                                                charging=self._charging)
+                    if self._sizer is not None:
+                        self._sizer.forget()  # a new uploader counts from 0 again
                     self.result.failed = []
                     self.result.done = False
                     self._finished.clear()
                     self._last_heard = time.monotonic()
                     self._carry_out(self.uploader.start())
+                    self._pace()
         finally:
             mqtt_close(self.client)
             self._inbox.put(None)
             self._worker.join(10)
+            with self._lock:
+                self._close_reading()
         return self.result
 
     def undock(self) -> None:
@@ -327,6 +330,7 @@ class DeviceSync:
                 with self._lock:
                     self._last_heard = time.monotonic()
                     self._carry_out(self.uploader.retry())
+                    self._pace()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -347,6 +351,7 @@ class DeviceSync:
                        else self.uploader.retry())
             outputs += self.uploader.request_time(self._utc())
             self._carry_out(outputs)
+            self._pace()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self._cancelled.is_set():
@@ -363,6 +368,21 @@ class DeviceSync:
             self._carry_out(self.uploader.receive(topic, payload))
         except Exception:
             log.exception("%s: handling %s failed", self.device, topic)
+        self._pace()
+
+    def _window_bytes_now(self) -> int | None:
+        return self._sizer.window if self._sizer is not None else self._window_bytes
+
+    def _pace(self) -> None:
+        """Size the window from what the dock confirmed and when (sync/pacing.py)."""
+        if self._sizer is None:
+            return
+        now, up = time.monotonic(), self.uploader
+        if up.confirmed_mark:
+            up.window_bytes = self._sizer.confirmed(up.confirmed_mark, up.bytes_confirmed, now)
+            self.result.window_bytes = up.window_bytes
+            self.result.base_round_trip_s = self._sizer.base_round_trip
+        self._sizer.published(up.bytes_published, now)
 
     def _work(self) -> None:
         """The sender thread: the protocol, the reads of evidence files, the publishes and

@@ -108,6 +108,9 @@ def test_docking_moves_every_sealed_file_into_the_archive(tmp_path, broker):
     on_device = audit.read(device_root / "audit.jsonl")
     assert entries == on_device[: len(entries)] and len(entries) >= len(on_device) - 40
     assert result.clock_offset_s is not None and abs(result.clock_offset_s) < 1.0
+    # The window was sized from the link it measured (sync/pacing.py), within its bounds.
+    assert result.base_round_trip_s is not None and 0 < result.base_round_trip_s < 5
+    assert result.window_bytes is not None and 2 << 20 <= result.window_bytes <= 64 << 20
     # The ledger (R4.1-R4.3): the check-out window covers the shift (which ran at the
     # scenario's default start, 2026-11-29 00:30 UTC); what was recorded comes from the seals.
     from dock import ledger

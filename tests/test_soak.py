@@ -43,6 +43,22 @@ def test_the_plan_is_an_eight_hour_shift_with_forty_recordings_and_faults():
     assert soak.build(SEED)[0] != soak.build(SEED + 1)[0]
 
 
+def test_a_soak_can_open_with_a_whole_shift_filmed_unbroken(capsys):
+    """``--continuous``: one unbroken recording first (the whole-shift case that leaves
+    thousands of files to dock); the visits after it move later and the faults and power
+    cuts stay out of it."""
+    scenario, plan = soak.scenario(SEED, continuous_s=4 * 3600)
+    presses = [e for e in scenario.events if e.action == "press"]
+    assert (presses[0].at, presses[1].at) == (30.0, 30.0 + 4 * 3600)
+    assert plan.recordings == 41 and scenario.duration_s >= 8 * 3600
+    inside = [e for e in scenario.events
+              if 30.0 < e.at < 30.0 + 4 * 3600 and e.action != "press"]
+    assert not inside, "nothing interrupts the unbroken recording"
+    assert soak.build(SEED)[0] == soak.build(SEED, continuous_s=0)[0], "the default unchanged"
+    assert main(["soak", "--continuous", "-1", "--out", "/nonexistent"]) == 2
+    assert "--continuous must be 0 to 1440 minutes" in capsys.readouterr().err
+
+
 @pytest.mark.req("R12.1", "R12.2", "R12.3", "R18.1")
 def test_soak_ends_with_a_clean_verification_and_every_gap_explained(shift):
     code, report, _ = shift

@@ -280,13 +280,13 @@ def test_resume_after_cut_sends_no_confirmed_chunk_again(cut: int, dock_restarts
 
 def test_corrupt_chunk_is_asked_for_again() -> None:
     files = sample_files()
-    device = DeviceEdge(files, chunk_size=CHUNK, window=4)
+    device = DeviceEdge(files, chunk_size=CHUNK, window=4, chunk_checksums=True)
     dock = DockEdge()
     victim = chunk_topic_prefix(files, 2)
     done = []
 
     def flip(p: Publish) -> list[Publish]:
-        if p.topic.startswith(victim) and not done:
+        if is_chunk(p.topic, victim) and not done:
             done.append(p)
             payload = bytearray(p.payload)
             payload[10] ^= 0x01
@@ -302,10 +302,40 @@ def test_corrupt_chunk_is_asked_for_again() -> None:
     assert len(dock.acks(Reason.GAP)) == 0
 
 
-def chunk_topic_prefix(files: dict[str, bytes], index: int) -> str:
+def test_corrupt_chunk_without_checksum_is_caught_whole() -> None:
+    """Chunks go without checksums by default (section 3): a chunk damaged on its way is
+    caught by the whole-file hash, the file is discarded and sent again from 0, and only
+    the intact file is receipted."""
+    files = sample_files()
+    device = DeviceEdge(files, chunk_size=CHUNK, window=4)
+    dock = DockEdge()
+    victim = chunk_topic_prefix(files, 2)
+    done = []
+
+    def flip(p: Publish) -> list[Publish]:
+        if is_chunk(p.topic, victim) and not done:
+            done.append(p)
+            payload = bytearray(p.payload)
+            payload[10] ^= 0x01
+            return [Publish(p.topic, bytes(payload))]
+        return [p]
+
+    assert run(device, dock, tamper=flip)
+    assert done and parse_topic(done[0].topic).sha256 is None, "sent without a checksum"
+    assert_all_archived(device, dock, files)
+    assert not dock.acks(Reason.CHECKSUM)  # nothing to check a chunk against
+    assert device.chunks_sent[(victim[0], 0)] == 2, "the whole file was sent again"
+
+
+def chunk_topic_prefix(files: dict[str, bytes], index: int) -> tuple[str, int]:
+    """The third file's id and the offset of its chunk ``index``."""
     data = list(files.values())[2]
-    file_id = file_id_of(hashlib.sha256(data).hexdigest())
-    return f"{PREFIX}/up/{DEVICE}/chunk/{file_id}/{index * CHUNK}/"
+    return file_id_of(hashlib.sha256(data).hexdigest()), index * CHUNK
+
+
+def is_chunk(topic_name: str, which: tuple[str, int]) -> bool:
+    topic = parse_topic(topic_name)
+    return topic.kind is Kind.CHUNK and (topic.file_id, topic.offset) == which
 
 
 def test_duplicate_and_reordered_chunks() -> None:
@@ -345,7 +375,7 @@ def test_oversize_chunk_is_refused_with_reason_then_resent() -> None:
     done = []
 
     def enlarge(p: Publish) -> list[Publish]:
-        if p.topic.startswith(victim) and not done:
+        if is_chunk(p.topic, victim) and not done:
             done.append(p)
             return [Publish(p.topic, p.payload + b"x")]
         return [p]
@@ -364,11 +394,12 @@ def test_a_chunk_the_broker_dropped_silently_is_recovered_by_retry() -> None:
     device = DeviceEdge(files, chunk_size=CHUNK, window=4)
     dock = DockEdge()
     big = list(files.values())[2]
-    last = f"/{(len(big) - 1) // CHUNK * CHUNK}/"
+    last = (len(big) - 1) // CHUNK * CHUNK
     dropped = []
 
     def drop_last(p: Publish) -> list[Publish]:
-        if "/chunk/" in p.topic and last in p.topic and not dropped:
+        topic = parse_topic(p.topic)
+        if topic.kind is Kind.CHUNK and topic.offset == last and not dropped:
             dropped.append(p)
             return []
         return [p]
@@ -391,7 +422,8 @@ def test_a_chunk_dropped_mid_file_is_recovered_by_retry() -> None:
     dropped = []
 
     def drop_chunk_and_ask(p: Publish) -> list[Publish]:
-        if "/chunk/" in p.topic and f"/{CHUNK}/" in p.topic and not dropped:
+        topic = parse_topic(p.topic)
+        if topic.kind is Kind.CHUNK and topic.offset == CHUNK and not dropped:
             dropped.append(p)
             return []
         return [p]
@@ -823,6 +855,8 @@ def test_topics_round_trip() -> None:
         (f"{PREFIX}/up/{DEVICE}/init/{FID}", Topic(Kind.INIT, DEVICE, FID)),
         (f"{PREFIX}/up/{DEVICE}/chunk/{FID}/262144/{SHA}",
          Topic(Kind.CHUNK, DEVICE, FID, 262144, SHA)),
+        (f"{PREFIX}/up/{DEVICE}/chunk/{FID}/262144",  # the checksum is optional
+         Topic(Kind.CHUNK, DEVICE, FID, 262144)),
         (f"{PREFIX}/up/{DEVICE}/fin/{FID}", Topic(Kind.FIN, DEVICE, FID)),
         (f"{PREFIX}/up/{DEVICE}/time/req", Topic(Kind.TIME_REQUEST, DEVICE)),
         (f"{PREFIX}/down/{DEVICE}/want", Topic(Kind.WANT, DEVICE)),
@@ -853,7 +887,7 @@ def test_topics_round_trip() -> None:
     (f"bodycam/v1/up/BC-0001/chunk/{FID}/99999999999999999/{SHA}", "topic.offset", "decimal"),
     (f"bodycam/v1/up/BC-0001/chunk/{FID}/0/{SHA[:-1]}", "topic.sha256", "SHA-256"),
     (f"bodycam/v1/up/BC-0001/chunk/{FID}/0/{SHA}/x", "topic", "too many levels"),
-    (f"bodycam/v1/up/BC-0001/chunk/{FID}/0", "topic", "needs"),
+    (f"bodycam/v1/up/BC-0001/chunk/{FID}", "topic", "needs"),
     ("bodycam/v1/up/BC-0001/hello/again", "topic", "too many levels"),
     ("bodycam/v1/up/BC-0001/want", "topic.kind", "not a 'up' message"),
     ("bodycam/v1/down/BC-0001/time/req", "topic.kind", "not a 'down' message"),

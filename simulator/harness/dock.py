@@ -183,19 +183,26 @@ class CrashingDock(DockService):
         if not self.crashed.is_set():
             super()._handle(topic_text, payload, arrived)
 
-    def _flush(self) -> None:
+    def _flush(self, wait: bool = False) -> None:
         if not self.crashed.is_set():
-            super()._flush()
+            super()._flush(wait)
+
+    def _acknowledge(self) -> None:
+        if self.crashed.is_set():
+            self._made_durable.clear()  # a dead process records and sends nothing more
+            return
+        super()._acknowledge()
 
     def _archive_step(self, device: str, ingest: p.Ingest, progress: DeviceProgress,
-                      out: Any) -> list[Any]:
+                      out: Any, defer: bool = False) -> list[Any]:
         if self.crashed.is_set():
             return []
-        outputs = super()._archive_step(device, ingest, progress, out)
+        outputs = super()._archive_step(device, ingest, progress, out, defer)
         receipted = any(isinstance(o, p.Publish) and "/receipt/" in o.topic for o in outputs)
         if (receipted and progress.receipts >= self._after
                 and progress.received_bytes >= self._after_bytes):
             self.unsent_receipt = out.file_id
+            self.archive.commit_completed()  # archived and in the index, as said above
             self._die()
             return []
         return outputs
@@ -215,5 +222,4 @@ class CrashingDock(DockService):
             super().stop()
             return
         self.client.loop_stop()
-        self._inbox.put(None)
-        self._worker.join()
+        self._stop_threads()

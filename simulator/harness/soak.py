@@ -54,8 +54,11 @@ class SoakPlan:
 
 
 def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
-          dock_after: tuple[int, ...] = (4, 9)) -> tuple[dict[str, Any], SoakPlan]:
-    """The scenario data for one soak shift, and its plan."""
+          dock_after: tuple[int, ...] = (4, 9),
+          continuous_s: float = 0.0) -> tuple[dict[str, Any], SoakPlan]:
+    """The scenario data for one soak shift, and its plan. ``continuous_s`` opens the shift
+    with one recording that long, unbroken (a whole inspection filmed end to end: at 30 s
+    segments an hour leaves 480 files to dock), and the visits after it move later."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
     faults: dict[str, int] = {}
@@ -64,7 +67,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
     t = 0.0
     recorded_s = 0.0  # recording time since the last docking
     for visit in range(visits):
-        begin = visit * slot
+        begin = max(visit * slot, t + 20.0) if visit else 0.0
         docks = visit in dock_after
         if visit:
             # The recorder was switched off after the last visit; it is on again now.
@@ -72,6 +75,14 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
         else:
             t = 30.0  # boot, self-check and a first GNSS fix on the way to the first site
         spans: list[tuple[float, float]] = []
+        faults_from = begin
+        if visit == 0 and continuous_s > 0:
+            # Unbroken: no fault or power cut is drawn inside it (they come after).
+            events.append(_press(t, "record"))
+            events.append(_press(t + continuous_s, "record"))
+            recorded_s += continuous_s + CONFIG["recording"]["pre_event_seconds"]
+            t += continuous_s + rng.uniform(40.0, 120.0)
+            faults_from = t
         for n in range(recordings_per_visit):
             length = rng.uniform(40.0, 90.0)
             start = t
@@ -100,7 +111,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
                 for k in range(presses):
                     events.append(_press(end + PROMPT_S + k * 0.6, "marker"))
                 t = end + rng.uniform(40.0, 120.0)
-        for kind, event in _faults(rng, spans, begin, t, events):
+        for kind, event in _faults(rng, spans, faults_from, t, events):
             events.extend(event)
             faults[kind] = faults.get(kind, 0) + 1
         if docks:
@@ -118,7 +129,7 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
                 events.append({"at": _r(t), "action": "undock"})
                 t += 20.0
         if visit != visits - 1:
-            nxt = (visit + 1) * slot
+            nxt = max((visit + 1) * slot, t + 20.0)
             events.append({"at": _r(t), "action": "switch_off", "off": _r(nxt - t)})
     duration = max(SHIFT_S, t + 60.0)
     data = {"scenario": {"name": f"soak-{seed}", "start": START, "duration": _r(duration),
@@ -128,7 +139,8 @@ def build(seed: int, *, visits: int = 10, recordings_per_visit: int = 4,
                                         f"faults, {len(dock_after)} dockings (seed {seed})"},
             "config": CONFIG, "battery": {"start_percent": 100}, "storage": {"quota_mb": 4000},
             "gnss": {"time_to_first_fix": "8s"}, "event": events}
-    plan = SoakPlan(visits, visits * recordings_per_visit, len(dock_after), faults, cuts)
+    plan = SoakPlan(visits, visits * recordings_per_visit + (continuous_s > 0), len(dock_after),
+                    faults, cuts)
     return data, plan
 
 

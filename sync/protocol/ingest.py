@@ -164,7 +164,7 @@ class Ingest:
                                                                f"file is {entry.init.size}")]
         if size == 0:
             return [self._ask_resend(entry, Reason.EMPTY, f"empty chunk at {offset}")]
-        if hashlib.sha256(data).hexdigest() != parsed.sha256:
+        if parsed.sha256 is not None and hashlib.sha256(data).hexdigest() != parsed.sha256:
             return [self._ask_resend(entry, Reason.CHECKSUM, f"chunk at {offset} does not "
                                                              "match its sha256")]
         entry.pending.append((offset, size))

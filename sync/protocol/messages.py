@@ -261,13 +261,14 @@ class Chunk:
     KIND: ClassVar[Kind] = Kind.CHUNK
     file_id: str
     offset: int
-    sha256: str  # as claimed by the sender; compare with ``intact``
+    sha256: str | None  # as claimed by the sender (optional); compare with ``intact``
     data: bytes
 
     def __post_init__(self) -> None:
         check_file_id(self.file_id)
         check_int(self.offset, "offset")
-        check_sha256(self.sha256)
+        if self.sha256 is not None:
+            check_sha256(self.sha256)
         data = check_bytes(self.data, "data")
         if len(data) > MAX_CHUNK_BYTES:
             raise ProtocolError(f"is {len(data)} bytes, over the hard limit of "
@@ -275,13 +276,15 @@ class Chunk:
         object.__setattr__(self, "data", data)
 
     @classmethod
-    def of(cls, file_id: str, offset: int, data: bytes) -> Chunk:
-        return cls(file_id, offset, hashlib.sha256(data).hexdigest(), data)
+    def of(cls, file_id: str, offset: int, data: bytes, *, checksum: bool = True) -> Chunk:
+        """A chunk of ``data``; with ``checksum`` its SHA-256 goes in the topic."""
+        return cls(file_id, offset, hashlib.sha256(data).hexdigest() if checksum else None, data)
 
     @property
     def intact(self) -> bool:
-        """Whether the bytes are the ones the sender hashed (a corrupt chunk is not)."""
-        return hashlib.sha256(self.data).hexdigest() == self.sha256
+        """Whether the bytes are the ones the sender hashed (a corrupt chunk is not); a chunk
+        sent without a checksum is checked only with its whole file."""
+        return self.sha256 is None or hashlib.sha256(self.data).hexdigest() == self.sha256
 
     def topic(self, device: str) -> str:
         return chunk_topic(device, self.file_id, self.offset, self.sha256)
@@ -295,8 +298,7 @@ class Chunk:
         if not isinstance(parsed, Topic) or parsed.kind is not Kind.CHUNK:
             raise ProtocolError("is not a chunk topic", "topic")
         try:
-            return cls(str(parsed.file_id), int(parsed.offset or 0), str(parsed.sha256),
-                       payload)
+            return cls(str(parsed.file_id), int(parsed.offset or 0), parsed.sha256, payload)
         except ProtocolError as exc:
             raise exc.within("chunk") from None
 

@@ -55,7 +55,7 @@ class Topic:
     device: str
     file_id: str | None = None
     offset: int | None = None  # chunk only
-    sha256: str | None = None  # chunk only: the SHA-256 of this chunk's payload
+    sha256: str | None = None  # chunk only, optional: the SHA-256 of this chunk's payload
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in Kind._value2member_map_:
@@ -68,7 +68,8 @@ class Topic:
             raise ProtocolError(f"{self.kind} topics carry no file id", "topic.file_id")
         if self.kind is Kind.CHUNK:
             check_int(self.offset, "topic.offset")
-            check_sha256(self.sha256, "topic.sha256")
+            if self.sha256 is not None:
+                check_sha256(self.sha256, "topic.sha256")
         elif self.offset is not None or self.sha256 is not None:
             raise ProtocolError("only chunk topics carry an offset and checksum", "topic")
 
@@ -81,7 +82,9 @@ class Topic:
         if self.file_id is not None:
             levels.append(self.file_id)
         if self.kind is Kind.CHUNK:
-            levels += [str(self.offset), str(self.sha256)]
+            levels.append(str(self.offset))
+            if self.sha256 is not None:
+                levels.append(self.sha256)
         return "/".join(levels)
 
 
@@ -115,12 +118,14 @@ def parse_topic(topic: str) -> Topic:
         raise ProtocolError(f"{shorten('/'.join(rest))} is not a {direction!r} message "
                             f"of this protocol", "topic.kind")
     params = rest[len(kind.value.split("/")):]
+    # A chunk's checksum level is optional (section 3): <file_id>/<offset>[/<sha256>].
     wanted = 3 if kind is Kind.CHUNK else 1 if kind in WITH_FILE else 0
+    least = 2 if kind is Kind.CHUNK else wanted
     if len(params) > wanted:
         raise ProtocolError(f"too many levels after {kind.value!r} "
                             f"(expected {wanted}, got {len(params)})", "topic")
-    if len(params) < wanted:
-        need = "<file_id>/<offset>/<sha256>" if kind is Kind.CHUNK else "<file_id>"
+    if len(params) < least:
+        need = "<file_id>/<offset>[/<sha256>]" if kind is Kind.CHUNK else "<file_id>"
         raise ProtocolError(f"{kind.value!r} needs {need} after it", "topic")
     file_id = check_file_id(params[0], "topic.file_id") if wanted else None
     offset = sha = None
@@ -129,7 +134,7 @@ def parse_topic(topic: str) -> Topic:
             raise ProtocolError(f"{shorten(params[1])} is not a decimal integer "
                                 "(digits only, no sign or leading zeros)", "topic.offset")
         offset = check_int(int(params[1]), "topic.offset")
-        sha = check_sha256(params[2], "topic.sha256")
+        sha = check_sha256(params[2], "topic.sha256") if len(params) == 3 else None
     return Topic(kind, device, file_id, offset, sha)
 
 
@@ -141,7 +146,7 @@ def init_topic(device: str, file_id: str) -> str:
     return str(Topic(Kind.INIT, device, file_id))
 
 
-def chunk_topic(device: str, file_id: str, offset: int, sha256: str) -> str:
+def chunk_topic(device: str, file_id: str, offset: int, sha256: str | None = None) -> str:
     return str(Topic(Kind.CHUNK, device, file_id, offset, sha256))
 
 

@@ -61,7 +61,8 @@ class _Upload:
     phase: UploadPhase = UploadPhase.OFFERED
     acked: int = 0  # the dock has stored [0, acked) durably
     sent: int = 0  # next offset to send
-    in_flight: deque[tuple[int, int]] = field(default_factory=deque)  # (offset, length)
+    # (offset, length, mark): ``mark`` is Uploader.bytes_published once the chunk went out
+    in_flight: deque[tuple[int, int, int]] = field(default_factory=deque)
     init_sent: bool = False
     queued: bool = False
     retry_offset: int = -1
@@ -81,8 +82,13 @@ class Uploader:
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
                  window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES, charging: bool = False) -> None:
+                 max_retries: int = DEFAULT_MAX_RETRIES, chunk_checksums: bool = False,
+                 charging: bool = False) -> None:
         self.device = check_device(device)
+        # Chunk checksums are optional (docs/sync-protocol.md 3): the dock checks every file
+        # whole against the hash in its offer, over a link TLS already protects, so a
+        # checksum per chunk would only hash every byte once more at each end.
+        self.chunk_checksums = chunk_checksums
         self.chunk_size = check_int(chunk_size, "chunk_size", 1, MAX_CHUNK_BYTES)
         # The window: at most ``window`` chunks and ``window_bytes`` bytes unacknowledged
         # (at least one chunk goes whatever its size). Without ``window_bytes`` it is
@@ -117,6 +123,12 @@ class Uploader:
         self._queue: list[tuple[int, str]] = []  # heap: (index, file_id) with sends due
         self._in_flight = 0  # chunks sent and not yet acknowledged, over all files
         self._in_flight_bytes = 0  # and their bytes
+        # For an edge that sizes the window from the link: chunk bytes published (resends
+        # included), bytes confirmed, and the ``bytes_published`` mark of the latest chunk
+        # confirmed — the edge noted when that mark went out, so it has a round trip.
+        self.bytes_published = 0
+        self.bytes_confirmed = 0
+        self.confirmed_mark = 0
         self._unsettled = 0  # files of the present page neither receipted nor failed
         self._time_requests: deque[float] = deque(maxlen=8)
         self.state = UploaderState.IDLE
@@ -292,10 +304,12 @@ class Uploader:
                 upload.retries = 0  # progress: earlier trouble is over
             if upload.phase is UploadPhase.SENDING and upload.acked > upload.sent:
                 self._rewind(upload, upload.acked)  # the dock had more than we knew
-            while upload.in_flight and sum(upload.in_flight[0]) <= upload.acked:
-                _, length = upload.in_flight.popleft()
+            while upload.in_flight and sum(upload.in_flight[0][:2]) <= upload.acked:
+                _, length, mark = upload.in_flight.popleft()
                 self._in_flight -= 1
                 self._in_flight_bytes -= length
+                self.bytes_confirmed += length
+                self.confirmed_mark = max(self.confirmed_mark, mark)
             return self._maybe_fin(upload) + self._pump()
         if ack.status is AckStatus.RESEND:
             if upload.phase is UploadPhase.KNOWN:
@@ -365,7 +379,7 @@ class Uploader:
 
     def _drop_in_flight(self, upload: _Upload) -> None:
         self._in_flight -= len(upload.in_flight)
-        self._in_flight_bytes -= sum(length for _, length in upload.in_flight)
+        self._in_flight_bytes -= sum(length for _, length, _ in upload.in_flight)
         upload.in_flight.clear()
 
     def _pump(self) -> list[UploaderOutput]:
@@ -395,9 +409,11 @@ class Uploader:
                 out += self._fail(upload, f"read gave {got!r} bytes at {upload.sent}, "
                                           f"expected {length}; the file changed")
                 continue
-            chunk = Chunk.of(upload.offer.file_id, upload.sent, bytes(data))
+            chunk = Chunk.of(upload.offer.file_id, upload.sent, bytes(data),
+                             checksum=self.chunk_checksums)
             out.append(publish(self.device, chunk))
-            upload.in_flight.append((upload.sent, length))
+            self.bytes_published += length
+            upload.in_flight.append((upload.sent, length, self.bytes_published))
             upload.sent += length
             self._in_flight += 1
             self._in_flight_bytes += length
