@@ -13,7 +13,6 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from dock.service import DockService
 from simulator.harness.backlog import make_backlog
 from sync import protocol as p
 from sync.credentials import device_sync_files
+from sync import device_sync
 from sync.device_sync import DeviceSync, SessionResult
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
@@ -31,17 +31,26 @@ ATTACKER, WITNESS = "BC-ATK", "BC-OK"
 UNIT = "Baofeng County HRSS Labour Inspection Brigade"
 
 
+_FORGED: dict[Path, list[tuple[p.FileOffer, Path]]] = {}  # evidence folder → its offers
+_real_offers = device_sync.offers
+
+
+def _offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
+    forged = _FORGED.get(Path(evidence))
+    return list(forged) if forged is not None else _real_offers(evidence)
+
+
+device_sync.offers = _offers  # what DeviceSync offers from a forged folder: anything at all
+
+
 class ForgedSync(DeviceSync):
     """A docking session that offers exactly ``files`` ((offer, path) pairs) — what an
-    attacker with root on its recorder makes its own device sync send."""
+    attacker with root on its recorder makes its own device sync send — from the evidence
+    folder it is given (every other folder is offered as the device software would)."""
 
     def __init__(self, files: list[tuple[p.FileOffer, Path]], *args: Any, **kwargs: Any) -> None:
-        self._forged = files
+        _FORGED[Path(kwargs["evidence"])] = files
         super().__init__(*args, **kwargs)
-
-    def _take_offers(self) -> None:
-        self._files = {offer.file_id: (offer, path) for offer, path in self._forged}
-        self._left = Counter()
 
 
 class Rig:
