@@ -507,3 +507,52 @@ def test_the_device_takes_its_time_only_from_an_answer_the_dock_signed(rig):
     log.close()
     refused = [e for e in audit.read(root / "audit.jsonl") if e["kind"] == "dock_time_refused"]
     assert len(refused) == 3
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_dock_serve_exits_non_zero_when_its_archive_thread_has_ended(tmp_path, monkeypatch,
+                                                                     capsys):
+    """`bodycam dock serve` (Mosquitto, the shipped TLS and ACL) whose archive thread a bug
+    ends: it exits non-zero at once for its supervisor to restart it, not at --seconds."""
+    import time
+
+    from bodycam.cli import main
+    from dock.enrollment import enroll_device
+    from dock.service import DockService
+    from sync.credentials import device_sync_files
+    from sync.mqtt import client as mqtt_client
+
+    class Bug(BaseException):  # what no guard catches
+        pass
+
+    def bug(self, *args, **kwargs):
+        raise Bug()
+
+    monkeypatch.setattr(DockService, "_handle", bug)
+    conf = tmp_path / "dock.toml"
+    conf.write_text(f'[dock]\ndir = "{tmp_path / "dock"}"\narchive = "{tmp_path / "archive"}"\n'
+                    '[broker]\nmode = "mosquitto"\n[enrolment]\nenabled = false\n')
+    enroll_device(tmp_path / "dev", tmp_path / "dock", WITNESS, "Brigade")
+    files = device_sync_files(tmp_path / "dev", WITNESS)
+
+    def device() -> None:  # once the dock is up, a hello: the bug ends the archive thread
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = capsys.readouterr().out
+            match = re.search(r"127\.0\.0\.1:(\d+)", out)
+            if match:
+                c = mqtt_client("127.0.0.1", int(match.group(1)), WITNESS, ca=files.ca,
+                                cert=files.cert, key=files.key)
+                c.loop_start()
+                c.publish(p.hello_topic(WITNESS), p.Hello(WITNESS, "x", None, ()).encode(),
+                          qos=1).wait_for_publish(10)
+                close(c)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=device, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    assert main(["dock", "serve", "--config", str(conf), "--seconds", "60"]) == 1
+    assert time.monotonic() - started < 30
+    assert "the archive thread" in capsys.readouterr().err
