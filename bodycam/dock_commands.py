@@ -125,11 +125,11 @@ def _register_revoke(dock_sub: Any) -> None:
     d = dock_sub.add_parser(
         "revoke", help="revoke a stolen or lost device's certificate (CRL), withdraw it",
         description="Revoke every client certificate the dock issued to DEVICE: they go on "
-        "the dock CA's revocation list (ca/crl.pem), which the Mosquitto started by `bodycam "
-        "dock serve` reads at its start — the device is then refused at connect; the device "
-        "is withdrawn (the dock refuses whatever it sends, its key still verifies what it "
-        "sealed), and the revocation goes into the ledger with its reason. Restart `bodycam "
-        "dock serve` for a running broker to read the new list.")
+        "the dock CA's revocation list (ca/crl.pem), which the Mosquitto of `bodycam dock "
+        "serve` reads — a running one reloads it within a second — so the device is refused "
+        "at connect; the device is withdrawn (the dock refuses whatever it sends, its key "
+        "still verifies what it sealed), and the revocation goes into the ledger with its "
+        "reason.")
     d.add_argument("device", metavar="DEVICE")
     d.add_argument("--reason", required=True, help="why (stolen, lost, compromised, …)")
     d.set_defaults(func=cmd_dock_revoke)
@@ -148,8 +148,8 @@ def cmd_dock_revoke(args: argparse.Namespace) -> int:
         archive.close()
     print(f"{args.device} revoked ({done.reason}): {len(done.serials)} certificate(s) on the "
           f"CRL {dock_dir / revocation.CRL}; {'withdrawn, ' if done.withdrawn else ''}the dock "
-          f"refuses it from now on; a running broker refuses it at connect once `bodycam dock "
-          f"serve` is restarted.")
+          f"refuses it from now on; the broker of a running `bodycam dock serve` reloads the "
+          f"CRL within a second and refuses it at connect.")
     return EXIT_OK
 
 
@@ -394,8 +394,10 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         print(f"enrolment over HTTPS at {enrolment.host}:{enrolment.port} "
               "(codes: bodycam dock enroll-code)", flush=True)
     failed = None
+    watch = (_revocation_watch(dock_dir, broker) if isinstance(broker, MosquittoBroker)
+             else None)
     try:
-        failed = serve_until(service, stop, args.seconds)
+        failed = serve_until(service, stop, args.seconds, every_poll=watch)
     except KeyboardInterrupt:
         pass
     finally:
@@ -411,6 +413,30 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return EXIT_PROBLEM
     return EXIT_OK
+
+
+def _revocation_watch(dock_dir: Path, broker: MosquittoBroker) -> Callable[[], None]:
+    """A check for serve's loop: when a device was revoked or withdrawn since the broker
+    read its files, render the CRL and ACL again and have the broker reload them — the
+    revoked device is refused at its next connect, without a restart."""
+    def state() -> tuple[float, ...]:
+        paths = [dock_dir / revocation.REVOKED, dock_dir / "devices" / "withdrawn"]
+        return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
+
+    seen = [state()]
+
+    def check() -> None:
+        now = state()
+        if now == seen[0]:
+            return
+        seen[0] = now
+        broker.crl = revocation.write_crl(dock_dir)
+        broker.deny = tuple(sorted(registry.withdrawn_devices(dock_dir)))
+        broker.reload()
+        print("revocations or withdrawals changed: the broker reloaded its CRL and ACL",
+              flush=True)
+
+    return check
 
 
 def _addresses(hosts: list[str], port: int) -> str:

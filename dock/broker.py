@@ -25,6 +25,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -197,8 +198,9 @@ class MosquittoBroker:
                  binary: str | None = None, persistence: bool = False,
                  start_timeout: float = 10.0, crl: Path | None = None) -> None:
         self.ca = ca
-        #: The revocation list the broker reads (``crlfile``); None: an empty one from ``ca``
-        #: is written into the work directory, so the shipped configuration always has one.
+        #: The revocation list the broker reads (``crlfile``, copied into the work directory
+        #: at each start and reload); None: an empty one from ``ca``, so the shipped
+        #: configuration always has one.
         self.crl = Path(crl) if crl is not None else None
         self.host = host  # the listen address (``0.0.0.0``: every interface)
         #: What the server certificate names (DNS names, IP addresses): see server_names.
@@ -294,7 +296,15 @@ class MosquittoBroker:
         persistence_dir = self.workdir / "persistence" if self.persistence else None
         if persistence_dir is not None:
             persistence_dir.mkdir(exist_ok=True)
-        crl = self.crl if self.crl is not None else write_crl(self.ca, tls / "crl.pem", [])
+        # The broker reads its CRL from one path for its whole life (a reload re-reads that
+        # file, it does not switch to another): a copy of the one given, or an empty one.
+        crl = tls / "crl.pem"
+        if self.crl is None:
+            write_crl(self.ca, crl, [])
+        else:
+            tmp = crl.with_name(".crl.pem.tmp")
+            shutil.copyfile(self.crl, tmp)
+            os.replace(tmp, crl)
         self.conf_path.write_text(render_config(
             self.template, self.port, self.ca.cert_path, self._server.cert, self._server.key,
             self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir,
@@ -399,6 +409,28 @@ class MosquittoBroker:
                 proc.kill()
                 proc.wait()
         log.info("mosquitto pid %d stopped (status %s)", proc.pid, proc.returncode)
+
+    def reload(self) -> None:
+        """Render the configuration, ACL and revocation list again (``deny``, ``crl`` as
+        they are now) and have the running broker read them (SIGHUP): a certificate put on
+        the CRL is refused at its next connect, a device denied loses its rights at its next
+        publish — without dropping anyone else's connection."""
+        if not self.running:
+            raise RuntimeError("broker not running")
+        for name in self.deny:
+            if not _ACL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot be written into an ACL")
+        self._prepare()
+        assert self._proc is not None
+        offset = len(self.log)
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + self.start_timeout
+        while "Reloading config" not in self.log[offset:]:  # its answer to the signal
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"mosquitto did not reload its configuration\n"
+                                   f"{self._log_tail()}")
+            time.sleep(_POLL_INTERVAL)
+        log.info("mosquitto pid %d reloaded its configuration", self._proc.pid)
 
     def restart(self) -> None:
         """Stop and start again on the same port; connected clients see a dropped link."""

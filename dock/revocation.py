@@ -9,7 +9,11 @@ refused at connect — and withdraws the device from the register (``dock.regist
 dock itself refuses whatever it still sends through a broker started before. The command
 (``bodycam dock revoke``) also writes it into the ledger.
 
-Mosquitto reads the CRL when it starts; the dock's own refusal covers the time until then.
+``bodycam dock serve`` watches for revocations and withdrawals while it runs: it renders
+the CRL and the ACL again and has Mosquitto reload them (SIGHUP, ``MosquittoBroker.reload``)
+within a second, without dropping anyone's connection; the dock's own refusal covers that
+second. A connection the revoked device holds already is not cut by the CRL, but the
+reloaded ACL gives it no rights and the dock ignores what it sends.
 """
 
 from __future__ import annotations

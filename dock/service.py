@@ -545,9 +545,10 @@ class DockService:
 
 
 def serve_until(service: DockService, stop: threading.Event, seconds: float | None = None,
-                poll_s: float = 0.5) -> str | None:
+                poll_s: float = 0.5, every_poll: Callable[[], None] | None = None) -> str | None:
     """Run until ``stop`` is set or ``seconds`` pass, watching the service's threads: returns
-    why it stopped serving (``DockService.failure``), or None when it was stopped."""
+    why it stopped serving (``DockService.failure``), or None when it was stopped.
+    ``every_poll`` runs at each look (the broker's revocation watch, say)."""
     deadline = None if seconds is None else time.monotonic() + seconds
     while True:
         left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
@@ -557,6 +558,11 @@ def serve_until(service: DockService, stop: threading.Event, seconds: float | No
         if problem is not None:
             log.critical("the dock serves no one: %s", problem)
             return problem
+        if every_poll is not None:
+            try:
+                every_poll()
+            except Exception:  # a watch's trouble is logged; serving goes on
+                log.exception("a periodic check of the dock failed")
 
 
 def _first_page(topic: str, payload: bytes) -> bool:

@@ -124,25 +124,8 @@ class Rig:
         """Connect with ``device``'s certificate asking for ``client_id``, wait for the
         broker's answer, disconnect: one turn of a reconnect loop (no network thread).
         True when the broker accepted the connection."""
-        client_id = client_id or device
-        connected = threading.Event()
-        c = mqtt_client(self.broker.host, self.broker.port, client_id, ca=self.tls(device)[0],
-                        cert=self.tls(device)[1], key=self.tls(device)[2])
-        c.on_connect = lambda client, u, f, reason, props: (
-            connected.set() if not reason.is_failure else None)
-        try:
-            c.reconnect()
-            deadline = time.monotonic() + 5
-            while not connected.is_set() and time.monotonic() < deadline:
-                if c.loop(0.05) != 0:  # the broker closed the connection
-                    break
-        except OSError:  # ssl.SSLError included: the handshake was refused
-            pass
-        if connected.is_set():
-            c.disconnect()
-        else:
-            c.socket() and c.socket().close()  # type: ignore[union-attr]
-        return connected.is_set()
+        return connect_once(self.broker.host, self.broker.port, self.tls(device),
+                            client_id or device)
 
     def send(self, client: Any, messages: list[tuple[str, bytes]]) -> None:
         """Publish every message at QoS 1 and wait until the broker has them all."""
@@ -175,6 +158,28 @@ class Rig:
 
     def assert_serving(self) -> None:
         assert self.dock.failure() is None, self.dock.failure()
+
+
+def connect_once(host: str, port: int, tls: tuple[Path, Path, Path], client_id: str) -> bool:
+    """One connection with these TLS files, asking for ``client_id``: True when the broker
+    answered with a successful CONNACK (then it is closed again)."""
+    connected = threading.Event()
+    c = mqtt_client(host, port, client_id, ca=tls[0], cert=tls[1], key=tls[2])
+    c.on_connect = lambda client, u, f, reason, props: (
+        connected.set() if not reason.is_failure else None)
+    try:
+        c.reconnect()
+        deadline = time.monotonic() + 5
+        while not connected.is_set() and time.monotonic() < deadline:
+            if c.loop(0.05) != 0:  # the broker closed the connection
+                break
+    except OSError:  # ssl.SSLError included: the handshake was refused
+        pass
+    if connected.is_set():
+        c.disconnect()
+    else:
+        c.socket() and c.socket().close()  # type: ignore[union-attr]
+    return connected.is_set()
 
 
 def close(client: Any) -> None:

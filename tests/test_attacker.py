@@ -270,10 +270,10 @@ def test_a_revoked_device_is_refused_by_the_dock_at_once_and_by_the_broker_at_co
     assert not refused.receipted
     assert any(f"{ATTACKER} is withdrawn" in reason for _, reason in rig.dock.invalid)
     rig.witness_docks()
-    # Mosquitto started again with the dock's CRL (as `bodycam dock serve` starts it):
-    # refused at the TLS handshake, its certificate revoked.
+    # The broker reads the dock's CRL again (SIGHUP: what `bodycam dock serve` does when a
+    # revocation appears), no restart: refused at the TLS handshake, its certificate revoked.
     broker.crl = rig.dock_dir / "ca" / "crl.pem"
-    broker.restart()
+    broker.reload()
     assert not rig.connect_once(ATTACKER)
     assert "revoked" in broker.log.lower()
     assert rig.connect_once(WITNESS)
@@ -556,3 +556,58 @@ def test_dock_serve_exits_non_zero_when_its_archive_thread_has_ended(tmp_path, m
     assert main(["dock", "serve", "--config", str(conf), "--seconds", "60"]) == 1
     assert time.monotonic() - started < 30
     assert "the archive thread" in capsys.readouterr().err
+
+
+@pytest.mark.req("R18.3")
+def test_dock_serve_has_its_broker_refuse_a_device_revoked_while_it_runs(tmp_path, capsys):
+    """`bodycam dock revoke` while `bodycam dock serve` runs Mosquitto: serve notices, renders
+    the CRL and ACL again and has the broker reload them; the device is refused at its next
+    connect, no restart."""
+    import os
+    import signal
+    import time
+
+    from attack_rig import connect_once
+    from bodycam.cli import main
+    from dock.enrollment import enroll_device
+    from sync.credentials import device_sync_files
+
+    conf = tmp_path / "dock.toml"
+    conf.write_text(f'[dock]\ndir = "{tmp_path / "dock"}"\narchive = "{tmp_path / "archive"}"\n'
+                    '[broker]\nmode = "mosquitto"\n[enrolment]\nenabled = false\n')
+    for device in (ATTACKER, WITNESS):
+        enroll_device(tmp_path / device, tmp_path / "dock", device, "Brigade")
+    tls = {}
+    for d in (ATTACKER, WITNESS):
+        files = device_sync_files(tmp_path / d, d)
+        tls[d] = (files.ca, files.cert, files.key)
+    seen: dict[str, object] = {}
+
+    def custodian_and_devices() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while "port" not in seen and time.monotonic() < deadline:
+                match = re.search(r"127\.0\.0\.1:(\d+)", capsys.readouterr().out)
+                if match:
+                    seen["port"] = int(match.group(1))
+                time.sleep(0.05)
+            port = int(seen["port"])
+            seen["before"] = connect_once("127.0.0.1", port, tls[ATTACKER], ATTACKER)
+            seen["revoke"] = main(["dock", "revoke", ATTACKER, "--reason", "stolen",
+                                   "--config", str(conf)])
+            while time.monotonic() < deadline:
+                if not connect_once("127.0.0.1", port, tls[ATTACKER], ATTACKER):
+                    seen["refused_after_s"] = time.monotonic()
+                    break
+                time.sleep(0.2)
+            seen["witness"] = connect_once("127.0.0.1", port, tls[WITNESS], WITNESS)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # serve's own way to stop
+
+    thread = threading.Thread(target=custodian_and_devices, daemon=True)
+    thread.start()
+    assert main(["dock", "serve", "--config", str(conf), "--seconds", "60"]) == 0
+    thread.join(10)
+    assert seen["before"] is True and seen["revoke"] == 0, seen
+    assert "refused_after_s" in seen, "the revoked device still connects"
+    assert seen["witness"] is True
