@@ -16,15 +16,15 @@ from typing import Any, Callable
 from bodycam import station_commands
 from bodycam.options import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from dock import config as dock_config
-from dock import ledger, registry
 from bodycam import copy_commands
+from dock import ledger, registry, revocation
 from dock.timestamping import Timestamper
 from dock.archive import Archive
 from dock.broker import WILDCARDS, EmbeddedBroker, MosquittoBroker, connect_host
-from dock.enrollment import (check_device_id, check_unit, dock_ca, dock_client, dock_key,
+from dock.enrollment import (EnrolmentError, check_device_id, check_unit, dock_ca, dock_client, dock_key,
                              enroll_device)
 from dock.enrolment_server import CodeBook, EnrolmentServer
-from dock.service import DeviceProgress, DockService
+from dock.service import DeviceProgress, DockService, serve_until
 from firmware_py.evidence.keys import check_apart, registered_key
 
 
@@ -85,6 +85,17 @@ def register(sub: Any) -> None:
     _register_withdraw(dock_sub)
     station_commands.register(dock_sub)
     copy_commands.register(dock_sub)
+    _register_revoke(dock_sub)
+    d = dock_sub.add_parser(
+        "clear-claims", help="clear a device's offers whose files never came (a custodian's call)",
+        description="Clear what DEVICE offered but never sent: its unconfirmed claims (hellos "
+        "never confirmed as a docking by a charging signal or a received file) and the "
+        "overdue offers of files that never arrived (of one activity with --activity). "
+        "Recorded in the ledger with the reason.")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("--activity", metavar="ACTIVITY")
+    d.add_argument("--reason", required=True)
+    d.set_defaults(func=cmd_dock_clear_claims)
     _config_after_action(dock_sub)
 
 
@@ -112,6 +123,51 @@ def cmd_dock_withdraw(args: argparse.Namespace) -> int:
           f"verifies what it sealed); the dock ignores it from now on, and a broker started "
           f"by `bodycam dock serve` from now on refuses it. Enrol it again with "
           f"`bodycam dock enroll`.")
+    return EXIT_OK
+
+
+def _register_revoke(dock_sub: Any) -> None:
+    d = dock_sub.add_parser(
+        "revoke", help="revoke a stolen or lost device's certificate (CRL), withdraw it",
+        description="Revoke every client certificate the dock issued to DEVICE: they go on "
+        "the dock CA's revocation list (ca/crl.pem), which the Mosquitto of `bodycam dock "
+        "serve` reads — a running one reloads it within a second — so the device is refused "
+        "at connect; the device is withdrawn (the dock refuses whatever it sends, its key "
+        "still verifies what it sealed), and the revocation goes into the ledger with its "
+        "reason.")
+    d.add_argument("device", metavar="DEVICE")
+    d.add_argument("--reason", required=True, help="why (stolen, lost, compromised, …)")
+    d.set_defaults(func=cmd_dock_revoke)
+
+
+def cmd_dock_revoke(args: argparse.Namespace) -> int:
+    _, dock_dir, archive = _dock_setup(args)
+    try:
+        done = revocation.revoke(dock_dir, args.device, args.reason)
+        ledger.record_event(archive, args.device, "revoked",
+                            f"{done.reason}; certificates {', '.join(done.serials) or 'none'}")
+    except (revocation.RevocationError, EnrolmentError) as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    finally:
+        archive.close()
+    print(f"{args.device} revoked ({done.reason}): {len(done.serials)} certificate(s) on the "
+          f"CRL {dock_dir / revocation.CRL}; {'withdrawn, ' if done.withdrawn else ''}the dock "
+          f"refuses it from now on; the broker of a running `bodycam dock serve` reloads the "
+          f"CRL within a second and refuses it at connect.")
+    return EXIT_OK
+
+
+def cmd_dock_clear_claims(args: argparse.Namespace) -> int:
+    _, _, archive = _dock_setup(args)
+    try:
+        cleared = archive.clear_claims(args.device, args.activity)
+        where = f" of activity {args.activity}" if args.activity else ""
+        ledger.record_event(archive, args.device, "claims_cleared",
+                            f"{cleared} offers{where} never sent: {args.reason}")
+    finally:
+        archive.close()
+    print(f"{args.device}: {cleared} offers{where} cleared ({args.reason})")
     return EXIT_OK
 
 
@@ -225,6 +281,8 @@ def cmd_dock_ledger(args: argparse.Namespace) -> int:
                 print(f"{r.device:<10} {r.officer:<10} out {r.assigned_at}  in {r.released_at or '—':<25} "
                       f"{r.activities} activities, {r.segments} segments, {r.photos} photos, "
                       f"{r.interruptions} interruptions")
+            for e in ledger.events(archive):
+                print(f"{e.device:<10} {e.event.upper():<10} at {e.at}  {e.detail}")
     finally:
         archive.close()
     return EXIT_OK
@@ -235,10 +293,11 @@ def cmd_dock_overdue(args: argparse.Namespace) -> int:
     try:
         found = archive.overdue(config.deadline.upload_hours, time.time(),
                                 config.deadline.dock_every_hours)
+        claims = archive.unconfirmed_claims()
     finally:
         archive.close()
     if args.json:
-        print(json.dumps(found, indent=1))
+        print(json.dumps({**found, "unconfirmed_claims": claims}, indent=1))
     else:
         for a in found["activities"]:
             missing = sum(f["stored_at"] is None for f in a["files"])
@@ -246,6 +305,10 @@ def cmd_dock_overdue(args: argparse.Namespace) -> int:
                   f"stored within {config.deadline.upload_hours:g} h of return ({missing} still missing)")
         for d in found["devices"]:
             print(f"NOT DOCKED  {d['device']} for more than {config.deadline.dock_every_hours:g} h")
+        for c in claims:  # a hello never confirmed as a docking: no deadline runs for it
+            print(f"UNCONFIRMED  {c['device']} activity {c['activity']}: {c['files']} files "
+                  f"offered but never sent, in no confirmed docking (clear with `bodycam dock "
+                  f"clear-claims {c['device']}`)")
         if not found["activities"] and not found["devices"]:
             print("nothing overdue")
     return EXIT_PROBLEM if found["activities"] or found["devices"] else EXIT_OK
@@ -301,7 +364,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
             broker = MosquittoBroker(dock_ca(dock_dir), dock_dir / "broker",
                                      host=config.broker.host, port=config.broker.port,
                                      names=config.broker.names,
-                                     deny=sorted(registry.withdrawn_devices(dock_dir)))
+                                     deny=sorted(registry.withdrawn_devices(dock_dir)),
+                                     crl=revocation.write_crl(dock_dir))
             broker.start()
             host, port, ca = broker.connect_host, broker.port, broker.ca_file
             dns, ips = broker.names
@@ -323,7 +387,8 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = DockService(dock_dir, Path(config.dock.archive), host, port, tls=tls,
-                          dock_id=config.dock.id, on_progress=progress_printer())
+                          dock_id=config.dock.id, on_progress=progress_printer(),
+                          quota=config.limits.quota())
     if config.timestamp.url:  # an external TSA in place of the unit's own
         service.archive.timestamper = Timestamper(dock_dir, config.timestamp.url)
     service.start()
@@ -335,8 +400,11 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         enrolment.start()
         print(f"enrolment over HTTPS at {enrolment.host}:{enrolment.port} "
               "(codes: bodycam dock enroll-code)", flush=True)
+    failed = None
+    watch = (_revocation_watch(dock_dir, broker) if isinstance(broker, MosquittoBroker)
+             else None)
     try:
-        stop.wait(args.seconds)
+        failed = serve_until(service, stop, args.seconds, every_poll=watch)
     except KeyboardInterrupt:
         pass
     finally:
@@ -345,7 +413,37 @@ def cmd_dock_serve(args: argparse.Namespace) -> int:
         service.stop()
         if broker is not None:
             broker.stop()
+    if failed is not None:
+        # Exit non-zero, so that the supervisor (systemd's Restart=on-failure) starts the
+        # dock again: never a live process that serves no one.
+        print(f"bodycam: the dock stopped serving: {failed}; exiting for a restart",
+              file=sys.stderr, flush=True)
+        return EXIT_PROBLEM
     return EXIT_OK
+
+
+def _revocation_watch(dock_dir: Path, broker: MosquittoBroker) -> Callable[[], None]:
+    """A check for serve's loop: when a device was revoked or withdrawn since the broker
+    read its files, render the CRL and ACL again and have the broker reload them — the
+    revoked device is refused at its next connect, without a restart."""
+    def state() -> tuple[float, ...]:
+        paths = [dock_dir / revocation.REVOKED, dock_dir / "devices" / "withdrawn"]
+        return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
+
+    seen = [state()]
+
+    def check() -> None:
+        now = state()
+        if now == seen[0]:
+            return
+        seen[0] = now
+        broker.crl = revocation.write_crl(dock_dir)
+        broker.deny = tuple(sorted(registry.withdrawn_devices(dock_dir)))
+        broker.reload()
+        print("revocations or withdrawals changed: the broker reloaded its CRL and ACL",
+              flush=True)
+
+    return check
 
 
 def _addresses(hosts: list[str], port: int) -> str:

@@ -147,6 +147,7 @@ class DockLink:
         try:
             session = DeviceSync(self._paths.root, self._device, address.host, address.port,
                                  tls=address.tls, audit=self._audit, battery_percent=battery,
+                                 charging=True,  # this hook runs because it sits on the dock
                                  clock=self._clock, evidence=self._paths.evidence,
                                  audit_log=self._paths.audit_log,
                                  correct_above_s=self._correct_above_s)

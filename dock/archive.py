@@ -40,6 +40,7 @@ from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
 from firmware_py.evidence.store import READ_ONLY, fsync_dir
 from firmware_py.evidence.verify import check_manifest, file_records
+from dock.conflicts import Conflict, keep_aside
 from sync.protocol import receipt_body
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,14 @@ CREATE TABLE IF NOT EXISTS seals (
     device TEXT NOT NULL, sequence INTEGER NOT NULL, kind TEXT NOT NULL, activity TEXT,
     officer TEXT, start_ms INTEGER, end_ms INTEGER, manifest TEXT NOT NULL,
     PRIMARY KEY (device, sequence));
+-- The incoming files of a device, found without reading its archived ones (quota checks
+-- at every init, the expiry of abandoned partials).
+CREATE INDEX IF NOT EXISTS files_by_state ON files (device, state);
+CREATE TABLE IF NOT EXISTS claims (
+    device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
+    claimed_at REAL NOT NULL, session REAL NOT NULL, PRIMARY KEY (device, file_id));
+CREATE TABLE IF NOT EXISTS device_events (
+    device TEXT NOT NULL, event TEXT NOT NULL, at REAL NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offers (
     device TEXT NOT NULL, file_id TEXT NOT NULL, name TEXT NOT NULL, activity TEXT NOT NULL,
     first_offered_at REAL NOT NULL, PRIMARY KEY (device, file_id));
@@ -68,6 +77,11 @@ CREATE TABLE IF NOT EXISTS offers (
 
 class ArchiveError(ValueError):
     """A file that cannot be accepted; the message says why (sent back to the device)."""
+
+
+class ArchiveConflict(ArchiveError):
+    """A file that would replace archived evidence: refused for good, kept aside
+    (``dock.conflicts``). Sending it again changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,40 @@ class Archive:
                 done[file_id] = Stored(file_id, json.loads(receipt), base64.b64decode(signature))
         return partial, done
 
+    def open_files(self, device: str, but: str | None = None) -> list[tuple[int, int]]:
+        """(declared size, bytes stored) of the device's incoming files (but ``but``)."""
+        return [(size, offset) for fid, size, offset in self.db.execute(
+            "SELECT file_id, size, offset FROM files WHERE device=? AND state='incoming'",
+            (device,)) if fid != but]
+
+    def is_begun(self, device: str, file_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM files WHERE device=? AND file_id=? AND state IN "
+                               "('incoming', 'archived', 'conflict')",
+                               (device, file_id)).fetchone() is not None
+
+    def expire_partial(self, now: float, after_s: float) -> list[tuple[str, str, str, int]]:
+        """Remove incoming files that made no progress for ``after_s`` seconds (their
+        partial bytes and index rows); returns (device, file_id, name, bytes) of each."""
+        self.sync()
+        gone = []
+        for device, file_id, name, offset, started in self.db.execute(
+                "SELECT device, file_id, name, offset, started_at FROM files "
+                "WHERE state='incoming'").fetchall():
+            part = self._part(device, file_id)
+            try:
+                touched = max(part.stat().st_mtime, started or 0)
+            except FileNotFoundError:
+                touched = started or 0
+            if now - touched < after_s:
+                continue
+            part.unlink(missing_ok=True)
+            self.db.execute("DELETE FROM files WHERE device=? AND file_id=? AND state='incoming'",
+                            (device, file_id))
+            gone.append((device, file_id, name, int(offset)))
+        if gone:
+            self.db.commit()
+        return gone
+
     def _part(self, device: str, file_id: str) -> Path:
         return self.root / "incoming" / device / f"{file_id}.part"
 
@@ -136,10 +184,19 @@ class Archive:
         """Open (or resume) an incoming file; returns the offset the dock holds."""
         _safe_name(name)
         _safe_name(activity)
-        row = self.db.execute("SELECT state, offset FROM files WHERE device=? AND file_id=?",
-                              (device, file_id)).fetchone()
+        row = self.db.execute("SELECT state, offset, name, activity, size, sha256 FROM files "
+                              "WHERE device=? AND file_id=?", (device, file_id)).fetchone()
         if row is not None and row[0] in ("incoming", "archived"):
+            if tuple(row[2:]) != (name, activity, size, sha256):
+                # The same file id announced again as another file (a second hello, then an
+                # init under another name): the receipt must describe what was announced
+                # first, so the new description is refused, not silently swapped in.
+                raise ArchiveError(f"{file_id} is already announced as {row[3]}/{row[2]} "
+                                   f"({row[4]} bytes); refused as {activity}/{name}")
             return int(row[1])
+        if row is not None and row[0] == "conflict":
+            raise ArchiveConflict(f"{name}: refused before, as a conflict with archived "
+                                  "evidence; kept aside for a custodian")
         part = self._part(device, file_id)
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"")
@@ -206,6 +263,10 @@ class Archive:
     def discard(self, device: str, file_id: str) -> None:
         """A file whose whole-file hash failed: start again from nothing."""
         self.sync()  # no chunk written before may land after the file was emptied
+        row = self.db.execute("SELECT state FROM files WHERE device=? AND file_id=?",
+                              (device, file_id)).fetchone()
+        if row is None or row[0] != "incoming":
+            return  # kept aside as a conflict, or never begun: no staging file to empty
         self._part(device, file_id).write_bytes(b"")
         self._hashing[(device, file_id)] = (hashlib.sha256(), 0)
         self.db.execute("UPDATE files SET offset=0 WHERE device=? AND file_id=?", (device, file_id))
@@ -234,6 +295,16 @@ class Archive:
         target = self.root / device / activity / name
         hashing = self._hashing.pop((device, file_id), None)
         moved = not part.exists() and target.is_file()
+        if not moved and target.is_file():
+            # Write-once (issue 14): the name holds a receipted file already.
+            if _sha256_of(target) != sha256:
+                raise self._conflict(device, file_id, name, activity, size, sha256, target,
+                                     f"{activity}/{name} is archived already with other "
+                                     "bytes; the archive is write-once", defer=defer)
+            # The very bytes: linked into the archive by a completion that a crash cut
+            # short before the staging file went and the index row was committed.
+            part.unlink()
+            moved = True
         if moved:
             # Moved into the archive by a completion whose index row a crash (or a power
             # cut) lost before its commit: the bytes there are this file only if they hash
@@ -252,10 +323,22 @@ class Archive:
             self.discard(device, file_id)
             raise ArchiveError(f"{name}: whole-file hash or size does not match what was "
                                "announced; discarded, send it again")
-        verified = self._verify(device, activity, name, part, size, sha256, sealed_by)
+        try:
+            verified = self._verify(device, activity, name, part, size, sha256, sealed_by)
+        except _SealTaken as taken:
+            raise self._conflict(device, file_id, name, activity, size, sha256, taken.path,
+                                 str(taken), defer=defer) from None
         target.parent.mkdir(parents=True, exist_ok=True)
         if not moved:
-            os.replace(part, target)
+            try:
+                # A hard link never replaces: if the name were taken after all, this fails
+                # instead of putting the new bytes over the old (os.replace would).
+                os.link(part, target)
+            except FileExistsError:
+                raise self._conflict(device, file_id, name, activity, size, sha256, target,
+                                     f"{activity}/{name} appeared while being archived",
+                                     defer=defer) from None
+            os.unlink(part)
         if defer:
             self._moved.add(target.parent)
         else:
@@ -308,15 +391,43 @@ class Archive:
             fsync_dir(folder)
         self.db.commit()
 
+    def _conflict(self, device: str, file_id: str, name: str, activity: str, size: int,
+                  sha256: str, kept: Path, reason: str, *, defer: bool = False
+                  ) -> ArchiveConflict:
+        """Keep the received file aside as a conflict, mark it so in the index, and return
+        the error that refuses it to the device."""
+        if defer:
+            self.commit_completed()  # this commits: the moves before it go first
+        record = keep_aside(self.root, self._part(device, file_id), Conflict(
+            device, file_id, name, activity, size, sha256, reason,
+            str(kept.relative_to(self.root)) if kept.is_relative_to(self.root) else str(kept),
+            time.time()))
+        self.db.execute("UPDATE files SET state='conflict', archive_path=?, offset=0 "
+                        "WHERE device=? AND file_id=?", (record.bytes_path, device, file_id))
+        self.db.commit()
+        return ArchiveConflict(f"{name}: refused, {reason}; kept aside for a custodian")
+
     def _verify(self, device: str, activity: str, name: str, part: Path, size: int,
                 sha256: str, sealed_by: str | None = None) -> bool:
         """The seal check on arrival. Returns whether a seal covers the file; raises if a
         seal exists and the file fails it."""
         folder = self.root / device / activity
-        if name.endswith(SIGNATURE) or name.endswith(CHAIN_HEAD_SIG):
-            return False  # checked with its manifest, or with its chain head
+        if name.endswith(CHAIN_HEAD_SIG):
+            return False  # checked with its chain head
         if name.endswith(CHAIN_HEAD):
             return self.verify_chain_head(device, activity, name, part.read_bytes())
+        if name.endswith(SIGNATURE):
+            manifest = folder / (name[: -len(SIGNATURE)] + MANIFEST)
+            if not manifest.is_file():
+                return False  # checked with its manifest, which comes next
+            # Its manifest is here already: a signature that does not sign it is refused
+            # now (it could only ever stand beside it as a false one).
+            _, problems = check_manifest(manifest.read_bytes(), part.read_bytes(),
+                                         self.registry())
+            if problems:
+                raise ArchiveError(f"{name}: does not sign {manifest.name}: "
+                                   f"{'; '.join(p for _, p in problems)}")
+            return True
         if name.endswith(MANIFEST):
             sig = folder / (name[: -len(MANIFEST)] + SIGNATURE)
             body, problems = check_manifest(part.read_bytes(),
@@ -327,6 +438,14 @@ class Archive:
                                    f"{'; '.join(p for _, p in problems) or 'unreadable'}")
             if body.get("device") != device:
                 raise ArchiveError(f"{name}: sealed by {body.get('device')}, sent by {device}")
+            taken = self.db.execute("SELECT manifest FROM seals WHERE device=? AND sequence=?",
+                                    (device, body.get("sequence"))).fetchone()
+            if taken is not None and taken[0] != name:
+                # The chain position is another manifest's: a second seal for it is a
+                # forgery or a fork, never a replacement.
+                raise _SealTaken(folder / taken[0],
+                                 f"sequence {body.get('sequence')} of {device}'s chain is "
+                                 f"sealed already by {taken[0]}")
             start, end = _mapping(body.get("start")), _mapping(body.get("end"))
             self.db.execute("INSERT OR IGNORE INTO seals VALUES (?,?,?,?,?,?,?,?)",
                             (device, body.get("sequence"), body.get("kind"), body.get("activity"),
@@ -375,6 +494,51 @@ class Archive:
                             [(device, fid, name, activity, at) for fid, name, activity in offered])
         self.db.commit()
 
+    def claimed(self, device: str, session: float, offered: list[tuple[str, str, str]]) -> None:
+        """What a hello says is waiting on the device, before the docking is confirmed: a
+        claim (``session`` is its hello's time). Claims count for nothing overdue until
+        ``confirm_docking`` makes them offers."""
+        self.db.executemany(
+            "INSERT INTO claims VALUES (?,?,?,?,?,?) ON CONFLICT (device, file_id) "
+            "DO UPDATE SET session=excluded.session",
+            [(device, fid, name, activity, session, session) for fid, name, activity in offered])
+        self.db.commit()
+
+    def confirm_docking(self, device: str, session: float, new: bool = True) -> None:
+        """The session that began at ``session`` is a docking (a charging hello, or a file
+        received): record it (``new``), and its claims become offers (R13.4's clock starts)."""
+        if new:
+            self.db.execute("INSERT INTO dockings (device, docked_at) VALUES (?, ?)",
+                            (device, session))
+        self.db.execute("INSERT OR IGNORE INTO offers SELECT device, file_id, name, activity, "
+                        "claimed_at FROM claims WHERE device=? AND session=?", (device, session))
+        self.db.execute("DELETE FROM claims WHERE device=? AND session=?", (device, session))
+        self.db.commit()
+
+    def unconfirmed_claims(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Files offered only in sessions never confirmed as dockings, still not archived:
+        per device and activity, how many and since when (for a custodian to judge)."""
+        rows = self.db.execute(
+            "SELECT c.device, c.activity, COUNT(*), MIN(c.claimed_at) FROM claims c "
+            "WHERE (?1 IS NULL OR c.device=?1) AND NOT EXISTS (SELECT 1 FROM offers o WHERE "
+            "o.device=c.device AND o.file_id=c.file_id) AND NOT EXISTS (SELECT 1 FROM files f "
+            "WHERE f.device=c.device AND f.file_id=c.file_id AND f.state='archived') "
+            "GROUP BY c.device, c.activity ORDER BY c.device, c.activity", (device,)).fetchall()
+        return [{"device": d, "activity": a, "files": n, "first_claimed_at": at}
+                for d, a, n, at in rows]
+
+    def clear_claims(self, device: str, activity: str | None = None) -> int:
+        """A custodian's decision: the device's unconfirmed claims, and its offers whose files
+        never arrived (of one activity, or all), are cleared; returns how many."""
+        where = "device=?" + (" AND activity=?" if activity is not None else "")
+        args = (device,) + ((activity,) if activity is not None else ())
+        missing = ("NOT EXISTS (SELECT 1 FROM files f WHERE f.device=offers.device AND "
+                   "f.file_id=offers.file_id AND f.state='archived')")
+        cleared = self.db.execute(f"DELETE FROM claims WHERE {where}", args).rowcount
+        cleared += self.db.execute(f"DELETE FROM offers WHERE {where} AND {missing}", args).rowcount
+        self.db.commit()
+        return cleared
+
     def overdue(self, upload_hours: float, now: float, dock_every_hours: float) -> dict[str, Any]:
         """R13.4: activities whose evidence was not all stored within ``upload_hours`` of the
         device's return, and devices not seen at the dock for ``dock_every_hours``."""
@@ -405,6 +569,14 @@ class Archive:
             fh.close()
         self._dirty = {}
         self.db.close()
+
+
+class _SealTaken(Exception):
+    """A manifest for a chain position another manifest holds (``path``)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
 
 
 SYNCFS_FROM = 8  # files in one batch from which one syncfs replaces an fsync per file

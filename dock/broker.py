@@ -25,6 +25,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -40,7 +41,7 @@ from types import TracebackType
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from dock.pki import CA, CertFiles, issue_client, issue_server
+from dock.pki import CA, CertFiles, issue_client, issue_server, write_crl
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
                   acl: Path, *, bind_address: str = "127.0.0.1",
                   persistence_dir: Path | None = None,
                   message_size_limit: int = MESSAGE_SIZE_LIMIT,
-                  user: str | None = None) -> str:
+                  user: str | None = None, crl: Path | None = None) -> str:
     """Fill in the broker configuration template and return the configuration text.
 
     ``template`` is the template's path (a :class:`~pathlib.Path`) or its text (a ``str``).
@@ -146,6 +147,7 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
     broker's server certificate and key. ``persistence_dir`` enables Mosquitto persistence
     there; ``None`` disables it. ``user`` is the account Mosquitto drops to when started
     as root; by default the current user, so a broker we start can read keys we wrote 0600.
+    ``crl`` is the CA's revocation list (PEM) for ``crlfile``; without it nothing is revoked.
     """
     text = template.read_text() if isinstance(template, Path) else template
     values = {
@@ -160,11 +162,16 @@ def render_config(template: Path | str, port: int, ca: Path, cert: Path, key: Pa
     }
     if persistence_dir is not None:
         values["persistence_location"] = str(Path(persistence_dir).resolve())
+    if crl is not None:
+        values["crlfile"] = str(Path(crl).resolve())
     for name, value in values.items():
         # Mosquitto's config is line based and splits on spaces: such a value would
         # silently become a different option or a truncated path.
         if not value or any(c.isspace() for c in value):
             raise ValueError(f"{name} {value!r} cannot be written into a mosquitto.conf")
+    crlfile = values.pop("crlfile", None)
+    values["crl"] = (f"crlfile {crlfile}" if crlfile is not None
+                     else "# crlfile: none given, no certificate is revoked")
     location = values.pop("persistence_location", None)
     # Mosquitto joins the location and file name verbatim: it needs the trailing slash.
     values["persistence"] = ("persistence false" if location is None
@@ -189,8 +196,12 @@ class MosquittoBroker:
                  host: str = "127.0.0.1", names: Sequence[str] = (),
                  deny: Sequence[str] = (), template: Path = TEMPLATE, acl: Path = ACL,
                  binary: str | None = None, persistence: bool = False,
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, crl: Path | None = None) -> None:
         self.ca = ca
+        #: The revocation list the broker reads (``crlfile``, copied into the work directory
+        #: at each start and reload); None: an empty one from ``ca``, so the shipped
+        #: configuration always has one.
+        self.crl = Path(crl) if crl is not None else None
         self.host = host  # the listen address (``0.0.0.0``: every interface)
         #: What the server certificate names (DNS names, IP addresses): see server_names.
         self.names = server_names(host, names)
@@ -285,9 +296,19 @@ class MosquittoBroker:
         persistence_dir = self.workdir / "persistence" if self.persistence else None
         if persistence_dir is not None:
             persistence_dir.mkdir(exist_ok=True)
+        # The broker reads its CRL from one path for its whole life (a reload re-reads that
+        # file, it does not switch to another): a copy of the one given, or an empty one.
+        crl = tls / "crl.pem"
+        if self.crl is None:
+            write_crl(self.ca, crl, [])
+        else:
+            tmp = crl.with_name(".crl.pem.tmp")
+            shutil.copyfile(self.crl, tmp)
+            os.replace(tmp, crl)
         self.conf_path.write_text(render_config(
             self.template, self.port, self.ca.cert_path, self._server.cert, self._server.key,
-            self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir))
+            self.workdir / "acl", bind_address=self.host, persistence_dir=persistence_dir,
+            crl=crl))
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -388,6 +409,28 @@ class MosquittoBroker:
                 proc.kill()
                 proc.wait()
         log.info("mosquitto pid %d stopped (status %s)", proc.pid, proc.returncode)
+
+    def reload(self) -> None:
+        """Render the configuration, ACL and revocation list again (``deny``, ``crl`` as
+        they are now) and have the running broker read them (SIGHUP): a certificate put on
+        the CRL is refused at its next connect, a device denied loses its rights at its next
+        publish — without dropping anyone else's connection."""
+        if not self.running:
+            raise RuntimeError("broker not running")
+        for name in self.deny:
+            if not _ACL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot be written into an ACL")
+        self._prepare()
+        assert self._proc is not None
+        offset = len(self.log)
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + self.start_timeout
+        while "Reloading config" not in self.log[offset:]:  # its answer to the signal
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"mosquitto did not reload its configuration\n"
+                                   f"{self._log_tail()}")
+            time.sleep(_POLL_INTERVAL)
+        log.info("mosquitto pid %d reloaded its configuration", self._proc.pid)
 
     def restart(self) -> None:
         """Stop and start again on the same port; connected clients see a dropped link."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dock.quota import Quota
 from firmware_py.config import CONFIG_DIR, build, read_toml, setting
 from firmware_py.config import reference_markdown as _reference
 
@@ -62,12 +63,37 @@ class TimestampSection:
 
 
 @dataclass(frozen=True)
+class LimitsSection:
+    max_file_gib: float = setting(256.0, "A file announced larger than this is refused: more "
+                                  "than a recorder's storage holds.", min=0.001, max=65536)
+    device_open_files: int = setting(512, "Incoming files one device may have open at once "
+                                     "(abandoned ones count until they expire).",
+                                     min=1, max=1_000_000)
+    device_in_flight_gib: float = setting(256.0, "Bytes still to come for one device's open "
+                                          "incoming files, at most.", min=0.001, max=65536)
+    reserve_gib: float = setting(1.0, "Free space the archive's file system keeps: below it "
+                                 "new files are refused (devices keep theirs).", min=0, max=65536)
+    partial_expiry_hours: float = setting(168.0, "An incoming file with no progress for this "
+                                          "long is abandoned: its partial bytes are removed "
+                                          "and logged.", min=0.01, max=87600)
+
+    def quota(self) -> Quota:
+        gib = 1 << 30
+        return Quota(max_file_bytes=int(self.max_file_gib * gib),
+                     device_open_files=self.device_open_files,
+                     device_bytes_in_flight=int(self.device_in_flight_gib * gib),
+                     reserve_bytes=int(self.reserve_gib * gib),
+                     partial_expiry_s=self.partial_expiry_hours * 3600)
+
+
+@dataclass(frozen=True)
 class DockConfig:
     dock: DockSection = field(default_factory=DockSection)
     broker: BrokerSection = field(default_factory=BrokerSection)
     deadline: DeadlineSection = field(default_factory=DeadlineSection)
     enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
     timestamp: TimestampSection = field(default_factory=TimestampSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
 
 
 def load(path: Path | None = None) -> DockConfig:

@@ -25,15 +25,16 @@ from dock import pki
 from firmware_py.evidence import keys
 from sync.credentials import (DOCK_PUB, EnrolmentPackage, device_keys, enrolled_device,
                               install)
-from sync.protocol.fields import DEVICE_ID_RE
+from firmware_py.evidence.device_ids import RESERVED_DEVICE_IDS, device_id_problem
 
 DOCK_KEY = Path("keys/dock_ed25519.pem")
 CA_DIR = Path("ca")
+ISSUED_DIR = CA_DIR / "issued"  # every device certificate issued, for revocation
 DOCK_CLIENT = "dock"  # the dock's own client certificate CN (the ACL's readwrite user)
-# Names a device id may not take: the dock's own MQTT user, and the archive's staging folder
-# (``<archive>/incoming/``, beside ``<archive>/<device>/``). Compared without case, so
-# no file system or broker folds one into another.
-RESERVED_IDS = frozenset({DOCK_CLIENT, "incoming"})
+# Names a device id may not take (firmware_py.evidence.device_ids): the dock's own MQTT user,
+# the archive's staging folder, the broker probe's CN. Compared without case.
+RESERVED_IDS = RESERVED_DEVICE_IDS
+assert DOCK_CLIENT in RESERVED_IDS
 
 
 class EnrolmentError(keys.KeyFileError):
@@ -43,12 +44,13 @@ class EnrolmentError(keys.KeyFileError):
 def check_device_id(device_id: str) -> str:
     """A device id the dock can enrol: one the sync protocol can carry (letters, digits,
     '_' and '-', at most 32, no '.', so never a path) and not a reserved name."""
-    if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
-        raise EnrolmentError(f"device id {device_id!r} is not one the dock can sync: use 1-32 "
-                             "letters, digits, '_' and '-', starting with a letter or digit")
-    if device_id.lower() in RESERVED_IDS:
+    problem = device_id_problem(device_id)
+    if problem is None:
+        return device_id
+    if isinstance(device_id, str) and device_id.lower() in RESERVED_IDS:
         raise EnrolmentError(f"device id {device_id!r} is reserved at the dock; choose another")
-    return device_id
+    raise EnrolmentError(f"device id {device_id!r} is not one the dock can sync: use 1-32 "
+                         "letters, digits, '_' and '-', starting with a letter or digit")
 
 
 def dock_key(dock_dir: Path) -> Ed25519PrivateKey:
@@ -94,6 +96,7 @@ def issue_package(dock_dir: Path, device_id: str, unit: str, signing_public: Ed2
     check_unit(unit)
     ca = dock_ca(dock_dir)
     certificate = pki.issue_client_from_csr(ca, csr_pem, device_id)  # before registering
+    pki.keep_issued(Path(dock_dir) / ISSUED_DIR, device_id, certificate)  # to revoke it later
     dock_key(dock_dir)
     now = keys.now_utc()
     record, agency = keys.register(dock_dir, device_id, unit, signing_public, now)

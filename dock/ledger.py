@@ -60,6 +60,32 @@ def release(archive: Archive, device: str, at: float | None = None) -> str:
     return row[1]
 
 
+@dataclass(frozen=True)
+class DeviceEvent:
+    """Something that happened to a device itself (its revocation, say), in the ledger."""
+
+    device: str
+    event: str
+    at: str
+    detail: str
+
+
+def record_event(archive: Archive, device: str, event: str, detail: str,
+                 at: float | None = None) -> None:
+    archive.db.execute("INSERT INTO device_events (device, event, at, detail) VALUES (?,?,?,?)",
+                       (device, event, time.time() if at is None else at, detail))
+    archive.db.commit()
+
+
+def events(archive: Archive, device: str | None = None) -> list[DeviceEvent]:
+    query = "SELECT device, event, at, detail FROM device_events"
+    args: tuple[str, ...] = ()
+    if device is not None:
+        query, args = query + " WHERE device=?", (device,)
+    return [DeviceEvent(d, e, _iso(at) or "", detail)
+            for d, e, at, detail in archive.db.execute(query + " ORDER BY at", args)]
+
+
 def rows(archive: Archive) -> list[LedgerRow]:
     out = []
     for device, officer, assigned, released in archive.db.execute(

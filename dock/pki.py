@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from firmware_py.evidence.device_ids import device_id_problem
+
 log = logging.getLogger(__name__)
 
 CA_CERT_NAME = "ca.crt"
@@ -222,8 +224,9 @@ def issue_client_from_csr(ca: CA, csr_pem: bytes, common_name: str, *,
     (``common_name``, the device id the dock decided), the usages and the lifetime are the
     dock's, whatever the request asks for. The key must be EC P-256, as every other one.
     """
-    if not _COMMON_NAME.fullmatch(common_name):
-        raise ValueError(f"invalid client common name {common_name!r}")
+    problem = device_id_problem(common_name)  # a device's: never the dock's or a reserved name
+    if problem is not None:
+        raise ValueError(f"invalid device certificate common name: {problem}")
     public = csr_public_key(csr_pem)
     cert = _build(ca, public, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, validity, None)
     return cert.public_bytes(serialization.Encoding.PEM)
@@ -310,3 +313,43 @@ def _common_name(cert: x509.Certificate) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+#: A CRL is written again at every revocation and every broker start; this is only how
+#: long one stays acceptable if neither happens (an expired CRL makes OpenSSL refuse all).
+CRL_VALIDITY = dt.timedelta(days=3650)
+
+
+def write_crl(ca: CA, path: Path | str, revoked: Sequence[tuple[int, dt.datetime]]) -> Path:
+    """Write the CA's certificate revocation list (PEM) naming ``revoked`` — (serial number,
+    revocation time) pairs — at ``path``, atomically. An empty list is a valid CRL: a
+    broker with ``crlfile`` needs one from the CA even when nothing is revoked."""
+    now = _now()
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.certificate.subject)
+               .last_update(now - BACKDATE)
+               .next_update(now + CRL_VALIDITY))
+    for serial, at in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build())
+    crl = builder.sign(ca.private_key, hashes.SHA256())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path)
+    return path
+
+
+def serial_of(cert_pem: bytes) -> int:
+    """The serial number of a PEM certificate."""
+    return x509.load_pem_x509_certificate(cert_pem).serial_number
+
+
+def keep_issued(folder: Path, common_name: str, cert_pem: bytes) -> Path:
+    """Keep a copy of a certificate issued to ``common_name`` as
+    ``<folder>/<common_name>-<serial hex>.pem``, so that it can be revoked later."""
+    path = Path(folder) / f"{common_name}-{serial_of(cert_pem):x}.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cert_pem)
+    return path

@@ -7,10 +7,11 @@ enrolled (it can be enrolled again, with a new key), the dock ignores whatever i
 then on, and its old public key stays where ``load_registry`` finds it, so the evidence it
 sealed before stays verifiable.
 
-Mosquitto cannot reload a revocation list without a restart, and the dock keeps no copy of
-the device's client certificate; so the refusal is the dock's: ``DockService`` drops every
+Withdrawing alone leaves the device's client certificate valid: ``DockService`` drops every
 message of a withdrawn device, and ``bodycam dock serve`` renders the broker's ACL with no
-rights for it (read at the broker's start).
+rights for it (read at the broker's start). A stolen device is *revoked* as well
+(``dock.revocation``, ``bodycam dock revoke``): its certificates go on the CA's revocation
+list, and the broker refuses it at connect.
 """
 
 from __future__ import annotations

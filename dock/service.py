@@ -29,17 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dock.archive import Archive, ArchiveError, make_durable
+from dock.archive import Archive, ArchiveConflict, ArchiveError, make_durable
 from dock.enrollment import dock_key
 from dock.fair import FairQueue
+from dock.quota import Quota, refusal
 from dock.registry import is_withdrawn
 from sync import protocol as p
+from sync.protocol.fields import detail_text
 from sync.mqtt import client as mqtt_client
 from sync.mqtt import close as mqtt_close
 
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 2 << 20  # chunks stored between two fsyncs, at most: an ack is never far off
+EXPIRY_CHECK_S = 60.0  # how often the archive thread looks for abandoned partial files
 # Put in the inbox by the durability thread: a batch is durable, its acks can go.
 _WAKE: tuple[str, bytes, float] = ("", b"", 0.0)
 
@@ -82,21 +85,35 @@ class DeviceProgress:
                 f"{rate / 1e6:.1f} MB/s, {eta} left")
 
 
+@dataclass
+class _Session:
+    """A device's present session at the dock: when its hello came, whether it is a
+    docking (confirmed by a charging hello or a received file) or only a claim so far."""
+
+    started: float
+    confirmed: bool = False
+
+
 class DockService:
     def __init__(self, dock_dir: Path, archive_dir: Path, host: str, port: int, *,
                  tls: tuple[Path, Path, Path] | None = None, dock_id: str = "dock",
                  on_progress: Callable[[DeviceProgress], None] | None = None,
                  now: Callable[[], float] = time.time,
-                 chunk_limit: int = p.MAX_CHUNK_BYTES) -> None:
+                 chunk_limit: int = p.MAX_CHUNK_BYTES, quota: Quota | None = None) -> None:
         self.dock_dir = Path(dock_dir)
-        self.archive = Archive(archive_dir, dock_dir, dock_key(dock_dir), dock_id)
+        self._signing = dock_key(dock_dir)  # receipts and time answers
+        self.archive = Archive(archive_dir, dock_dir, self._signing, dock_id)
         self.dock_id = dock_id
         self._now = now  # the dock's clock: the time reference devices are set from
         self._ingests: dict[str, p.Ingest] = {}
         self.chunk_limit = chunk_limit  # the largest chunk the dock takes (told in ``want``)
+        self.quota = quota or Quota()
+        self._expired_at = float("-inf")  # the dock's clock at the last expiry of partials
         self.progress: dict[str, DeviceProgress] = {}
         self._on_progress = on_progress
         self.invalid: list[tuple[str, str]] = []
+        self.expired: list[tuple[str, str]] = []  # (device, file_id) of abandoned partials
+        self._sessions: dict[str, _Session] = {}  # device → its present session
         self._connected = threading.Event()
         self._withdrawn: dict[str, bool] = {}  # device → withdrawn (read again at each hello)
         # (topic, payload, arrival time), or None to stop: the network thread's only output.
@@ -114,6 +131,7 @@ class DockService:
                                          daemon=True)
         self._durability = threading.Thread(target=self._make_durable,
                                             name=f"dock-{dock_id}-durability", daemon=True)
+        self._worker_started = self._network_started = self._stopping = False
         ca, cert, key = tls if tls else (None, None, None)
         self.client = mqtt_client(host, port, f"dock-{dock_id}", ca=ca, cert=cert, key=key)
         self.client.on_connect = self._on_connect
@@ -124,13 +142,16 @@ class DockService:
     def start(self, timeout: float = 10.0) -> None:
         self._durability.start()
         self._worker.start()
+        self._worker_started = True
         self.client.loop_start()
+        self._network_started = True
         if not self._connected.wait(timeout):
             self.client.loop_stop()
             self._stop_threads()
             raise ConnectionError("dock could not connect to the broker")
 
     def stop(self) -> None:
+        self._stopping = True
         mqtt_close(self.client)
         self._stop_threads()
         self.archive.close()
@@ -176,13 +197,42 @@ class DockService:
         return self._withdrawn[device]
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        arrived = self._now()
-        if message.topic.endswith("/time/req"):
-            # Answered here, not behind the queue of chunks: t3 must be when the answer
-            # leaves, and a clock exchange measures the link, not the dock's backlog.
-            self._answer_time(message.topic, message.payload, arrived)
-            return
-        self._inbox.put((message.topic, message.payload, arrived))
+        # paho's network thread: an exception escaping here ends it (and with it the dock's
+        # link to every device), so nothing a device sends may raise out of this method.
+        try:
+            arrived = self._now()
+            if message.topic.endswith("/time/req"):
+                # Answered here, not behind the queue of chunks: t3 must be when the answer
+                # leaves, and a clock exchange measures the link, not the dock's backlog.
+                self._answer_time(message.topic, message.payload, arrived)
+                return
+            self._inbox.put((message.topic, message.payload, arrived))
+        except Exception as exc:
+            self._refused_input(getattr(message, "topic", "?"), exc)
+
+    def _refused_input(self, topic: Any, exc: Exception) -> None:
+        """Input that made a handler fail: logged and recorded as invalid for its sender,
+        and the thread goes on serving the others."""
+        topic = detail_text(str(topic), 300)
+        self.invalid.append((topic, f"refused: {type(exc).__name__}: {detail_text(str(exc), 300)}"))
+        log.error("input on %s refused: the handler failed with %s: %s", topic,
+                  type(exc).__name__, exc, exc_info=exc)
+
+    def failure(self) -> str | None:
+        """Why this dock no longer serves anyone — its archive thread or paho's network
+        thread has ended while it should run — or None while it does. ``bodycam dock
+        serve`` checks it and exits non-zero, so that a supervisor restarts the dock: a
+        live process that serves no one is the one outcome never allowed."""
+        if self._stopping:
+            return None
+        if self._worker_started and not self._worker.is_alive():
+            return f"the archive thread {self._worker.name} has ended"
+        if self._worker_started and not self._durability.is_alive():
+            return f"the durability thread {self._durability.name} has ended"
+        network = getattr(self.client, "_thread", None)  # paho's loop_start thread
+        if self._network_started and (network is None or not network.is_alive()):
+            return "the MQTT network thread has ended"
+        return None
 
     def _answer_time(self, topic: str, payload: bytes, arrived: float) -> None:
         try:
@@ -198,6 +248,10 @@ class DockService:
             self.invalid.append((topic, f"device {parsed.device} is withdrawn"))
             return
         response = p.TimeResponse(request.t1, arrived, self._now())
+        # Signed with the receipt key the device got at enrolment: its clock is set from
+        # the dock, never from whoever can publish on the broker.
+        signature = self._signing.sign(response.signed_bytes(parsed.device))
+        response = p.TimeResponse(response.t1, response.t2, response.t3, signature)
         self.client.publish(response.topic(parsed.device), response.encode(), qos=p.QOS)
 
     # --- the archive thread -------------------------------------------------------------------
@@ -212,8 +266,12 @@ class DockService:
         waiting: FairQueue[tuple[str, bytes, float]] = FairQueue()
         stopping = False
         while True:
+            self._guarded(self._expire_abandoned)
             if not waiting and not stopping:
-                stopping = self._take(self._inbox.get(), waiting)  # idle: wait
+                try:  # idle: wait, and look at the abandoned partials now and then
+                    stopping = self._take(self._inbox.get(timeout=EXPIRY_CHECK_S), waiting)
+                except queue.Empty:
+                    continue
             while True:  # and everything else that is there now
                 try:
                     item = self._inbox.get_nowait()
@@ -223,8 +281,12 @@ class DockService:
             handled, batch = 0, 0
             try:
                 while waiting and batch < BATCH_BYTES:
-                    _, (topic, payload, arrived) = waiting.take()
-                    self._handle(topic, payload, arrived)
+                    device, (topic, payload, arrived) = waiting.take()
+                    try:
+                        self._handle(topic, payload, arrived)
+                    except Exception as exc:  # never out of the archive thread (see _handle)
+                        self._refused_input(topic, exc)
+                        self._forget(device)
                     handled += 1
                     batch += len(payload)
                 self._flush(wait=stopping and not waiting)
@@ -274,8 +336,75 @@ class DockService:
         try:
             outputs = ingest.receive(topic_text, payload, arrived)
             self._carry_out(topic.device, ingest, outputs)
-        except Exception:  # one device's trouble must not stop the dock for the others
-            log.exception("handling %s failed", topic_text)
+        except Exception as exc:  # one device's trouble must not stop the dock for the others
+            self._refused_input(topic_text, exc)
+            self._forget(topic.device)
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:  # housekeeping must not end the archive thread either
+            log.exception("%s failed", getattr(work, "__name__", work))
+
+    def _for_device(self, device: str, what: str, work: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+        """``work(*args)`` for one device, on the archive thread: a failure is refused to
+        that device (its state rebuilt from the disk), never the end of the thread."""
+        try:
+            return work(*args, **kwargs)
+        except Exception as exc:
+            self._refused_input(f"{device}: {what}", exc)
+            self._forget(device)
+            return None
+
+    def _forget(self, device: str) -> None:
+        """After a handler failed for ``device``: its protocol state may be half changed, so
+        the next message starts it again from what is durable (as a new session does)."""
+        self._ingests.pop(device, None)
+
+    def _claims(self, device: str, hello: p.Hello) -> None:
+        """A hello's offers are claims until the session is confirmed as a docking — by
+        the device's charging signal, or by a file received (``_confirm``): invented
+        offers never start R13.4's clock (dock.archive: claims, unconfirmed_claims)."""
+        if hello.page == 0 or device not in self._sessions:
+            self._sessions[device] = _Session(time.time())
+        session = self._sessions[device]
+        self.archive.claimed(device, session.started, [(f.file_id, f.name, f.activity)
+                                                       for f in hello.files])
+        if hello.charging or session.confirmed:  # a later page's claims join the docking
+            self._confirm(device, again=True)
+
+    def _confirm(self, device: str, again: bool = False) -> None:
+        """The session is a docking: once recorded, its claims made offers (``again``: the
+        claims of a later page too)."""
+        session = self._sessions.get(device)
+        if session is None or (session.confirmed and not again):
+            return  # the common case, per receipt: nothing to do
+        self.archive.confirm_docking(device, session.started, new=not session.confirmed)
+        session.confirmed = True
+
+    def _over_quota(self, device: str, init: p.FileOffer) -> str | None:
+        """Why a new file is refused under the quotas (dock.quota); None to take it."""
+        if self.archive.is_begun(device, init.file_id):
+            return None  # resumed, or answered from the archive: nothing new to hold
+        return refusal(self.quota, self.archive.root,
+                       self.archive.open_files(device, but=init.file_id), init.size)
+
+    def _expire_abandoned(self) -> None:
+        """Now and then (at most every EXPIRY_CHECK_S), drop incoming files that made no
+        progress for the quota's ``partial_expiry_s``: their bytes and index rows go, and
+        their devices start from the index again."""
+        now = self._now()
+        if now - self._expired_at < EXPIRY_CHECK_S:
+            return
+        self._expired_at = now
+        self._flush(wait=True)  # no chunk of a file removed now may still be on its way
+        for device, file_id, name, stored in self.archive.expire_partial(
+                now, self.quota.partial_expiry_s):
+            log.warning("%s: incoming %s (%s, %d bytes stored) abandoned for over %.0f s: "
+                        "removed", device, name, file_id, stored, self.quota.partial_expiry_s)
+            self.expired.append((device, file_id))
+            self._forget(device)
 
     def _flush(self, wait: bool = False) -> None:
         """Hand the chunks written so far to the durability thread; with ``wait``, return
@@ -313,8 +442,8 @@ class DockService:
             if error is not None:
                 log.error("storing chunks failed: %s", error)
                 for device, ingest, file_id, offset, _ in stores:
-                    self._carry_out(device, ingest,
-                                    ingest.chunk_failed(file_id, offset, str(error)))
+                    self._for_device(device, "a failed store", lambda d, i, f, o: self._carry_out(
+                        d, i, i.chunk_failed(f, o, str(error))), device, ingest, file_id, offset)
                 continue
             self.archive.record_offsets(ends)
             grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
@@ -323,7 +452,9 @@ class DockService:
                 grouped.setdefault(id(ingest), (device, ingest, []))[2].append(
                     (file_id, offset, size))
             for device, ingest, done in grouped.values():
-                self._carry_out(device, ingest, ingest.chunks_stored(done))
+                # A fin waiting on these chunks completes here: guarded as any input.
+                self._for_device(device, "stored chunks", lambda d, i, stored: self._carry_out(
+                    d, i, i.chunks_stored(stored)), device, ingest, done)
 
     def _complete_waiting(self) -> None:
         """Archive and receipt the files completed this round, all at once: their chunks
@@ -334,13 +465,14 @@ class DockService:
             self._flush(wait=True)  # may complete more files (a fin that waited for acks)
             completing, self._completing = self._completing, []
             for device, ingest, progress, out in completing:
-                answers.append((device, ingest,
-                                self._archive_step(device, ingest, progress, out, defer=True)))
+                step = self._for_device(device, "completing a file", self._archive_step,
+                                        device, ingest, progress, out, defer=True)
+                answers.append((device, ingest, step or []))
         if not answers:
             return
         self.archive.commit_completed()
         for device, ingest, outputs in answers:
-            self._carry_out(device, ingest, outputs)
+            self._for_device(device, "receipts", self._carry_out, device, ingest, outputs)
 
     def _carry_out(self, device: str, ingest: p.Ingest, outputs: list[Any]) -> None:
         queue_ = list(outputs)
@@ -376,14 +508,17 @@ class DockService:
         """Carry out one output that touches the archive; returns what the protocol says next."""
         match out:
             case p.DeviceHello(hello):
-                offered = [(f.file_id, f.name, f.activity) for f in hello.files]
+                self._claims(device, hello)
                 if hello.page == 0:
-                    self.archive.docked(device, time.time(), offered)
                     progress.new_session(len(hello.files) + hello.more_files,
                                          sum(f.size for f in hello.files) + hello.more_bytes)
-                else:  # the next page of the same docking
-                    self.archive.offered(device, time.time(), offered)
             case p.OpenFile(init):
+                problem = self._over_quota(device, init)
+                if problem is not None:
+                    progress.rejected += 1
+                    log.warning("%s: %s refused: %s", device, init.name, problem)
+                    return ingest.file_rejected(init.file_id, f"{init.name}: {problem}",
+                                                retry=False)
                 try:
                     self.archive.begin(device, init.file_id, init.name, init.activity,
                                        init.size, init.sha256, init.manifest, init.kind)
@@ -395,8 +530,11 @@ class DockService:
                 except ArchiveError as exc:
                     progress.rejected += 1
                     log.warning("%s: %s", device, exc)
-                    return ingest.file_rejected(file_id, str(exc))
+                    # A conflict is refused for good: sending it again changes nothing.
+                    return ingest.file_rejected(file_id, str(exc),
+                                                retry=not isinstance(exc, ArchiveConflict))
                 progress.receipts += 1
+                self._confirm(device)  # a file received: the session is a docking
                 return ingest.file_verified(file_id, stored.receipt, stored.signature)
             case p.DiscardFile(file_id, reason):
                 self.archive.discard(device, file_id)
@@ -404,6 +542,27 @@ class DockService:
                 self.invalid.append((topic, reason))
                 log.warning("%s: %s", topic, reason)
         return []
+
+
+def serve_until(service: DockService, stop: threading.Event, seconds: float | None = None,
+                poll_s: float = 0.5, every_poll: Callable[[], None] | None = None) -> str | None:
+    """Run until ``stop`` is set or ``seconds`` pass, watching the service's threads: returns
+    why it stopped serving (``DockService.failure``), or None when it was stopped.
+    ``every_poll`` runs at each look (the broker's revocation watch, say)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if left <= 0 or stop.wait(left):
+            return None
+        problem = service.failure()
+        if problem is not None:
+            log.critical("the dock serves no one: %s", problem)
+            return problem
+        if every_poll is not None:
+            try:
+                every_poll()
+            except Exception:  # a watch's trouble is logged; serving goes on
+                log.exception("a periodic check of the dock failed")
 
 
 def _first_page(topic: str, payload: bytes) -> bool:

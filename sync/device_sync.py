@@ -196,6 +196,7 @@ class DeviceSync:
                  evidence: Path, audit_log: Path, correct_above_s: float,
                  tls: tuple[Path, Path, Path] | None = None, audit: AuditLog | None = None,
                  firmware: str = "bodycam", battery_percent: int | None = None,
+                 charging: bool = False,
                  clock: Clock | None = None,
                  chunk_size: int = p.DEFAULT_CHUNK_BYTES, window: int = WINDOW,
                  window_bytes: int | None = None) -> None:
@@ -219,7 +220,8 @@ class DeviceSync:
         self.uploader = p.Uploader(device, [o for o, _ in self._files.values()], self._read,
                                    chunk_size=chunk_size, window=window,
                                    window_bytes=self._window_bytes_now(), firmware=firmware,
-                                   battery_percent=battery_percent)
+                                   battery_percent=battery_percent, charging=charging)
+        self._charging = charging
         self.result = SessionResult(offered=len(self._files))
         self._finished = threading.Event()
         self._cancelled = threading.Event()
@@ -301,7 +303,8 @@ class DeviceSync:
                     self.uploader = p.Uploader(self.device, [o for o, _ in self._files.values()],
                                                self._read, chunk_size=self._chunk_size,
                                                window=self._window,
-                                               window_bytes=self._window_bytes_now())
+                                               window_bytes=self._window_bytes_now(),
+                                               charging=self._charging)
                     if self._sizer is not None:
                         self._sizer.forget()  # a new uploader counts from 0 again
                     self.result.failed = []
@@ -431,8 +434,15 @@ class DeviceSync:
         return self._clock.now().utc if self._clock is not None else time.time()
 
     def _set_clock(self, response: p.TimeResponse) -> None:
-        """R7.4 at the dock: measure against the dock's clock, log the offset, correct."""
+        """R7.4 at the dock: measure against the dock's clock, log the offset, correct —
+        only from an answer the dock signed (its key from enrolment)."""
         t4 = self._utc()
+        try:
+            self._dock_key.verify(response.signature, response.signed_bytes(self.device))
+        except InvalidSignature:
+            log.warning("%s: a time answer not signed by the dock: ignored", self.device)
+            self._log("dock_time_refused", {"why": "not signed by the dock's key"})
+            return
         offset, round_trip = p.clock_offset(response.t1, response.t2, response.t3, t4)
         self.result.clock_offset_s, self.result.round_trip_s = offset, round_trip
         facts = {"source": "dock", "offset_before_s": round(-offset, 3),

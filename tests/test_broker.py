@@ -256,8 +256,10 @@ def test_device_and_dock_exchange_messages_over_mutual_tls(
 
     dock.publish(f"{DOWN}/BC-0001/receipt/x", b"receipt")
     assert device.wait_message(f"{DOWN}/BC-0001/receipt/x").payload == b"receipt"
-    # The username is the certificate's CN, not anything the client claimed.
-    assert re.search(r"as BC-0001-1 \(.*u'BC-0001'\)", broker.log), broker.log
+    # The username and the client id are the certificate's CN, not the id the client asked
+    # for (BC-0001-1): use_username_as_clientid (issue 14).
+    assert re.search(r"as BC-0001 \(.*u'BC-0001'\)", broker.log), broker.log
+    assert "as BC-0001-1 " not in broker.log
 
 
 def test_device_cannot_write_outside_its_own_up_prefix(peers: Callable[[str], Peer]) -> None:

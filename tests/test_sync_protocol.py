@@ -982,8 +982,8 @@ names = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_chara
                 min_size=1, max_size=40).filter(lambda s: not s.startswith("."))
 devices = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z")
 sizes = st.integers(0, 2**53 - 1)
-numbers = st.one_of(st.integers(-2**53, 2**53),
-                    st.floats(allow_nan=False, allow_infinity=False))
+# Times in UTC seconds: anything within the protocol's ±1e11 (fields.MAX_SECONDS).
+numbers = st.one_of(st.integers(-10**11, 10**11), st.floats(-1e11, 1e11))
 
 
 @st.composite

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
                                                           PublicFormat, load_pem_private_key,
                                                           load_pem_public_key)
 
+from firmware_py.evidence.device_ids import device_id_problem
 from firmware_py.evidence.evidence_file import key_id
 from firmware_py.paths import AGENCY_KEY, AGENCY_PUB, DEVICE_KEY, DEVICE_PUB, ENROLLMENT
 
@@ -230,7 +231,10 @@ def register(dock_dir: Path, device_id: str, unit: str, public: Ed25519PublicKey
     """The agency's side: record the device's public key in ``<dock>/devices/<id>.json``
     (refused when the id is enrolled with another key) and return the record and the
     agency's public key (its key pair made in the dock directory if there is none).
-    ``device_id`` must already be checked: it becomes a file name."""
+    ``device_id`` is checked first (``device_ids``): it becomes a file name."""
+    problem = device_id_problem(device_id)
+    if problem is not None:  # before anything is written: "../../x" is no file name
+        raise KeyFileError(f"device id {problem}")
     agency = agency_key(dock_dir, create=True)
     record = {"device": device_id, "unit": unit, "public_key": pem_public(public).decode(),
               "key_id": key_id(raw(public)), "enrolled_at": enrolled_at}
@@ -283,6 +287,9 @@ def store_device_key(device_root: Path, key: Ed25519PrivateKey) -> None:
 def enroll(device_root: Path, dock_dir: Path, device_id: str, unit: str) -> dict[str, str]:
     """Enrol a device with the agency whose dock directory is ``dock_dir`` (keys only; the
     dock's ``dock.enrollment.enroll_device`` adds what sync needs)."""
+    problem = device_id_problem(device_id)
+    if problem is not None:  # before the device's key is made
+        raise KeyFileError(f"device id {problem}")
     check_apart(device_root, dock_dir)
     signing = device_key(device_root)
     now = now_utc()

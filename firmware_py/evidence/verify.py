@@ -33,6 +33,11 @@ from firmware_py.evidence.gaps import Gap, find_gaps
 from firmware_py.evidence.keys import EnrolledDevice
 from firmware_py.evidence.seal import FORMAT, MANIFEST, SIGNATURE
 
+# Where the dock keeps an upload that would have replaced archived evidence (dock.conflicts):
+# ``<archive>/<device>/.conflicts/<file_id>.conflict.json`` beside the bytes it received.
+CONFLICTS = ".conflicts"
+CONFLICT_RECORD = ".conflict.json"
+
 VALID, ALTERED, MISSING, OUT_OF_ORDER, UNKNOWN_DEVICE = (
     "valid", "altered", "missing", "out_of_order", "unknown_device")
 
@@ -74,12 +79,15 @@ class Report:
     gaps: list[Gap] = field(default_factory=list)  # breaks in the footage of an activity
     # device → its newest signed chain head and whether the evidence reaches it
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Uploads the dock refused because they would have replaced archived evidence: the
+    # archive itself is intact, but someone tried — a custodian must see each one.
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (all(i.status == VALID for i in self.items) and not any(self.missing.values())
                 and not self.problems and bool(self.items)
-                and all(g.explained for g in self.gaps))
+                and all(g.explained for g in self.gaps) and not self.conflicts)
 
     def to_json(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -90,6 +98,7 @@ class Report:
                 "gaps": [g.to_json() for g in self.gaps],
                 "unexplained_gaps": sum(not g.explained for g in self.gaps),
                 "heads": self.heads,
+                "conflicts": self.conflicts,
                 "items": [i.to_json() for i in self.items]}
 
 
@@ -108,6 +117,30 @@ def find_manifests(paths: list[Path]) -> list[Path]:
     return sorted(found)
 
 
+def find_conflicts(paths: list[Path]) -> list[dict[str, Any]]:
+    """The dock's conflict records (see CONFLICTS) under ``paths``: a device's archive
+    folder holds its own; an activity folder's are those in its device folder naming it."""
+    found: dict[Path, dict[str, Any]] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir():
+            continue
+        records = list(path.rglob(f"{CONFLICTS}/*{CONFLICT_RECORD}"))
+        beside = path.parent / CONFLICTS
+        records += [r for r in beside.glob(f"*{CONFLICT_RECORD}") if beside.is_dir()]
+        for record in records:
+            try:
+                body = json.loads(record.read_text())
+            except (OSError, ValueError):
+                body = {"reason": "unreadable conflict record"}
+            if not isinstance(body, dict):
+                body = {"reason": "unreadable conflict record"}
+            if record.parent == beside and body.get("activity") != path.name:
+                continue
+            found[record] = {**body, "record": str(record)}
+    return [found[k] for k in sorted(found)]
+
+
 def _manifest_for(path: Path) -> Path | None:
     for candidate in path.parent.glob(f"*{MANIFEST}"):
         if path.name.startswith(candidate.name[: -len(MANIFEST)]):
@@ -124,7 +157,8 @@ def verify(paths: list[Path], registry: dict[str, EnrolledDevice],
     items.sort(key=lambda i: (str(i.device), i.sequence if isinstance(i.sequence, int) else 0))
     _check_swaps(items)
     missing, starts = _check_chain(items)
-    report = Report(items, missing, starts, gaps=find_gaps(items))
+    report = Report(items, missing, starts, gaps=find_gaps(items),
+                    conflicts=find_conflicts(paths))
     _check_heads(report, paths, registry, tsa_ca)
     if not manifests:
         report.problems.append(f"no sealed evidence (no *{MANIFEST}) under "
@@ -383,6 +417,10 @@ def summary_lines(report: Report) -> Iterator[str]:
                    f"({head['file']}) reached{stamped}")
     for problem in report.problems:
         yield f"PROBLEM        {problem}"
+    for c in report.conflicts:
+        yield (f"CONFLICT       {c.get('device')} sent {c.get('activity')}/{c.get('name')} "
+               f"({c.get('sha256', '?')[:12]}…), refused: {c.get('reason')}; kept aside in "
+               f"{c.get('bytes_path')}")
     yield "ALL VALID" if report.ok else "NOT VALID"
 
 

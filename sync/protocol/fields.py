@@ -12,9 +12,11 @@ import math
 import re
 from typing import Any, Mapping, Sequence
 
+# Device ids follow the one rule of firmware_py.evidence.device_ids (reserved names too).
+from firmware_py.evidence.device_ids import DEVICE_ID_PATTERN, DEVICE_ID_RE, device_id_problem
+
 # --- limits ---------------------------------------------------------------------------------
 
-DEVICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}"
 FILE_ID_CHARS = 32  # hex digits of SHA-256 kept in the file id (128 bits)
 
 MAX_CONTROL_BYTES = 64 * 1024  # any JSON message but hello and want
@@ -23,10 +25,10 @@ MAX_HELLO_BYTES = 256 * 1024  # hello and want carry lists; no bigger than a def
 DEFAULT_CHUNK_BYTES = 256 * 1024  # well under any message_size_limit worth setting
 MAX_CHUNK_BYTES = 1024 * 1024  # hard limit: no chunk payload is ever larger
 MAX_SIZE = 2**53 - 1  # sizes and offsets stay exact in every JSON implementation
+MAX_SECONDS = 1e11  # a time in UTC seconds: year 5138 at most; beyond it is an attack
 DEFAULT_WINDOW = 16  # chunks in flight: 4 MiB at the default size
 DEFAULT_MAX_RETRIES = 5  # resends at one offset, or restarts of one file, before giving up
 
-DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 FILE_ID_RE = re.compile(r"[0-9a-f]{32}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -68,11 +70,19 @@ def check_int(value: object, name: str, lo: int = 0, hi: int = MAX_SIZE) -> int:
     return value
 
 
-def check_number(value: object, name: str) -> float | int:
+def check_number(value: object, name: str, limit: float = MAX_SECONDS) -> float | int:
+    """A number (the time messages' seconds) whose magnitude is at most ``limit``."""
     if type(value) not in (int, float):
         raise ProtocolError(f"must be a number, not {type_name(value)}", name)
+    # Compared before any float conversion: a 400-digit JSON integer is an int here, and
+    # math.isfinite or float() on it raises OverflowError, which no handler expects.
+    if type(value) is int and not -limit <= value <= limit:
+        raise ProtocolError(f"is {len(str(abs(value)))} digits long, outside "
+                            f"±{limit:.0e}", name)
     if not math.isfinite(value):  # JSON "1e999" parses to inf
         raise ProtocolError("must be finite", name)
+    if not -limit <= value <= limit:
+        raise ProtocolError(f"{value:.6g} is outside ±{limit:.0e}", name)
     return value
 
 
@@ -111,8 +121,10 @@ def check_pattern(value: object, name: str, pattern: re.Pattern[str], what: str)
 
 
 def check_device(value: object, name: str = "device") -> str:
-    return check_pattern(value, name, DEVICE_ID_RE,
-                         "a device id (letter or digit, then up to 31 of A-Z a-z 0-9 _ -)")
+    problem = device_id_problem(value)
+    if problem is not None:
+        raise ProtocolError(problem, name)
+    return value  # type: ignore[return-value]  # a str: device_id_problem checked it
 
 
 def check_file_id(value: object, name: str = "file_id") -> str:

@@ -249,10 +249,17 @@ class Ingest:
 
     def file_rejected(self, file_id: str, reason: str, *, retry: bool = True) -> list[IngestOutput]:
         """The stored file failed its hash or seal: discard it and have it sent again from 0
-        (``retry``), or refuse it for this session (a seal that will never verify)."""
+        (``retry``), or refuse it for this session (a seal that will never verify, a file
+        that would replace archived evidence); an init the edge could not open (``OpenFile``
+        refused) is refused so too."""
         entry = self._entry(file_id)
-        if entry.phase is not IngestPhase.VERIFYING:
+        if entry.phase is not IngestPhase.VERIFYING and (retry or entry.phase
+                                                         is not IngestPhase.RECEIVING):
             raise ProtocolError(f"file {file_id} is {entry.phase}, not verifying", "file_id")
+        if entry.phase is IngestPhase.RECEIVING:
+            # Refused at its init (OpenFile): the edge opened nothing, so its chunks are
+            # answered as those of an unknown file until an init is taken.
+            entry.init = None
         out = self._reset(entry, detail_text(reason))
         status = AckStatus.RESTART if retry else AckStatus.REJECTED
         return out + [self._ack(entry, status, Reason.VERIFY_FAILED, reason)]

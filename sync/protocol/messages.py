@@ -143,7 +143,7 @@ class Hello(JsonMessage):
     every file of this one is receipted or has failed for the session."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("page", "more_files", "more_bytes")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("page", "more_files", "more_bytes", "charging")
     device: str
     firmware: str
     battery_percent: int | None
@@ -151,9 +151,15 @@ class Hello(JsonMessage):
     page: int = 0
     more_files: int = 0
     more_bytes: int = 0
+    # The device sits on the dock's charger (its power source says so): without it, or a
+    # file actually received, the dock takes a hello as a claim, not as a docking.
+    charging: bool = False
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if type(self.charging) is not bool:
+            raise ProtocolError(f"must be true or false, not {type_name(self.charging)}",
+                                "charging")
         check_text(self.firmware, "firmware", 64, empty=True)
         if self.battery_percent is not None:
             check_int(self.battery_percent, "battery_percent", 0, 100)
@@ -502,16 +508,41 @@ class TimeRequest(JsonMessage):
 @dataclass(frozen=True)
 class TimeResponse(JsonMessage):
     """Dock → device: the request's ``t1`` echoed, ``t2`` the dock's clock when the request
-    arrived, ``t3`` when the answer left (UTC seconds)."""
+    arrived, ``t3`` when the answer left (UTC seconds); ``signature`` the dock's signature
+    over :meth:`signed_bytes` — its receipt key, which the device got at enrolment — so
+    the device's clock never rests on the broker alone. (Absent from a dock before issue
+    14: the device then takes no correction from it.)"""
 
     KIND: ClassVar[Kind] = Kind.TIME_RESPONSE
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("signature",)
     t1: float
     t2: float
     t3: float
+    signature: bytes = b""
 
     def __post_init__(self) -> None:
         for name in ("t1", "t2", "t3"):
             check_number(getattr(self, name), name)
+        signature = check_bytes(self.signature, "signature")
+        if len(signature) > 512:
+            raise ProtocolError(f"is {len(signature)} bytes; expected at most 512", "signature")
+        object.__setattr__(self, "signature", signature)
+
+    def signed_bytes(self, device: str) -> bytes:
+        """What the dock signs and the device checks: the three times and whom they are for
+        (an answer to one device is no answer to another)."""
+        return encode_json({"device": check_device(device), "t1": self.t1, "t2": self.t2,
+                            "t3": self.t3})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t1": self.t1, "t2": self.t2, "t3": self.t3,
+                "signature": base64.b64encode(self.signature).decode("ascii")}
+
+    @classmethod
+    def _arguments(cls, obj: dict[str, Any], what: str) -> dict[str, Any]:
+        if "signature" not in obj:
+            return obj
+        return Receipt._arguments(obj, what)  # the same base64 member, decoded
 
 
 Message = Hello | Want | FileOffer | Chunk | Ack | Fin | Receipt | TimeRequest | TimeResponse

@@ -82,7 +82,8 @@ class Uploader:
                  chunk_size: int = DEFAULT_CHUNK_BYTES, window: int = DEFAULT_WINDOW,
                  window_bytes: int | None = None,
                  firmware: str = "", battery_percent: int | None = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES, chunk_checksums: bool = False) -> None:
+                 max_retries: int = DEFAULT_MAX_RETRIES, chunk_checksums: bool = False,
+                 charging: bool = False) -> None:
         self.device = check_device(device)
         # Chunk checksums are optional (docs/sync-protocol.md 3): the dock checks every file
         # whole against the hash in its offer, over a link TLS already protects, so a
@@ -100,6 +101,7 @@ class Uploader:
         self.max_retries = check_int(max_retries, "max_retries", 0, 1 << 16)
         self._read = read
         self._firmware, self._battery = firmware, battery_percent
+        self._charging = charging  # told in every hello: the dock's evidence of a docking
         self._files: dict[str, _Upload] = {}
         for i, offer in enumerate(files):
             if not isinstance(offer, FileOffer):
@@ -170,7 +172,7 @@ class Uploader:
                  if self._files[o.file_id].phase is UploadPhase.OFFERED]
         hello = Hello(self.device, self._firmware, self._battery, tuple(files),
                       page=number, more_files=len(later),
-                      more_bytes=sum(o.size for o in later))
+                      more_bytes=sum(o.size for o in later), charging=self._charging)
         self._hello_bytes = hello.encode()
         if len(self._hello_bytes) > MAX_HELLO_BYTES:  # split_offers leaves room; never here
             raise ProtocolError(f"a hello of {len(files)} files is {len(self._hello_bytes)} "
