@@ -30,6 +30,7 @@ from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.evidence.keys import read_enrollment, require_enrolled
 from firmware_py.paths import DeviceLayout
+from firmware_py.recording.pipeline import audio_config, video_config
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
@@ -121,7 +122,13 @@ def pi_settings(device: DeviceConfig) -> PiSettings:
         power_supply_root=device.power.sysfs_root, battery=device.power.battery,
         gnss_source=device.gnss.source, gnss_pps_pin=device.gnss.pps_pin,
         gpsd_host=device.gnss.gpsd_host,
-        gpsd_port=device.gnss.gpsd_port)
+        gpsd_port=device.gnss.gpsd_port,
+        video=video_config(device), still_size=(device.photo.width, device.photo.height),
+        camera_encoder=device.video.encoder, camera_format=device.video.stream_format,
+        camera_restart_s=device.video.camera_restart_s,
+        audio=audio_config(device), audio_input=device.audio.input_device,
+        audio_output=device.audio.output_device, input_latency_s=device.audio.input_latency_s,
+        output_latency_s=device.audio.output_latency_s)
 
 
 class Recorder(Protocol):

@@ -11,17 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from device.backends.missing import MissingPart
+from device.camera import VideoConfig
 from device.clock import DeviceClock
 from device.gnss import Gnss
 from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
-
-# The picamera2 and sounddevice backends are not in this build yet. Until they are, those
-# parts report themselves as missing: the self-check fails them by name and the rest of
-# the recorder (buttons, GNSS, power, storage, clock) runs on the real hardware.
-NOT_YET = "no backend in this build yet (picamera2/sounddevice backends are planned)"
+from device.microphone import AudioConfig
 
 
 @dataclass(frozen=True)
@@ -40,12 +36,24 @@ class PiSettings:
     gnss_pps_pin: int = -1  # GPIO of the receiver's PPS line; -1 when not wired
     gpsd_host: str = "127.0.0.1"
     gpsd_port: int = 2947
+    video: VideoConfig = VideoConfig()
+    still_size: tuple[int, int] = (1280, 720)
+    camera_encoder: str = "auto"  # "auto" (picamera2's choice), "hardware" or "libav"
+    camera_format: str = "YUV420"  # or "NV12"
+    camera_restart_s: float = 3.0
+    audio: AudioConfig = AudioConfig()
+    audio_input: str = ""  # PortAudio device index or part of its name; "" the default
+    audio_output: str = ""
+    input_latency_s: float = 0.1
+    output_latency_s: float = 0.5
 
 
 def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
     """Open every part of a real recorder; raises HardwareError naming a part that fails."""
     from device.backends.gpio import GpioIndicators, GpioInputs
     from device.backends.nmea import SerialGnss
+    from device.backends.picamera import PiCamera
+    from device.backends.sounddevice_audio import SoundDeviceMicrophone, SoundDeviceSpeaker
     from device.backends.statvfs_storage import StatvfsStorage
     from device.backends.sysfs_power import SysfsPower
 
@@ -61,9 +69,16 @@ def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
         gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic, pps=pps)
     return Hardware(
         clock=clock,
-        camera=MissingPart("camera", NOT_YET),
-        microphone=MissingPart("microphone", NOT_YET),
-        speaker=MissingPart("speaker", NOT_YET),
+        # picamera2 and PortAudio are opened when capture starts: a camera or sound card
+        # that is missing then is a hardware_error the self-check names, never a stop.
+        camera=PiCamera(settings.video, clock.monotonic, still_size=settings.still_size,
+                        encoder=settings.camera_encoder, stream_format=settings.camera_format,
+                        restart_after_s=settings.camera_restart_s),
+        microphone=SoundDeviceMicrophone(settings.audio, clock.monotonic,
+                                         device=settings.audio_input,
+                                         latency=settings.input_latency_s),
+        speaker=SoundDeviceSpeaker(device=settings.audio_output,
+                                   latency=settings.output_latency_s),
         inputs=GpioInputs(dict(settings.button_pins), clock.monotonic, settings.long_press_s),
         indicators=GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0}),
         gnss=gnss,

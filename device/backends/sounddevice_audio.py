@@ -1,0 +1,228 @@
+"""Microphone and speaker on sounddevice (PortAudio): ``device.microphone.Microphone`` and
+``device.speaker.Speaker`` on a Raspberry Pi (ALSA, or PulseAudio/PipeWire through ALSA's
+``pulse`` device).
+
+**Microphone.** An ``InputStream`` of int16 at ``[audio]``'s rate, channels and block
+length; its callback (PortAudio's thread) hands each block to the output as an
+``AudioBlock``. Block times follow the sample count from one anchor — the first block's
+arrival minus the stream's input latency and the block's own length — so they run on
+without jitter, as the segments' audio needs; an input overflow (samples PortAudio had to
+drop) is counted, logged, and moves the anchor on, so the gap shows in the times instead
+of shifting everything after it. A stream that cannot be opened raises ``HardwareError``
+(the agent logs ``hardware_error``); one that stops delivering is the agent's
+``MicrophoneWatch``'s to find (``microphone_failed``), as in the simulator.
+
+**Speaker.** Each clip gets an ``OutputStream`` of its own, fed from the clip by its
+callback and finished with ``CallbackStop``; a new clip cuts off the one playing. Output
+latency is configurable: PulseAudio through ALSA needs about half a second of buffer for
+callback output to play without underruns.
+
+Devices are chosen by index or by a (case-insensitive) part of their name, as
+``sounddevice`` itself does; empty means PortAudio's default. sounddevice is imported when
+a part is opened, never at module import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from device.hardware import HardwareError
+from device.microphone import AudioBlock, AudioConfig, AudioOutput
+
+log = logging.getLogger(__name__)
+
+# A block arriving this much later than its place in the sample count says samples were
+# lost without an overflow flag (a suspended stream); the anchor moves on then.
+_REANCHOR_BLOCKS = 8
+
+
+def _sounddevice(part: str) -> Any:
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library is missing
+        raise HardwareError(f"{part}: sounddevice/PortAudio is not available ({exc}); on "
+                            "Raspberry Pi OS: apt install libportaudio2 and pip install "
+                            "sounddevice") from exc
+    return sounddevice
+
+
+def device_choice(setting: str) -> int | str | None:
+    """``[audio]``'s device setting as sounddevice takes it: an index, a name, or None."""
+    setting = setting.strip()
+    if not setting:
+        return None
+    return int(setting) if setting.isdigit() else setting
+
+
+class SoundDeviceMicrophone:
+    """``device.microphone.Microphone`` on a PortAudio input stream."""
+
+    def __init__(self, config: AudioConfig, monotonic: Callable[[], float], *,
+                 device: str = "", latency: float | str = "high") -> None:
+        frames = config.sample_rate * config.block_ms / 1000
+        if frames != int(frames) or frames <= 0:
+            raise ValueError(f"{config.block_ms} ms is not a whole number of samples at "
+                             f"{config.sample_rate} Hz")
+        self.config = config
+        self._monotonic = monotonic
+        self._device = device_choice(device)
+        self._latency = latency
+        self._block = int(frames)
+        self._stream: Any = None
+        self._output: AudioOutput | None = None
+        self._anchor_us: float | None = None  # time of sample 0 of the count
+        self._samples = 0
+        self._latency_s = 0.0
+        self._blocks_delivered = 0
+        self.overflows = 0
+        self._lock = threading.Lock()
+
+    def start(self, output: AudioOutput) -> None:
+        sd = _sounddevice("microphone")
+        with self._lock:
+            if self._stream is not None:
+                raise HardwareError("microphone: already started")
+            self._output = output
+            self._anchor_us = None
+            self._samples = 0
+            self._blocks_delivered = 0
+            try:
+                stream = sd.InputStream(samplerate=self.config.sample_rate,
+                                        channels=self.config.channels, dtype="int16",
+                                        blocksize=self._block, device=self._device,
+                                        latency=self._latency, callback=self._callback)
+                # Known before the first callback: every block's time depends on it.
+                self._latency_s = float(stream.latency)
+                stream.start()
+            except Exception as exc:  # sounddevice.PortAudioError, ValueError for a bad name
+                self._output = None
+                raise HardwareError(f"microphone: input device {self._device!r} cannot be "
+                                    f"opened: {exc}") from exc
+            self._stream = stream
+        log.info("microphone started on %r: %d Hz, %d ch, %d ms blocks, latency %.3f s",
+                 self._device, self.config.sample_rate, self.config.channels,
+                 self.config.block_ms, stream.latency)
+
+    def stop(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+            self._output = None
+        if stream is None:
+            return
+        try:
+            stream.stop()
+            stream.close()
+        except Exception:
+            log.exception("closing the microphone's stream failed")
+        log.info("microphone stopped after %d blocks (%d overflows)",
+                 self._blocks_delivered, self.overflows)
+
+    @property
+    def blocks_delivered(self) -> int:
+        return self._blocks_delivered
+
+    def close(self) -> None:
+        self.stop()
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio's thread: one block in, one ``AudioBlock`` out."""
+        output = self._output
+        if output is None:
+            return
+        sr = self.config.sample_rate
+        now_us = self._monotonic() * 1e6
+        arrived_us = now_us - (self._latency_s + frames / sr) * 1e6  # when its first sample was heard
+        if status and status.input_overflow:
+            self.overflows += 1
+            log.warning("microphone input overflow (%d so far): samples were lost",
+                        self.overflows)
+            self._anchor_us = None
+        if self._anchor_us is not None:
+            expected_us = self._anchor_us + self._samples * 1e6 / sr
+            if arrived_us - expected_us > _REANCHOR_BLOCKS * frames * 1e6 / sr:
+                self._anchor_us = None
+        if self._anchor_us is None:
+            self._anchor_us = arrived_us - self._samples * 1e6 / sr
+        timestamp_us = round(self._anchor_us + self._samples * 1e6 / sr)
+        self._samples += frames
+        output.output_audio(AudioBlock(samples=indata.copy(), sample_rate=sr,
+                                       timestamp_us=timestamp_us))
+        self._blocks_delivered += 1
+
+
+class SoundDeviceSpeaker:
+    """``device.speaker.Speaker`` on a PortAudio output stream per clip."""
+
+    def __init__(self, *, device: str = "", latency: float | str = 0.5) -> None:
+        self._device = device_choice(device)
+        self._latency = latency
+        self._stream: Any = None
+        self._clip: np.ndarray | None = None
+        self._position = 0
+        self._done = threading.Event()
+        self._done.set()
+        self._lock = threading.Lock()
+        self.underflows = 0
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        sd = _sounddevice("speaker")
+        clip = np.ascontiguousarray(np.asarray(samples, dtype=np.int16).reshape(-1, 1))
+        self.stop()
+        with self._lock:
+            self._clip, self._position = clip, 0
+            self._done.clear()
+            try:
+                stream = sd.OutputStream(samplerate=sample_rate, channels=1, dtype="int16",
+                                         device=self._device, latency=self._latency,
+                                         callback=self._callback,
+                                         finished_callback=self._done.set)
+                stream.start()
+            except Exception as exc:
+                self._done.set()
+                raise HardwareError(f"speaker: output device {self._device!r} cannot be "
+                                    f"opened: {exc}") from exc
+            self._stream = stream
+        log.debug("speaker plays %.3f s", len(clip) / sample_rate)
+
+    def stop(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort()  # drop what is queued: a replaced clip ends where the new one starts
+            stream.close()
+        except Exception:
+            log.exception("closing the speaker's stream failed")
+        self._done.set()
+
+    @property
+    def is_playing(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the clip has played out (for tools and tests); False on timeout."""
+        return self._done.wait(timeout)
+
+    def close(self) -> None:
+        self.stop()
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        import sounddevice as sd  # already imported by play(); this is a lookup
+
+        if status and status.output_underflow:
+            self.underflows += 1
+        clip = self._clip
+        start = self._position
+        chunk = clip[start:start + frames] if clip is not None else clip
+        n = 0 if chunk is None else len(chunk)
+        if n:
+            outdata[:n] = chunk
+        outdata[n:] = 0
+        self._position = start + n
+        if n < frames:
+            raise sd.CallbackStop  # the rest of this buffer is silence; then finished
