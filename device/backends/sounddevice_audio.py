@@ -4,16 +4,18 @@
 
 **Microphone.** An ``InputStream`` of int16 at ``[audio]``'s rate, channels and block
 length; its callback (PortAudio's thread) hands each block to the output as an
-``AudioBlock``. Block times follow the sample count from one anchor — the first block's
-arrival minus the stream's input latency and the block's own length — so they run on
-without jitter, as the segments' audio needs; an input overflow (samples PortAudio had to
+``AudioBlock``. Block times follow the sample count from one anchor — when the first
+block's first sample was heard: its arrival minus PortAudio's input delay for it
+(``currentTime - inputBufferAdcTime``, or the stream's nominal latency where the host API
+gives none) — so they run on without jitter, as the segments' audio needs; an input overflow (samples PortAudio had to
 drop) is counted, logged, and moves the anchor on, so the gap shows in the times instead
 of shifting everything after it. A stream that cannot be opened raises ``HardwareError``
 (the agent logs ``hardware_error``); one that stops delivering is the agent's
 ``MicrophoneWatch``'s to find (``microphone_failed``), as in the simulator.
 
 **Speaker.** Each clip gets an ``OutputStream`` of its own, fed from the clip by its
-callback and finished with ``CallbackStop``; a new clip cuts off the one playing. Output
+callback and finished with ``CallbackStop`` after one buffer of silence (PortAudio drops
+what is still buffered when a stream ends); a new clip cuts off the one playing. Output
 latency is configurable: PulseAudio through ALSA needs about half a second of buffer for
 callback output to play without underruns.
 
@@ -135,7 +137,13 @@ class SoundDeviceMicrophone:
             return
         sr = self.config.sample_rate
         now_us = self._monotonic() * 1e6
-        arrived_us = now_us - (self._latency_s + frames / sr) * 1e6  # when its first sample was heard
+        # How long ago its first sample was heard: PortAudio's own figure for this buffer
+        # where the host API gives one (ALSA does), else the stream's nominal latency.
+        delay_s = self._latency_s + frames / sr
+        adc, current = getattr(time_info, "inputBufferAdcTime", 0.0), getattr(time_info, "currentTime", 0.0)
+        if adc and current and 0.0 <= current - adc < 2.0:
+            delay_s = current - adc
+        arrived_us = now_us - delay_s * 1e6
         if status and status.input_overflow:
             self.overflows += 1
             log.warning("microphone input overflow (%d so far): samples were lost",
@@ -173,13 +181,18 @@ class SoundDeviceSpeaker:
         clip = np.ascontiguousarray(np.asarray(samples, dtype=np.int16).reshape(-1, 1))
         self.stop()
         with self._lock:
-            self._clip, self._position = clip, 0
+            self._clip, self._position = None, 0
             self._done.clear()
             try:
                 stream = sd.OutputStream(samplerate=sample_rate, channels=1, dtype="int16",
                                          device=self._device, latency=self._latency,
                                          callback=self._callback,
                                          finished_callback=self._done.set)
+                # PortAudio ends a stream when its callback stops, dropping what is still
+                # buffered (through ALSA's pulse plugin, all of it): the clip is followed by
+                # one buffer of silence, so only silence is dropped.
+                tail = int(np.ceil((float(stream.latency) + 0.05) * sample_rate))
+                self._clip = np.concatenate([clip, np.zeros((tail, 1), dtype=np.int16)])
                 stream.start()
             except Exception as exc:
                 self._done.set()

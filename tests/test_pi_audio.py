@@ -1,0 +1,183 @@
+"""The Pi's microphone and speaker on the real sounddevice and PortAudio, against PulseAudio
+run as an ordinary process (``tests/pulse.py``): the speaker plays into a null sink whose
+monitor is the microphone, as the air carries the recorder's own voice to its microphone.
+
+In real time, so each test plays a few seconds at most.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import av
+import numpy as np
+import pytest
+from gpiozero import Device as GpioDevice
+from gpiozero.pins.mock import MockFactory
+
+from bodycam.cli import main as bodycam
+from bodycam.wiring import PiRecorder
+from device.backends.sounddevice_audio import SoundDeviceMicrophone, SoundDeviceSpeaker
+from device.hardware import HardwareError
+from device.microphone import AudioBlock, AudioConfig, rms_dbfs
+from dock.enrollment import enroll_device
+from firmware_py.config import CONFIG_DIR, load
+from firmware_py.evidence import audit
+from simulator.battery import SimBattery
+from tests.pulse import RATE, find_clip, start_room, use_room
+
+UNIT = "Baofeng County HRSS Labour Inspection Brigade"
+
+
+@pytest.fixture(scope="module")
+def running_room():
+    room = start_room()  # about 2 s: once for this module
+    try:
+        yield room
+    finally:
+        room.stop()
+
+
+@pytest.fixture
+def room(running_room, monkeypatch):
+    use_room(running_room, monkeypatch)
+    return running_room
+
+
+class Blocks:
+    def __init__(self) -> None:
+        self.blocks: list[AudioBlock] = []
+
+    def output_audio(self, block: AudioBlock) -> None:
+        self.blocks.append(block)
+
+
+def tone(seconds: float, hz: float, rate: int = RATE, level: float = 12000.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * hz * t) * level).astype(np.int16)
+
+
+def test_the_microphone_hears_the_speaker_through_portaudio(room):
+    config = AudioConfig(sample_rate=RATE, channels=1, block_ms=20)
+    mic = SoundDeviceMicrophone(config, time.monotonic, device="pulse", latency=0.1)
+    speaker = SoundDeviceSpeaker(device="pulse", latency=0.5)
+    heard = Blocks()
+    mic.start(heard)
+    try:
+        time.sleep(0.5)  # real audio runs in real time: half a second of the room first
+        clip = tone(0.6, 1000.0)
+        played_at = time.monotonic()
+        speaker.play(clip, RATE)
+        assert speaker.is_playing
+        assert speaker.wait(timeout=5), "the clip did not finish playing"
+        assert not speaker.is_playing
+        time.sleep(0.3)
+    finally:
+        mic.stop()
+        speaker.close()
+    blocks = heard.blocks
+    assert len(blocks) > 40 and mic.blocks_delivered == len(blocks)
+    assert all(b.samples.dtype == np.int16 and b.samples.shape == (320, 1) for b in blocks)
+    # Block times follow the sample count: each starts where the one before it ended.
+    steps = np.diff([b.timestamp_us for b in blocks])
+    assert (np.abs(steps - 20_000) <= 1).sum() >= len(steps) - mic.overflows
+    audio = np.concatenate([b.samples[:, 0] for b in blocks])
+    assert rms_dbfs(audio[:RATE // 4]) > -60.0, "the room's ambient is not digital silence"
+    at, score = find_clip(audio, clip, RATE)
+    assert score > 0.9, f"the tone is not in what the microphone heard (match {score:.2f})"
+    heard_at = blocks[0].timestamp_us / 1e6 + at
+    # Played into a half-second buffer: heard after the play call, within a second of it.
+    assert -0.05 <= heard_at - played_at <= 1.0, heard_at - played_at
+
+
+def test_a_device_that_is_not_there_is_a_hardware_error_naming_it(room):
+    config = AudioConfig(sample_rate=RATE, channels=1, block_ms=20)
+    mic = SoundDeviceMicrophone(config, time.monotonic, device="no such card")
+    with pytest.raises(HardwareError, match="microphone: input device 'no such card'"):
+        mic.start(Blocks())
+    assert mic.blocks_delivered == 0
+    with pytest.raises(HardwareError, match="speaker: output device 'no such card'"):
+        SoundDeviceSpeaker(device="no such card").play(tone(0.1, 440.0), RATE)
+    with pytest.raises(ValueError, match="not a whole number of samples"):
+        SoundDeviceMicrophone(AudioConfig(sample_rate=22_050, block_ms=7), time.monotonic)
+
+
+def short_policy(tmp_path):
+    """The shipped policy with a one-phrase announcement: this test runs in real time."""
+    text = (CONFIG_DIR / "policy.toml").read_text(encoding="utf-8")
+    start = text.index("[[announcement.phrases]]")
+    end = text.index("[interruption]")
+    text = (text[:start] + '[[announcement.phrases]]\nlanguage = "en"\nvoice = "en"\n'
+            'text = "Recording audio and video."\n\n' + text[end:])
+    path = tmp_path / "policy.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def decoded_audio(ts_files):
+    """Mono int16 PCM at RATE of the segments' audio, in order, and their first PTS."""
+    chunks, firsts = [], []
+    for path in ts_files:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                continue
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                if not firsts or len(firsts) < len(chunks) + 1:
+                    firsts.append(float(frame.pts * stream.time_base))
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks), firsts
+
+
+@pytest.mark.req("R9.1", "R8.2")
+def test_a_pi_recorder_records_its_own_announcement_through_sounddevice(tmp_path, room, monkeypatch):
+    monkeypatch.setattr(GpioDevice, "pin_factory", MockFactory())
+    root, dock = tmp_path / "device", tmp_path / "dock"
+    enroll_device(root, dock, "BC-0001", UNIT)
+    SimBattery(tmp_path / "power_supply", start_percent=80.0)
+    gnss_master, gnss_slave = os.openpty()
+    config = load(policy_path=short_policy(tmp_path), overrides={
+        "device": {"hardware": "pi"},
+        "audio": {"input_device": "pulse", "output_device": "pulse"},
+        "recording": {"pre_event_seconds": 0},
+        "gnss": {"port": os.ttyname(gnss_slave)},
+        "power": {"sysfs_root": str(tmp_path / "power_supply")}})
+    recorder = PiRecorder(config, root, dock=False)
+    record = GpioDevice.pin_factory.pin(config.device.buttons.record_pin)
+    try:
+        recorder.start()
+        recorder.advance(2.0)  # the boot self-check watches the microphone for a second
+        record.drive_low()  # the officer presses record
+        recorder.advance(0.2)
+        record.drive_high()
+        recorder.advance(5.0)
+        clip = recorder.agent.speech.clip("announcement")
+    finally:
+        recorder.finish()
+        os.close(gnss_master)
+        os.close(gnss_slave)
+
+    kinds = [e["kind"] for e in audit.scan(root / "audit.jsonl")[0]]
+    assert "recording_started" in kinds and "spoken" in kinds
+    mic_errors = [e for e in audit.scan(root / "audit.jsonl")[0] if e["kind"] == "hardware_error"
+                  and e["fields"]["part"] in ("microphone", "speaker")]
+    assert mic_errors == [], mic_errors
+    assert "microphone_failed" not in kinds, open(root / "audit.jsonl").read()
+    out = tmp_path / "export"
+    assert bodycam(["export", str(root / "evidence"), "--trust", str(dock), "--key", str(dock),
+                    "--out", str(out)]) == 0
+    segments = sorted(out.rglob("*.ts"), key=lambda p: int(re.findall(r"_(\d+)_", p.name)[-1]))
+    assert segments, "no segment was sealed"
+    audio, _ = decoded_audio(segments)
+    assert len(audio) >= 4 * RATE, f"only {len(audio) / RATE:.1f} s of sound was recorded"
+    reference = np.interp(np.arange(int(clip.duration_s * RATE)) * clip.sample_rate / RATE,
+                          np.arange(len(clip.samples)), clip.samples.astype(np.float64))
+    at, score = find_clip(audio, reference, RATE)
+    # AAC at 64 kbit/s and the hiss under it: a clear match, not a bit-exact one.
+    assert score > 0.6, f"the announcement is not in the recorded sound (match {score:.2f})"
+    assert at < 2.0, f"the announcement starts {at:.2f} s into the recording"
+    print(f"announcement found {at:.2f} s into the recorded sound, match {score:.2f}")
