@@ -26,6 +26,7 @@ from device.indicators import Output
 from device.inputs import Button
 from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
+from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.evidence.keys import read_enrollment, require_enrolled
@@ -142,8 +143,9 @@ class Recorder(Protocol):
     def advance(self, seconds: float) -> bool:
         """Run the agent for ``seconds``; False once the recorder is off."""
 
-    def run(self, stop: threading.Event) -> None:
-        """Start, then run paced by the wall clock until ``stop`` is set."""
+    def run(self, stop: threading.Event, supervisor: ServiceNotifier | None = None) -> None:
+        """Start, then run paced by the wall clock until ``stop`` is set; under systemd
+        (``supervisor``) telling it READY and pinging its watchdog from the loop."""
 
     def finish(self) -> None: ...
 
@@ -179,8 +181,8 @@ class PiRecorder:
             time.sleep(self.PERIOD_S)
         return True
 
-    def run(self, stop: threading.Event) -> None:
-        self.device.agent.run(stop, self.PERIOD_S)  # starts the agent
+    def run(self, stop: threading.Event, supervisor: ServiceNotifier | None = None) -> None:
+        self.device.agent.run(stop, self.PERIOD_S, supervisor)  # starts the agent
 
     def finish(self) -> None:
         try:
@@ -212,18 +214,25 @@ class SimRecorder:
     def advance(self, seconds: float) -> bool:
         return self.simulation.advance_to(self.simulation.world.clock.now + seconds)
 
-    def run(self, stop: threading.Event, control: Control | None = None) -> None:
+    def run(self, stop: threading.Event, control: Control | None = None,
+            supervisor: ServiceNotifier | None = None) -> None:
         """Virtual time kept to the wall clock, one frame interval at a time; between two
         frames the commands that came in are carried out."""
         frame_s = 1.0 / self.simulation.config.device.video.fps
         started = time.monotonic()
         self.start()
+        if supervisor is not None:
+            supervisor.ready("simulated recorder")
         while not stop.is_set():
             if control is not None:
                 control.drain(self.simulation.apply, self.status)
             if not self.simulation.advance_to(time.monotonic() - started):
                 break
+            if supervisor is not None:
+                supervisor.alive()
             stop.wait(frame_s)
+        if supervisor is not None:
+            supervisor.stopping()
 
     def status(self) -> dict[str, Any]:
         """What the recorder is doing, for ``status`` on the control socket."""
