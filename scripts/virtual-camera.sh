@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds, once, the Debian 13 (trixie) chroot the picamera2 tests run in: libcamera 0.7
+# from trixie-backports (its software "virtual" camera; Debian 12's libcamera 0.0.3 has
+# none) with its Python bindings, and a venv with system site packages holding picamera2
+# and bodycam's own dependencies from PyPI. About 90 s of debootstrap plus the packages;
+# `make test` runs it, and later runs find it ready (the stamp file) and do nothing.
+#
+# The cache lives outside the checkout: BODYCAM_CAMERA_CHROOT, by default
+# /var/cache/bodycam/trixie-camera. As root it builds; otherwise it says what would.
+set -euo pipefail
+CHROOT=${BODYCAM_CAMERA_CHROOT:-/var/cache/bodycam/trixie-camera}
+MIRROR=${BODYCAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+VERSION=3  # bump when what goes into the chroot changes: it is then built again
+STAMP="$CHROOT/.bodycam-ready-v$VERSION"
+[ -f "$STAMP" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the picamera2 tests need a Debian 13 chroot at $CHROOT; build it as root with:" >&2
+  echo "  sudo $0" >&2
+  exit 1
+fi
+command -v debootstrap >/dev/null || {
+  echo "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }
+
+echo "building the virtual-camera chroot in $CHROOT (once; a few minutes)"
+rm -rf "$CHROOT.partial"
+mkdir -p "$(dirname "$CHROOT")"
+debootstrap --variant=minbase trixie "$CHROOT.partial" "$MIRROR" >/dev/null
+cat > "$CHROOT.partial/etc/apt/sources.list" <<EOF
+deb $MIRROR trixie main
+deb $MIRROR trixie-backports main
+EOF
+in_chroot() { chroot "$CHROOT.partial" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  DEBIAN_FRONTEND=noninteractive HOME=/root "$@"; }
+mount -t proc proc "$CHROOT.partial/proc"
+trap 'umount "$CHROOT.partial/proc" 2>/dev/null || true' EXIT
+in_chroot apt-get update -qq
+in_chroot apt-get install -y -qq --no-install-recommends -t trixie-backports \
+  python3-libcamera libcamera-ipa >/dev/null
+# picamera2's own dependencies from Debian where Debian has them, a compiler for PiDNG's
+# extension, ffmpeg for ffprobe (the independent check of what the recorder wrote).
+in_chroot apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip \
+  python3-numpy python3-pil python3-prctl python3-piexif python3-jsonschema python3-tqdm \
+  python3-libarchive-c python3-dev gcc libc6-dev ffmpeg ca-certificates >/dev/null
+in_chroot python3 -m venv --system-site-packages /opt/venv
+# picamera2 itself (pure Python) and what Debian lacks; bodycam's dependencies beside it.
+in_chroot /opt/venv/bin/pip install -q --no-deps picamera2 videodev2 pidng simplejpeg
+in_chroot /opt/venv/bin/pip install -q "av>=12" "cryptography>=42" "gpiozero>=2.0" \
+  "pyserial>=3.5" "pynmea2>=1.19" "gpsdclient>=1.3" "paho-mqtt>=2.0"
+umount "$CHROOT.partial/proc"
+trap - EXIT
+in_chroot /opt/venv/bin/python -c "import libcamera, picamera2; print('libcamera bindings and picamera2 import')"
+rm -rf "$CHROOT"
+mv "$CHROOT.partial" "$CHROOT"
+touch "$STAMP"
+echo "virtual-camera chroot ready: $CHROOT"
