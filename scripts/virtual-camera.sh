@@ -22,9 +22,12 @@ command -v debootstrap >/dev/null || {
   echo "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }
 
 echo "building the virtual-camera chroot in $CHROOT (once; a few minutes)"
-rm -rf "$CHROOT.partial"
 mkdir -p "$(dirname "$CHROOT")"
-debootstrap --variant=minbase trixie "$CHROOT.partial" "$MIRROR" >/dev/null
+if [ ! -f "$CHROOT.partial/.debootstrap-done" ]; then  # a build cut short keeps its base
+  rm -rf "$CHROOT.partial"
+  debootstrap --variant=minbase trixie "$CHROOT.partial" "$MIRROR" >/dev/null
+  touch "$CHROOT.partial/.debootstrap-done"
+fi
 cat > "$CHROOT.partial/etc/apt/sources.list" <<EOF
 deb $MIRROR trixie main
 deb $MIRROR trixie-backports main
@@ -34,13 +37,14 @@ in_chroot() { chroot "$CHROOT.partial" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/
 mount -t proc proc "$CHROOT.partial/proc"
 trap 'umount "$CHROOT.partial/proc" 2>/dev/null || true' EXIT
 in_chroot apt-get update -qq
-in_chroot apt-get install -y -qq --no-install-recommends -t trixie-backports \
-  python3-libcamera libcamera-ipa >/dev/null
-# picamera2's own dependencies from Debian where Debian has them, a compiler for PiDNG's
-# extension, ffmpeg for ffprobe (the independent check of what the recorder wrote).
-in_chroot apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip \
-  python3-numpy python3-pil python3-prctl python3-piexif python3-jsonschema python3-tqdm \
-  python3-libarchive-c python3-dev gcc libc6-dev ffmpeg ca-certificates >/dev/null
+# libcamera from backports, everything else from trixie: picamera2's own dependencies
+# where Debian has them, and a compiler for PiDNG's extension. (ffprobe, the independent
+# check of what was recorded, runs outside, on the host's ffmpeg.)
+in_chroot apt-get install -y -qq --no-install-recommends \
+  python3-libcamera/trixie-backports libcamera-ipa/trixie-backports \
+  python3 python3-venv python3-pip python3-numpy python3-pil python3-prctl python3-piexif \
+  python3-jsonschema python3-tqdm python3-libarchive-c python3-dev gcc libc6-dev \
+  ca-certificates >/dev/null
 in_chroot python3 -m venv --system-site-packages /opt/venv
 # picamera2 itself (pure Python) and what Debian lacks; bodycam's dependencies beside it.
 in_chroot /opt/venv/bin/pip install -q --no-deps picamera2 videodev2 pidng simplejpeg
