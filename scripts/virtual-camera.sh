@@ -12,7 +12,37 @@ CHROOT=${BODYCAM_CAMERA_CHROOT:-/var/cache/bodycam/trixie-camera}
 MIRROR=${BODYCAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VERSION=3  # bump when what goes into the chroot changes: it is then built again
 STAMP="$CHROOT/.bodycam-ready-v$VERSION"
-[ -f "$STAMP" ] && exit 0
+
+# What the tests' harness needs in a built chroot, checked at every run (cheap): the
+# mount points for the checkout and a test's output, and the virtual camera's
+# configuration in libcamera's data directory (two sizes: the video and the photo stream).
+configure() {
+  mkdir -p "$CHROOT/bodycam" "$CHROOT/out"
+  local dir="$CHROOT/usr/share/libcamera/pipeline/virtual"
+  mkdir -p "$dir"
+  cat > "$dir/virtual.yaml.new" <<'YAML'
+%YAML 1.1
+---
+"Virtual0":
+  supported_formats:
+  - width: 1280
+    height: 720
+    frame_rates:
+    - 30
+  - width: 640
+    height: 360
+    frame_rates:
+    - 30
+  test_pattern: "bars"
+  location: "CameraLocationBack"
+  model: "bodycam test virtual camera"
+YAML
+  mv "$dir/virtual.yaml.new" "$dir/virtual.yaml"
+}
+if [ -f "$STAMP" ]; then
+  [ "$(id -u)" -eq 0 ] && configure
+  exit 0
+fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "the picamera2 tests need a Debian 13 chroot at $CHROOT; build it as root with:" >&2
   echo "  sudo $0" >&2
@@ -46,14 +76,19 @@ in_chroot apt-get install -y -qq --no-install-recommends \
   python3-jsonschema python3-tqdm python3-libarchive-c python3-dev gcc libc6-dev \
   ca-certificates >/dev/null
 in_chroot python3 -m venv --system-site-packages /opt/venv
+# pip in the chroot trusts what the host trusts (a proxy's CA the host was given included).
+cp /etc/ssl/certs/ca-certificates.crt "$CHROOT.partial/etc/ssl/host-ca-certificates.crt"
+printf '[global]\ncert = /etc/ssl/host-ca-certificates.crt\n' > "$CHROOT.partial/etc/pip.conf"
 # picamera2 itself (pure Python) and what Debian lacks; bodycam's dependencies beside it.
 in_chroot /opt/venv/bin/pip install -q --no-deps picamera2 videodev2 pidng simplejpeg
 in_chroot /opt/venv/bin/pip install -q "av>=12" "cryptography>=42" "gpiozero>=2.0" \
   "pyserial>=3.5" "pynmea2>=1.19" "gpsdclient>=1.3" "paho-mqtt>=2.0"
 umount "$CHROOT.partial/proc"
 trap - EXIT
-in_chroot /opt/venv/bin/python -c "import libcamera, picamera2; print('libcamera bindings and picamera2 import')"
+# (picamera2 itself imports only with the harness's stand-in for kms++: tests/virtual_camera.py)
+in_chroot /opt/venv/bin/python -c "import libcamera, importlib.metadata as m; print('libcamera bindings, picamera2', m.version('picamera2'))"
 rm -rf "$CHROOT"
 mv "$CHROOT.partial" "$CHROOT"
+configure
 touch "$STAMP"
 echo "virtual-camera chroot ready: $CHROOT"

@@ -62,9 +62,11 @@ class PiCamera:
     def __init__(self, config: VideoConfig, monotonic: Callable[[], float], *,
                  still_size: tuple[int, int], encoder: str = "auto", stream_format: str = "YUV420",
                  camera_num: int = 0, restart_after_s: float = 3.0,
-                 camera_class: Any = None, sensor_offset_s: Callable[[], float] | None = None) -> None:
-        # camera_class: a Picamera2 (sub)class; None imports picamera2's own. The test
-        # harness passes its virtual-camera subclass here; the recorder never does.
+                 camera_class: Any = None, encoder_class: Any = None,
+                 sensor_offset_s: Callable[[], float] | None = None) -> None:
+        # camera_class, encoder_class: a Picamera2 and an encoder (sub)class; None takes
+        # picamera2's own. The test harness passes its virtual-camera quirks here; the
+        # recorder never does.
         if encoder not in ENCODERS:
             raise ValueError(f"video encoder {encoder!r} is not one of {ENCODERS}")
         self.config = config
@@ -75,6 +77,7 @@ class PiCamera:
         self._camera_num = camera_num
         self._restart_after_s = restart_after_s
         self._camera_class = camera_class
+        self._encoder_class_override = encoder_class
         self._sensor_offset = sensor_offset_s or (lambda: boottime_offset_s(monotonic))
         self._lock = threading.RLock()
         self._picam2: Any = None
@@ -186,10 +189,14 @@ class PiCamera:
         except Exception as exc:
             raise HardwareError(f"camera: camera {self._camera_num} cannot be opened: {exc}") from exc
         try:
+            # The frame rate is a request to the sensor (FrameDurationLimits); a camera
+            # without that control (a USB one) runs at its own rate.
+            controls = ({"FrameRate": float(cfg.fps)}
+                        if "FrameDurationLimits" in picam2.camera_controls else {})
             video = picam2.create_video_configuration(
                 main={"size": self._still_size, "format": self._format},
                 lores={"size": (cfg.width, cfg.height), "format": self._format},
-                encode="lores", controls={"FrameRate": float(cfg.fps)})
+                encode="lores", controls=controls)
             picam2.configure(video)
             streams = picam2.camera_configuration()
             lores, main = streams["lores"], streams["main"]
@@ -215,6 +222,8 @@ class PiCamera:
                  type(encoder).__name__)
 
     def _encoder_class(self) -> Any:
+        if self._encoder_class_override is not None:
+            return self._encoder_class_override
         if self._encoder_kind == "libav":
             from picamera2.encoders import LibavH264Encoder
             return LibavH264Encoder
