@@ -24,6 +24,7 @@ as such (``VirtualPicamera2``, ``FrameCountedEncoder``, ``MemfdAllocator``):
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import subprocess
@@ -56,6 +57,7 @@ def run_in_chroot(script: str, out: Path, *args: str, timeout: float = 120) -> s
     out.mkdir(parents=True, exist_ok=True)
     inner = (f"mount --bind {CHECKOUT} {root}/bodycam && mount --bind {out} {root}/out && "
              f"mount -t proc proc {root}/proc && mount -t tmpfs tmpfs {root}/tmp && "
+             f"mount --bind /dev/pts {root}/dev/pts && "
              f"exec chroot {root} /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp "
              f"PYTHONPATH=/bodycam PYTHONDONTWRITEBYTECODE=1 LIBCAMERA_LOG_LEVELS=*:ERROR "
              f"/opt/venv/bin/python /bodycam/{script} " + " ".join(args))
@@ -69,7 +71,11 @@ def install_quirks() -> None:
     """The stand-in for kms++'s bindings, before picamera2 is imported."""
     if "pykms" not in sys.modules:
         pykms = types.ModuleType("pykms")
-        pykms.PixelFormat = None  # only the DRM preview uses it, and none is shown
+        # The DRM preview's class body names pixel formats; no preview is ever shown.
+        pykms.PixelFormat = types.SimpleNamespace(
+            RGB888="RGB888", BGR888="BGR888", XRGB8888="XRGB8888", XBGR8888="XBGR8888",
+            YUV420="YUV420", YVU420="YVU420", NV12="NV12", NV21="NV21", YUYV="YUYV",
+            YVYU="YVYU", UYVY="UYVY", VYUY="VYUY", ARGB8888="ARGB8888", ABGR8888="ABGR8888")
         sys.modules["pykms"] = pykms
 
 
@@ -79,6 +85,7 @@ def quirk_classes(fps: int):
     import libcamera
     from picamera2 import Picamera2
     from picamera2.allocators import Allocator
+    from picamera2.allocators.allocator import Sync
     from picamera2.encoders import LibavH264Encoder
 
     class MemfdAllocator(Allocator):
@@ -88,6 +95,8 @@ def quirk_classes(fps: int):
             super().__init__()
             self.frame_buffers: dict = {}
             self.fds: list[int] = []
+            self.maps: dict = {}  # FrameBuffer -> mmap of its whole memfd
+            self.sync = MemfdSync
 
         def allocate(self, libcamera_config, _use_case) -> None:
             self.close()
@@ -97,18 +106,48 @@ def quirk_classes(fps: int):
                     fd = os.memfd_create(f"bodycam-test-{n}-{i}")
                     os.ftruncate(fd, stream_config.frame_size)
                     self.fds.append(fd)
-                    plane = libcamera.FrameBuffer.Plane()
-                    plane.fd, plane.offset, plane.length = fd, 0, stream_config.frame_size
-                    buffers.append(libcamera.FrameBuffer([plane]))
+                    buffer = libcamera.FrameBuffer(
+                        [_plane(fd, offset, length) for offset, length in _layout(stream_config)])
+                    self.maps[buffer] = mmap.mmap(fd, stream_config.frame_size, mmap.MAP_SHARED,
+                                                  mmap.PROT_READ | mmap.PROT_WRITE)
+                    buffers.append(buffer)
                 self.frame_buffers[stream_config.stream] = buffers
 
         def buffers(self, stream):
             return self.frame_buffers[stream]
 
         def close(self) -> None:
+            for memory in self.maps.values():
+                memory.close()
             for fd in self.fds:
                 os.close(fd)
-            self.fds, self.frame_buffers = [], {}
+            self.fds, self.frame_buffers, self.maps = [], {}, {}
+
+    class MemfdSync(Sync):
+        """The buffer's whole memfd, mapped once: libcamera hands each plane its own
+        duplicate of the fd, which picamera2's plain ``Sync`` takes for separate memory."""
+
+        def __init__(self, allocator, fb, write) -> None:
+            self._memory = allocator.maps[fb]
+
+        def __enter__(self):
+            return self._memory
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+    def _plane(fd: int, offset: int, length: int):
+        plane = libcamera.FrameBuffer.Plane()
+        plane.fd, plane.offset, plane.length = fd, offset, length
+        return plane
+
+    def _layout(stream_config) -> list[tuple[int, int]]:
+        """(offset, length) of each colour plane in one buffer: the virtual camera maps
+        NV12's two planes separately, so a single plane would not do."""
+        if str(stream_config.pixel_format) != "NV12":
+            return [(0, stream_config.frame_size)]
+        luma = stream_config.stride * stream_config.size.height
+        return [(0, luma), (luma, stream_config.frame_size - luma)]
 
     class VirtualPicamera2(Picamera2):
         """Picamera2 on the virtual camera: memfd buffers, no raw stream, paced frames."""
@@ -117,6 +156,24 @@ def quirk_classes(fps: int):
             self._pace_next: float | None = None
             self._user_pre_callback = None
             super().__init__(camera_num, allocator=MemfdAllocator())
+
+        def close(self) -> None:
+            try:
+                super().close()
+            except RuntimeError as exc:
+                # picamera2 puts a fresh DmaAllocator in place once all is released;
+                # without DMA heaps that last step fails, and nothing is left open.
+                if "dmaHeap" not in str(exc):
+                    raise
+
+        def _get_raw_modes(self):
+            # The virtual camera refuses the raw role that picamera2 asks for its sensor
+            # modes: its largest processed size stands in for the sensor's.
+            config = self.camera.generate_configuration([libcamera.StreamRole.VideoRecording])
+            formats = config.at(0).formats
+            sizes = [(s.width, s.height) for pix in formats.pixel_formats
+                     for s in formats.sizes(pix)]
+            return [{"format": "NV12", "size": max(sizes, key=lambda wh: wh[0] * wh[1])}]
 
         def create_video_configuration(self, *args, **kwargs):
             kwargs["raw"] = None  # the virtual camera refuses the raw role
