@@ -23,7 +23,7 @@ from bodycam.wiring import SimRecorder, first_selfcheck, open_recorder
 from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.config import ConfigError
 from firmware_py.evidence import audit
-from firmware_py.evidence.keys import KeyFileError, load_registry
+from firmware_py.evidence.keys import KeyFileError, NotEnrolledError, load_registry
 from firmware_py.paths import AUDIT_LOG
 from simulator.harness import scenario as scenarios
 from sync.enrolment import enroll_over_network, parse_address
@@ -176,9 +176,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         timer = threading.Timer(args.seconds, stop.set)
         timer.daemon = True
         timer.start()
-    # Nothing enrols the recorder here: unenrolled, it refuses (one line, what to run).
-    recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
     supervisor = ServiceNotifier.from_environment()  # under systemd: READY and the watchdog
+    # Nothing enrols the recorder here: unenrolled, it refuses (one line, what to run) —
+    # and a Pi under systemd then waits, saying so, until it is enrolled (bodycam.unenrolled).
+    try:
+        recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
+    except NotEnrolledError as exc:
+        if config.device.device.hardware != "pi" or not supervisor.supervised:
+            raise
+        print(f"bodycam: {exc}", file=sys.stderr, flush=True)
+        if not wait_unenrolled(config, root, stop, supervisor):
+            supervisor.stopping()
+            return EXIT_USAGE
+        recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
     hands: list[Any] = []  # the control socket and the keyboard, closed at the end
     try:
         if isinstance(recorder, SimRecorder):
@@ -201,6 +211,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         recorder.finish()
         supervisor.close()
     return EXIT_OK
+
+
+def wait_unenrolled(config: Any, root: Path, stop: threading.Event,
+                    supervisor: ServiceNotifier) -> bool:
+    """An unenrolled Pi under systemd: its LEDs and speaker say so until it is enrolled."""
+    from bodycam.unenrolled import wait_for_enrolment
+    from bodycam.wiring import pi_settings
+    from device.backends.gpio import GpioIndicators
+    from device.backends.sounddevice_audio import SoundDeviceSpeaker
+    from firmware_py.fieldwork.speech import PhraseRenderer
+    from firmware_py.paths import DeviceLayout
+
+    settings = pi_settings(config.device)
+    indicators = GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0})
+    speaker = SoundDeviceSpeaker(device=settings.audio_output, latency=settings.output_latency_s)
+    layout = DeviceLayout.from_config(root, config.device)
+    renderer = PhraseRenderer(layout.speech_cache, config.device.audio.sample_rate)
+    try:
+        return wait_for_enrolment(layout.root, config.device.device.id, stop,
+                                  indicators=indicators, speaker=speaker, renderer=renderer,
+                                  supervisor=supervisor)
+    finally:
+        speaker.close()
+        indicators.close()
 
 
 # --- install -----------------------------------------------------------------------------

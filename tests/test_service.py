@@ -237,3 +237,77 @@ def test_systemd_analyze_refuses_a_unit_whose_program_is_missing(tmp_path):
     result = systemd_analyze(unit)
     assert result.returncode != 0 and "no-such-bodycam" in result.stderr
     assert "@BODYCAM@" in UNIT_TEMPLATE.read_text()
+
+
+def test_an_unenrolled_pi_service_says_so_waits_and_records_once_enrolled(tmp_path, systemd):
+    """``bodycam run`` on a Pi under systemd, not enrolled: READY with the reason, the
+    watchdog fed, the LEDs blinking ``unenrolled`` — and once enrolment appears (as
+    ``bodycam enroll --code`` leaves it) the recorder itself starts, in the same process."""
+    root = tmp_path / "device"
+    SimBattery(tmp_path / "power_supply", start_percent=80.0)
+    gnss_master, gnss_slave = os.openpty()
+    config = tmp_path / "device.toml"
+    config.write_text(f'[device]\nhardware = "pi"\n[gnss]\nport = "{os.ttyname(gnss_slave)}"\n'
+                      f'[power]\nsysfs_root = "{tmp_path / "power_supply"}"\n'
+                      '[audio]\noutput_device = "no such card"\ninput_device = "no such card"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "200000",
+           "GPIOZERO_PIN_FACTORY": "mock"}  # no GPIO here: gpiozero's own mock pins
+    run = subprocess.Popen([str(Path(sys.executable).parent / "bodycam"), "run", "--config",
+                            str(config), "--root", str(root), "--seconds", "30"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert systemd.until(lambda kinds: "READY=1" in kinds, 30), systemd.kinds()
+        ready = next(m for _, m in systemd.messages if m.startswith("READY=1"))
+        assert "STATUS=not enrolled" in ready, ready
+        assert systemd.until(lambda kinds: kinds.count("WATCHDOG=1") >= 3, 5), systemd.kinds()
+        assert not (root / "evidence").exists(), "an unenrolled recorder writes no evidence"
+        enroll_device(root, tmp_path / "dock", "BC-0001", UNIT)  # enrolled over the network
+        # The recorder itself now starts: its agent's loop says READY again.
+        assert systemd.until(lambda kinds: kinds.count("READY=1") >= 2, 30), systemd.kinds()
+        assert systemd.until(lambda _: (root / "audit.jsonl").exists(), 10)
+    finally:
+        run.terminate()
+        stderr = run.communicate(timeout=30)[1]
+        os.close(gnss_master)
+        os.close(gnss_slave)
+    assert run.returncode == 0, stderr
+    assert "not enrolled" in stderr  # the one line in the journal
+    systemd.drain(0.2)
+    assert systemd.kinds()[-1] == "STOPPING=1"
+
+
+def test_waiting_for_enrolment_blinks_speaks_once_and_ends_when_enrolled(tmp_path, systemd,
+                                                                         monkeypatch):
+    from bodycam.unenrolled import wait_for_enrolment
+    from device.backends.gpio import GpioIndicators
+    from device.indicators import Output
+    from firmware_py.fieldwork.speech import PhraseRenderer
+    from simulator.audio import AcousticSpace, SimSpeaker
+
+    monkeypatch.setattr(GpioDevice, "pin_factory", MockFactory())
+    indicators = GpioIndicators({Output.LED_RED: 6, Output.LED_BLUE: 13, Output.LED_GREEN: 5})
+    speaker = SimSpeaker(AcousticSpace(16_000), time.monotonic)
+    root, stop, result = tmp_path / "device", threading.Event(), []
+    waiting = threading.Thread(target=lambda: result.append(wait_for_enrolment(
+        root, "BC-0001", stop, indicators=indicators, speaker=speaker,
+        renderer=PhraseRenderer(tmp_path / "speech", 16_000),
+        supervisor=ServiceNotifier(systemd.path, watchdog_s=0.2), poll_s=0.2)), daemon=True)
+    red = GpioDevice.pin_factory.pin(6)
+    waiting.start()
+    try:
+        states = []
+        end = time.monotonic() + 3.5
+        while time.monotonic() < end:  # the red LED: a second on, a second off
+            states.append(red.state)
+            time.sleep(0.05)
+        changes = sum(1 for a, b in zip(states, states[1:]) if a != b)
+        assert changes >= 3, states  # on, off, on again: blinking, not just lit
+        assert len(speaker.played) == 1 and speaker.played[0][1] > 2.0  # said once, both languages
+        enroll_device(root, tmp_path / "dock", "BC-0001", UNIT)
+        waiting.join(timeout=5)
+    finally:
+        stop.set()
+        waiting.join(timeout=5)
+        indicators.close()
+    assert result == [True]
+    assert red.state == 0, "the LEDs are left off for the recorder to take over"

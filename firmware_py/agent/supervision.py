@@ -67,6 +67,9 @@ class ServiceNotifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Never wait for systemd: a full queue drops this message (logged) rather
+                # than stall the loop it comes from.
+                self._socket.setblocking(False)
             self._socket.sendto(message.encode("utf-8"), target)
             return True
         except OSError as exc:  # systemd gone or the socket replaced: the agent goes on
