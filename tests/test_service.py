@@ -311,3 +311,38 @@ def test_waiting_for_enrolment_blinks_speaks_once_and_ends_when_enrolled(tmp_pat
         indicators.close()
     assert result == [True]
     assert red.state == 0, "the LEDs are left off for the recorder to take over"
+
+
+def test_gpiozero_fallback_warnings_go_to_the_log_not_the_console(tmp_path, monkeypatch, caplog,
+                                                                    capfd):
+    """No pin factory chosen (gpiozero's default search, as on a Pi without
+    GPIOZERO_PIN_FACTORY): whatever gpiozero warns on its way is logged, never printed."""
+    import logging
+    import warnings
+
+    from bodycam.wiring import pi_settings
+    from device.backends.pi import build_pi_hardware
+    from device.hardware import HardwareError
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(GpioDevice, "pin_factory", None)
+    SimBattery(tmp_path / "power_supply", start_percent=80.0)
+    gnss_master, gnss_slave = os.openpty()
+    config = load(overrides={"device": {"hardware": "pi"},
+                             "gnss": {"port": os.ttyname(gnss_slave)},
+                             "power": {"sysfs_root": str(tmp_path / "power_supply")}})
+    caplog.set_level(logging.INFO, logger="device.backends.pi")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning escaping would fail here
+            try:
+                build_pi_hardware(pi_settings(config.device), tmp_path).close()
+            except HardwareError as exc:  # a machine whose GPIO gpiozero cannot open
+                assert "GPIO" in str(exc)
+    finally:
+        os.close(gnss_master)
+        os.close(gnss_slave)
+        GpioDevice.pin_factory = None  # whatever gpiozero chose here stays in this test
+    assert "Falling back from lgpio" in caplog.text
+    captured = capfd.readouterr()
+    assert "Falling back" not in captured.err + captured.out

@@ -7,9 +7,12 @@ knows nothing of the firmware's configuration files.
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from device.camera import VideoConfig
 from device.clock import DeviceClock
@@ -18,6 +21,8 @@ from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
 from device.microphone import AudioConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,26 @@ class PiSettings:
 
 def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
     """Open every part of a real recorder; raises HardwareError naming a part that fails."""
+    with pin_factory_warnings_logged():
+        return _build(settings, evidence)
+
+
+@contextmanager
+def pin_factory_warnings_logged() -> Iterator[None]:
+    """gpiozero picks its default pin factory (lgpio on a Pi) when the first pin is opened,
+    warning on stderr for each factory it falls back from: on a recorder those lines would
+    reach the officer's console. They go to the log instead (the unit also names lgpio
+    outright: ``GPIOZERO_PIN_FACTORY``, so there is no fallback chain at all)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                log.info("gpio: %s", warning.message)
+
+
+def _build(settings: PiSettings, evidence: Path) -> Hardware:
     from device.backends.gpio import GpioIndicators, GpioInputs
     from device.backends.nmea import SerialGnss
     from device.backends.picamera import PiCamera
