@@ -165,7 +165,15 @@ class GnssSection:
 
 @dataclass(frozen=True)
 class PowerSection:
+    source: str = setting("sysfs", "Where the battery is read on a Pi: the gauge's kernel "
+                          "driver under the power_supply class (sysfs), or a MAX17048/9 "
+                          "gauge read directly over I2C where no driver is bound (max17048; "
+                          "external power then still comes from the power_supply class).",
+                          choices=("sysfs", "max17048"))
     sysfs_root: str = setting("/sys/class/power_supply", "Linux power_supply class directory.")
+    i2c_bus: int = setting(1, "I2C bus of the MAX17048/9 (source max17048).", min=0, max=31)
+    i2c_address: int = setting(0x36, "Its 7-bit I2C address (source max17048).",
+                               min=0x08, max=0x77)
     battery: str = setting("", "Battery name under it; empty picks the first battery.")
     capacity_wh: float = setting(18.5, "Battery capacity, for estimates when the gauge "
                                  "reports no energy.", min=1.0, max=200.0)

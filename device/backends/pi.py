@@ -21,6 +21,7 @@ from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
 from device.microphone import AudioConfig
+from device.power import Power
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class PiSettings:
     gnss_baudrate: int
     power_supply_root: str  # Linux power_supply class directory
     battery: str = ""  # battery name under it; empty picks the first battery
+    power_source: str = "sysfs"  # or "max17048": the gauge read directly over I2C
+    gauge_i2c_bus: int = 1
+    gauge_i2c_address: int = 0x36
+    battery_capacity_wh: float | None = None
     gnss_source: str = "serial"  # "serial" (NMEA on gnss_port) or "gpsd"
     gnss_pps_pin: int = -1  # GPIO of the receiver's PPS line; -1 when not wired
     gpsd_host: str = "127.0.0.1"
@@ -92,7 +97,17 @@ def _build(settings: PiSettings, evidence: Path) -> Hardware:
             from device.backends.pps import PpsLine
             pps = PpsLine(settings.gnss_pps_pin, clock.monotonic).edge_before
         gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic, pps=pps)
-    return Hardware(
+    if settings.power_source == "max17048":
+        from device.backends.max17048 import Max17048Power
+        from device.backends.sysfs_power import external_supplies_online
+        root = settings.power_supply_root
+        power: Power = Max17048Power(settings.gauge_i2c_bus,
+                                     lambda: bool(external_supplies_online(root)),
+                                     address=settings.gauge_i2c_address,
+                                     capacity_wh=settings.battery_capacity_wh)
+    else:
+        power = SysfsPower(settings.power_supply_root, settings.battery or None)
+    hardware = Hardware(
         clock=clock,
         # picamera2 and PortAudio are opened when capture starts: a camera or sound card
         # that is missing then is a hardware_error the self-check names, never a stop.
@@ -107,6 +122,10 @@ def _build(settings: PiSettings, evidence: Path) -> Hardware:
         inputs=GpioInputs(dict(settings.button_pins), clock.monotonic, settings.long_press_s),
         indicators=GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0}),
         gnss=gnss,
-        power=SysfsPower(settings.power_supply_root, settings.battery or None),
+        power=power,
         storage=StatvfsStorage(evidence),
     )
+    close_power = getattr(power, "close", None)
+    if close_power is not None:  # the gauge's I2C bus
+        hardware.on_close.append(close_power)
+    return hardware
