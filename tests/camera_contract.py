@@ -84,6 +84,28 @@ def check_camera(camera: Camera, pass_time: Callable[[float], None],
     return {"frames": delivered, "keyframes": len(keys), "still_bytes": len(still.jpeg)}
 
 
+def check_restart(camera, stall: Callable[[float], None], pass_time: Callable[[float], None],
+                  restart_after_s: float) -> dict:
+    """A camera silent for longer than ``restart_after_s`` is closed and opened again by its
+    backend, and frames come back (the agent's watch then sees camera_resumed)."""
+    out = Frames()
+    camera.start(out)
+    try:
+        pass_time(1.0)
+        before = len(out.frames)
+        assert before >= FPS // 2, before
+        stall(restart_after_s * 2.5)
+        pass_time(restart_after_s * 2.5 + 2.0)
+        after = len(out.frames) - before
+    finally:
+        camera.stop()
+    assert camera.restarts >= 1, "the silent camera was not restarted"
+    assert after >= FPS // 2, f"only {after} frames after the restart"
+    times = np.array([f.timestamp_us for f in out.frames])
+    assert (np.diff(times) > 0).all(), "capture times went backwards across the restart"
+    return {"restarts": camera.restarts, "frames_after": after}
+
+
 def main() -> None:
     """Inside the virtual-camera chroot: the contract on PiCamera over picamera2."""
     import json
@@ -102,6 +124,18 @@ def main() -> None:
         result = check_camera(camera, time.sleep, time.monotonic)
     finally:
         camera.close()
+    restarting = PiCamera(VideoConfig(WIDTH, HEIGHT, FPS, 1_500_000, 1.0), time.monotonic,
+                          still_size=STILL, encoder="libav", stream_format="NV12",
+                          restart_after_s=1.0, camera_class=camera_class,
+                          encoder_class=encoder_class)
+
+    def stall(seconds: float) -> None:
+        restarting._picam2.stall_s = seconds  # the harness's wedged sensor
+
+    try:
+        result |= check_restart(restarting, stall, time.sleep, 1.0)
+    finally:
+        restarting.close()
     print(json.dumps(result))
 
 

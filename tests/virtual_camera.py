@@ -18,6 +18,8 @@ as such (``VirtualPicamera2``, ``FrameCountedEncoder``, ``MemfdAllocator``):
 - **Timestamps**: the virtual camera stamps a frame when it fills the buffer, in bursts;
   ``FrameCountedEncoder`` times frames by their count from the first (what a sensor's
   timestamps are), and ``SensorTimestamp`` keeps its bursts for the stamp's clock text.
+- **Stalls**: ``VirtualPicamera2.stall_s`` holds the next frame that long, as a wedged
+  sensor or a loose ribbon would, for the backend's restart to be seen.
 - **Raw stream**: the virtual camera refuses the raw role; ``VirtualPicamera2`` asks for
   none (picamera2 would also skip it for a camera without a colour filter array).
 """
@@ -188,7 +190,13 @@ def quirk_classes(fps: int):
             self._user_pre_callback = callback
             self._pace_next = None
 
+        stall_s = 0.0  # set by a test: the next frame is held this long (a wedged sensor)
+
         def _paced(self, request) -> None:
+            if self.stall_s:
+                stall, self.stall_s = self.stall_s, 0.0
+                time.sleep(stall)
+                self._pace_next = None
             now = time.monotonic()
             if self._pace_next is None:
                 self._pace_next = now
