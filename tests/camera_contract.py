@@ -136,6 +136,33 @@ def main() -> None:
         result |= check_restart(restarting, stall, time.sleep, 1.0)
     finally:
         restarting.close()
+
+    class LateCamera(camera_class):
+        """Fails to open the first time, as a camera whose ribbon settles after boot."""
+        opened = 0
+
+        def __init__(self, camera_num: int = 0) -> None:
+            LateCamera.opened += 1
+            if LateCamera.opened == 1:
+                raise RuntimeError("Camera __init__ sequence did not complete.")
+            super().__init__(camera_num)
+
+    late = PiCamera(VideoConfig(WIDTH, HEIGHT, FPS, 1_500_000, 1.0), time.monotonic,
+                    still_size=STILL, encoder="libav", stream_format="NV12",
+                    restart_after_s=1.0, camera_class=LateCamera, encoder_class=encoder_class)
+    out = Frames()
+    try:
+        late.start(out)
+    except RuntimeError as exc:  # HardwareError: the agent logs it and goes on
+        result["first_open"] = str(exc)
+    else:
+        raise AssertionError("a camera that could not be opened started")
+    try:
+        time.sleep(3.0)
+    finally:
+        late.close()
+    assert len(out.frames) >= FPS // 2, f"{len(out.frames)} frames after a late open"
+    result["late_frames"] = len(out.frames)
     print(json.dumps(result))
 
 

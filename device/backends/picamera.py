@@ -23,7 +23,8 @@ for a photo. Both are YUV 4:2:0 (``YUV420``, or ``NV12`` where the platform pref
   agent logs ``hardware_error``); one that stops delivering is seen by the agent's
   ``CameraWatch`` as ``camera_stalled``, as in the simulator. The backend's own watch
   restarts a camera silent for ``restart_after_s`` — closed and opened again, at most every
-  ``restart_after_s`` — and frames coming back end the stall (``camera_resumed``).
+  ``restart_after_s``, and so also one that could not be opened at start — and frames
+  coming back end the stall (``camera_resumed``).
 
 picamera2 is imported when the camera starts, never at module import: it exists only on
 Raspberry Pi OS (``python3-picamera2``) and in the virtual-camera test harness.
@@ -92,6 +93,7 @@ class PiCamera:
         self._extradata = b""
         self._last_frame_at = 0.0
         self._restarts = 0
+        self._last_error = ""
         self._watch: threading.Thread | None = None
         self._watch_stop = threading.Event()
         self._closed = False
@@ -102,17 +104,20 @@ class PiCamera:
         with self._lock:
             if self._closed:
                 raise HardwareError("camera: closed")
-            if self._picam2 is not None:
+            if self._output is not None:
                 raise HardwareError("camera: already started")
             self._output = output
             self._pre_callback = pre_callback
             self._origin_us = None
             self._frames_delivered = 0
-            self._open()
+            self._last_frame_at = self._monotonic()
+            # The watch runs even when the first open fails (a ribbon loose at boot): it
+            # tries again every restart_after_s, and the agent logs the first failure.
             self._watch_stop.clear()
             self._watch = threading.Thread(target=self._watch_loop, name="camera-watch",
                                            daemon=True)
             self._watch.start()
+            self._open()
 
     def stop(self) -> None:
         self._watch_stop.set()
@@ -182,6 +187,7 @@ class PiCamera:
                 from picamera2 import Picamera2 as camera_class
             encoder_class = self._encoder_class()
         except ImportError as exc:
+            self._watch_stop.set()  # nothing to retry: the library itself is missing
             raise HardwareError(f"camera: picamera2 is not installed ({exc}); on Raspberry "
                                 "Pi OS: apt install python3-picamera2") from exc
         try:
@@ -295,7 +301,11 @@ class PiCamera:
                 try:
                     self._open()
                 except HardwareError as exc:
-                    log.error("camera restart failed: %s", exc)
+                    if str(exc) != self._last_error:  # once per distinct failure
+                        log.error("camera restart failed: %s", exc)
+                    self._last_error = str(exc)
+                else:
+                    self._last_error = ""
 
 
 def _make_output(on_frame: Callable[[bytes, bool, int], None],
