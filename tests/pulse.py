@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class Room:
     process: subprocess.Popen
     runtime: Path
     env: dict[str, str]
-    noise: subprocess.Popen | None = None
+    noises: list[subprocess.Popen] = field(default_factory=list)
 
     def pactl(self, *args: str) -> str:
         return subprocess.run(["pactl", *args], env=self.env, check=True, capture_output=True,
@@ -51,11 +51,12 @@ class Room:
         """Play ``seconds`` of quiet hiss into the room (``pacat``, in the background)."""
         rng = np.random.default_rng(7)
         hiss = (rng.standard_normal(int(seconds * RATE)) * AMBIENT_RMS).astype("<i2")
-        self.noise = subprocess.Popen(
+        noise = subprocess.Popen(
             ["pacat", "--playback", "--raw", "--format=s16le", f"--rate={RATE}",
              "--channels=1", "--device=room", "--latency-msec=100"],
             stdin=subprocess.PIPE, env=self.env, stderr=subprocess.DEVNULL)
-        stdin = self.noise.stdin
+        self.noises.append(noise)
+        stdin = noise.stdin
         assert stdin is not None
 
         def feed() -> None:  # pacat takes it in real time: the pipe holds only a moment of it
@@ -67,9 +68,23 @@ class Room:
 
         threading.Thread(target=feed, name="room-ambient", daemon=True).start()
 
+    def remove_sink(self) -> None:
+        """The room's sink goes away (a sound server restarting, a card unplugged)."""
+        module = next(line.split()[0] for line in self.pactl("list", "short", "modules").splitlines()
+                      if "module-null-sink" in line)
+        self.pactl("unload-module", module)
+
+    def restore_sink(self) -> None:
+        """The room's sink is back, the default again both ways, with its hiss."""
+        self.pactl("load-module", "module-null-sink", "sink_name=room", f"rate={RATE}",
+                   "channels=1")
+        self.pactl("set-default-sink", "room")
+        self.pactl("set-default-source", "room.monitor")
+        self.ambient(AMBIENT_S)
+
     def stop(self) -> None:
-        for proc in (self.noise, self.process):
-            if proc is not None and proc.poll() is None:
+        for proc in (*self.noises, self.process):
+            if proc.poll() is None:
                 proc.terminate()
                 try:
                     proc.wait(timeout=5)

@@ -67,10 +67,38 @@ def test_a_device_that_is_not_there_is_a_hardware_error_naming_it(room):
     with pytest.raises(HardwareError, match="microphone: input device 'no such card'"):
         mic.start(Blocks())
     assert mic.blocks_delivered == 0
+    mic.stop()  # the agent stops what it started, opened or not
     with pytest.raises(HardwareError, match="speaker: output device 'no such card'"):
         SoundDeviceSpeaker(device="no such card").play(tone(0.1, 440.0), RATE)
     with pytest.raises(ValueError, match="not a whole number of samples"):
         SoundDeviceMicrophone(AudioConfig(sample_rate=22_050, block_ms=7), time.monotonic)
+
+
+def test_a_microphone_whose_source_goes_away_and_comes_back_is_heard_again(room):
+    """The room's sink unloaded and loaded again (a sound server restarting, a card
+    replugged): the stream stops delivering, the backend reopens it, blocks come back."""
+    config = AudioConfig(sample_rate=RATE, channels=1, block_ms=20)
+    mic = SoundDeviceMicrophone(config, time.monotonic, device="pulse", latency=0.1,
+                                reopen_after_s=1.0)
+    heard = Blocks()
+    mic.start(heard)
+    try:
+        time.sleep(0.5)
+        assert len(heard.blocks) > 10
+        room.remove_sink()
+        time.sleep(0.3)
+        gone = len(heard.blocks)
+        time.sleep(1.0)
+        assert len(heard.blocks) - gone <= 2, "blocks from a source that is not there"
+        room.restore_sink()  # as it was, for the tests after this one
+        deadline = time.monotonic() + 8
+        while len(heard.blocks) - gone < 25 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        mic.stop()
+    assert mic.reopened >= 1 and len(heard.blocks) - gone >= 25, (mic.reopened, len(heard.blocks) - gone)
+    times = [b.timestamp_us for b in heard.blocks]
+    assert all(b > a for a, b in zip(times, times[1:])), "times went backwards across the reopen"
 
 
 def short_policy(tmp_path):

@@ -11,7 +11,11 @@ gives none) — so they run on without jitter, as the segments' audio needs; an 
 drop) is counted, logged, and moves the anchor on, so the gap shows in the times instead
 of shifting everything after it. A stream that cannot be opened raises ``HardwareError``
 (the agent logs ``hardware_error``); one that stops delivering is the agent's
-``MicrophoneWatch``'s to find (``microphone_failed``), as in the simulator.
+``MicrophoneWatch``'s to find (``microphone_failed``), as in the simulator. The backend's
+own watch reopens a stream silent for ``reopen_after_s`` (or never opened), at most that
+often, so a sound server that restarts or a source that comes back is heard again
+(``microphone_recovered``). (A USB card that is unplugged and plugged back in may need
+PortAudio's device list read again, which only a restart of the recorder does.)
 
 **Speaker.** Each clip gets an ``OutputStream`` of its own, fed from the clip by its
 callback and finished with ``CallbackStop`` after one buffer of silence (PortAudio drops
@@ -64,7 +68,8 @@ class SoundDeviceMicrophone:
     """``device.microphone.Microphone`` on a PortAudio input stream."""
 
     def __init__(self, config: AudioConfig, monotonic: Callable[[], float], *,
-                 device: str = "", latency: float | str = "high") -> None:
+                 device: str = "", latency: float | str = "high",
+                 reopen_after_s: float = 2.0) -> None:
         frames = config.sample_rate * config.block_ms / 1000
         if frames != int(frames) or frames <= 0:
             raise ValueError(f"{config.block_ms} ms is not a whole number of samples at "
@@ -73,6 +78,7 @@ class SoundDeviceMicrophone:
         self._monotonic = monotonic
         self._device = device_choice(device)
         self._latency = latency
+        self._reopen_after_s = reopen_after_s
         self._block = int(frames)
         self._stream: Any = None
         self._output: AudioOutput | None = None
@@ -80,48 +86,94 @@ class SoundDeviceMicrophone:
         self._samples = 0
         self._latency_s = 0.0
         self._blocks_delivered = 0
+        self._last_block_at = 0.0
+        self._last_error = ""
         self.overflows = 0
+        self.reopened = 0
         self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
 
     def start(self, output: AudioOutput) -> None:
         sd = _sounddevice("microphone")
         with self._lock:
-            if self._stream is not None:
+            if self._output is not None:
                 raise HardwareError("microphone: already started")
             self._output = output
             self._anchor_us = None
             self._samples = 0
             self._blocks_delivered = 0
-            try:
-                stream = sd.InputStream(samplerate=self.config.sample_rate,
-                                        channels=self.config.channels, dtype="int16",
-                                        blocksize=self._block, device=self._device,
-                                        latency=self._latency, callback=self._callback)
-                # Known before the first callback: every block's time depends on it.
-                self._latency_s = float(stream.latency)
-                stream.start()
-            except Exception as exc:  # sounddevice.PortAudioError, ValueError for a bad name
-                self._output = None
-                raise HardwareError(f"microphone: input device {self._device!r} cannot be "
-                                    f"opened: {exc}") from exc
-            self._stream = stream
+            self._last_block_at = self._monotonic()
+            # The watch reopens a stream that stopped delivering (a sound card unplugged
+            # and back, a sound server restarted) or that could not be opened at start.
+            self._watch_stop.clear()
+            self._watch = threading.Thread(target=self._watch_loop, args=(sd,),
+                                           name="microphone-watch", daemon=True)
+            self._watch.start()
+            self._open(sd)
+
+    def _open(self, sd: Any) -> None:
+        try:
+            stream = sd.InputStream(samplerate=self.config.sample_rate,
+                                    channels=self.config.channels, dtype="int16",
+                                    blocksize=self._block, device=self._device,
+                                    latency=self._latency, callback=self._callback)
+            # Known before the first callback: every block's time depends on it.
+            self._latency_s = float(stream.latency)
+            stream.start()
+        except Exception as exc:  # sounddevice.PortAudioError, ValueError for a bad name
+            raise HardwareError(f"microphone: input device {self._device!r} cannot be "
+                                f"opened: {exc}") from exc
+        self._stream = stream
         log.info("microphone started on %r: %d Hz, %d ch, %d ms blocks, latency %.3f s",
                  self._device, self.config.sample_rate, self.config.channels,
                  self.config.block_ms, stream.latency)
 
-    def stop(self) -> None:
-        with self._lock:
-            stream, self._stream = self._stream, None
-            self._output = None
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
         if stream is None:
             return
         try:
-            stream.stop()
+            stream.abort()
             stream.close()
-        except Exception:
+        except Exception:  # a stream whose device went away may fail to close, too
             log.exception("closing the microphone's stream failed")
-        log.info("microphone stopped after %d blocks (%d overflows)",
-                 self._blocks_delivered, self.overflows)
+
+    def _watch_loop(self, sd: Any) -> None:
+        period = min(0.25, self._reopen_after_s / 4)
+        while not self._watch_stop.wait(period):
+            if self._monotonic() - self._last_block_at < self._reopen_after_s:
+                continue
+            with self._lock:
+                if self._watch_stop.is_set() or self._output is None:
+                    return
+                self._close_stream()
+                self._anchor_us = None  # the new stream's times anchor anew
+                self._last_block_at = self._monotonic()  # the next try waits as long again
+                try:
+                    self._open(sd)
+                except HardwareError as exc:
+                    if str(exc) != self._last_error:  # once per distinct failure
+                        log.error("microphone reopen failed: %s", exc)
+                    self._last_error = str(exc)
+                else:
+                    self.reopened += 1
+                    self._last_error = ""
+                    log.warning("microphone was silent for %.1f s: stream reopened",
+                                self._reopen_after_s)
+
+    def stop(self) -> None:
+        self._watch_stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(timeout=5)
+        self._watch = None
+        with self._lock:
+            had_stream = self._stream is not None
+            self._close_stream()
+            self._output = None
+        if had_stream:
+            log.info("microphone stopped after %d blocks (%d overflows)",
+                     self._blocks_delivered, self.overflows)
 
     @property
     def blocks_delivered(self) -> int:
@@ -136,7 +188,8 @@ class SoundDeviceMicrophone:
         if output is None:
             return
         sr = self.config.sample_rate
-        now_us = self._monotonic() * 1e6
+        self._last_block_at = self._monotonic()
+        now_us = self._last_block_at * 1e6
         # How long ago its first sample was heard: PortAudio's own figure for this buffer
         # where the host API gives one (ALSA does), else the stream's nominal latency.
         delay_s = self._latency_s + frames / sr
