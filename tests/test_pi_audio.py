@@ -182,6 +182,11 @@ def test_a_pi_recorder_records_its_own_announcement_through_sounddevice(tmp_path
                           np.arange(len(clip.samples)), clip.samples.astype(np.float64))
     at, score = find_clip(audio, reference, RATE)
     # AAC at 64 kbit/s and the hiss under it: a clear match, not a bit-exact one.
-    assert score > 0.6, f"the announcement is not in the recorded sound (match {score:.2f})"
+    timeline = [(round(e["time"]["monotonic"], 2), e["kind"]) for e in audit.scan(
+        root / "audit.jsonl")[0]]
+    assert score > 0.6, (f"the announcement is not in the recorded sound (match {score:.2f}; "
+                         f"{len(audio) / RATE:.1f} s recorded; microphone reopened "
+                         f"{recorder.hardware.microphone.reopened}x, "
+                         f"{recorder.hardware.microphone.overflows} overflows): {timeline}")
     assert at < 2.0, f"the announcement starts {at:.2f} s into the recording"
     print(f"announcement found {at:.2f} s into the recorded sound, match {score:.2f}")
