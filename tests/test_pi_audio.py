@@ -23,7 +23,7 @@ from bodycam.cli import main as bodycam
 from bodycam.wiring import PiRecorder
 from device.backends.sounddevice_audio import SoundDeviceMicrophone, SoundDeviceSpeaker
 from device.hardware import HardwareError
-from device.microphone import AudioBlock, AudioConfig
+from device.microphone import AudioBlock, AudioConfig, rms_dbfs
 from dock.enrollment import enroll_device
 from firmware_py.config import CONFIG_DIR, load
 from firmware_py.evidence import audit
@@ -99,6 +99,12 @@ def test_a_microphone_whose_source_goes_away_and_comes_back_is_heard_again(room)
     assert mic.reopened >= 1 and len(heard.blocks) - gone >= 25, (mic.reopened, len(heard.blocks) - gone)
     times = [b.timestamp_us for b in heard.blocks]
     assert all(b > a for a, b in zip(times, times[1:])), "times went backwards across the reopen"
+
+
+def levels(audio: np.ndarray) -> list[int]:
+    half = RATE // 2
+    return [round(rms_dbfs(audio[i:i + half])) if audio[i:i + half].any() else -99
+            for i in range(0, len(audio), half)]
 
 
 def short_policy(tmp_path):
@@ -187,6 +193,7 @@ def test_a_pi_recorder_records_its_own_announcement_through_sounddevice(tmp_path
     assert score > 0.6, (f"the announcement is not in the recorded sound (match {score:.2f}; "
                          f"{len(audio) / RATE:.1f} s recorded; microphone reopened "
                          f"{recorder.hardware.microphone.reopened}x, "
-                         f"{recorder.hardware.microphone.overflows} overflows): {timeline}")
+                         f"{recorder.hardware.microphone.overflows} overflows; level per "
+                         f"half second {levels(audio)} dBFS): {timeline}")
     assert at < 2.0, f"the announcement starts {at:.2f} s into the recording"
     print(f"announcement found {at:.2f} s into the recorded sound, match {score:.2f}")
