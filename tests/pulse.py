@@ -166,15 +166,22 @@ def use_room(room: Room, monkeypatch) -> None:
 
 
 def find_clip(recording: np.ndarray, clip: np.ndarray, rate: int) -> tuple[float, float]:
-    """Where ``clip`` starts in ``recording`` (seconds) and how well it matches there
+    """Where ``clip`` starts in ``recording`` (seconds; negative when the recording begins
+    after the clip had started) and how well the overlapping parts match there
     (normalised cross-correlation, 1.0 for an exact copy), by FFT correlation."""
     rec = recording.astype(np.float64).reshape(-1)
     ref = clip.astype(np.float64).reshape(-1)
     n = len(rec) + len(ref)
     size = 1 << (n - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)[:len(rec)]
-    lag = int(np.argmax(corr))
-    window = rec[lag:lag + len(ref)]
-    denom = np.sqrt(np.sum(window ** 2) * np.sum(ref[:len(window)] ** 2))
-    score = float(corr[lag] / denom) if denom else 0.0
+    corr = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    # Lags 0 .. len(rec)-1 at the front; negative lags wrap round to the end.
+    lags = np.concatenate([np.arange(len(rec)), np.arange(-len(ref) + 1, 0)])
+    values = np.concatenate([corr[:len(rec)], corr[size - len(ref) + 1:]])
+    best = int(np.argmax(values))
+    lag = int(lags[best])
+    lo = max(lag, 0)
+    window = rec[lo:lag + len(ref)]
+    part = ref[lo - lag:lo - lag + len(window)]
+    denom = np.sqrt(np.sum(window ** 2) * np.sum(part ** 2))
+    score = float(values[best] / denom) if denom else 0.0
     return lag / rate, score

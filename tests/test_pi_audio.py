@@ -195,5 +195,6 @@ def test_a_pi_recorder_records_its_own_announcement_through_sounddevice(tmp_path
                          f"{recorder.hardware.microphone.reopened}x, "
                          f"{recorder.hardware.microphone.overflows} overflows; level per "
                          f"half second {levels(audio)} dBFS): {timeline}")
-    assert at < 2.0, f"the announcement starts {at:.2f} s into the recording"
+    # Said as the recording starts: the file's first sound may be a few milliseconds into it.
+    assert -0.1 < at < 2.0, f"the announcement starts {at:.2f} s into the recording"
     print(f"announcement found {at:.2f} s into the recorded sound, match {score:.2f}")
