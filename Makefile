@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= demo-out
 
-.PHONY: demo test bench fuzz system-deps clean
+.PHONY: demo test bench fuzz system-deps virtual-camera clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bodycam needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -34,9 +34,14 @@ demo: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+# The Debian 13 chroot the picamera2 tests run in (libcamera's virtual camera), built once
+# under /var/cache/bodycam and reused.
+virtual-camera:
+	@scripts/virtual-camera.sh
+
 # Four workers on two cores: most tests wait on brokers, browsers and simulated devices,
 # not the CPU. A file's tests stay on one worker (they share fixtures and fixed ports).
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps virtual-camera
 	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 bench: $(STAMP)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -18,9 +20,10 @@ from simulator.harness.runner import print_entry
 from bodycam import control
 from bodycam.control import Control, ControlSocket, Keyboard
 from bodycam.wiring import SimRecorder, first_selfcheck, open_recorder
+from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.config import ConfigError
 from firmware_py.evidence import audit
-from firmware_py.evidence.keys import KeyFileError, load_registry
+from firmware_py.evidence.keys import KeyFileError, NotEnrolledError, load_registry
 from firmware_py.paths import AUDIT_LOG
 from simulator.harness import scenario as scenarios
 from sync.enrolment import enroll_over_network, parse_address
@@ -68,6 +71,19 @@ def register(sub: Any) -> None:
                    "dock, undock, status, …; default: ROOT/control.sock); at a terminal the "
                    "keyboard does the same")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("install", help="set this Raspberry Pi up as a recorder service",
+                       description="On Raspberry Pi OS, as root: install the extra packages "
+                       "(apt), create the bodycam user in the groups video, audio, gpio, i2c "
+                       "and dialout, the device root /var/lib/bodycam, /etc/bodycam with the "
+                       "shipped device.toml (hardware = \"pi\") and policy.toml (existing "
+                       "files are kept), and the systemd unit, then enable it. Says what it "
+                       "does; --dry-run only says what it would do.")
+    p.add_argument("--root", type=Path, default=Path("/"), metavar="PREFIX",
+                   help="write the files under PREFIX (an image, a test); apt, the user and "
+                   "systemctl are then only listed (default: /)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("control", help="press a simulated recorder's buttons, dock it, ask "
                        "its status",
@@ -160,8 +176,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         timer = threading.Timer(args.seconds, stop.set)
         timer.daemon = True
         timer.start()
-    # Nothing enrols the recorder here: unenrolled, it refuses (one line, what to run).
-    recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
+    supervisor = ServiceNotifier.from_environment()  # under systemd: READY and the watchdog
+    # Nothing enrols the recorder here: unenrolled, it refuses (one line, what to run) —
+    # and a Pi under systemd then waits, saying so, until it is enrolled (bodycam.unenrolled).
+    try:
+        recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
+    except NotEnrolledError as exc:
+        if config.device.device.hardware != "pi" or not supervisor.supervised:
+            raise
+        print(f"bodycam: {exc}", file=sys.stderr, flush=True)
+        if not wait_unenrolled(config, root, stop, supervisor):
+            supervisor.stopping()
+            return EXIT_USAGE
+        recorder = open_recorder(config, root, on_entry=print_entry(sys.stdout))
     hands: list[Any] = []  # the control socket and the keyboard, closed at the end
     try:
         if isinstance(recorder, SimRecorder):
@@ -173,15 +200,58 @@ def cmd_run(args: argparse.Namespace) -> int:
                 hands.append(keyboard)
             print(f"recorder {config.device.device.id} running on simulated hardware; "
                   f"control socket {hands[0].path}", flush=True)
-            recorder.run(stop, control)
+            recorder.run(stop, control, supervisor)
         else:
-            recorder.run(stop)
+            recorder.run(stop, supervisor)
     except KeyboardInterrupt:
         pass
     finally:
         for hand in reversed(hands):
             hand.close()
         recorder.finish()
+        supervisor.close()
+    return EXIT_OK
+
+
+def wait_unenrolled(config: Any, root: Path, stop: threading.Event,
+                    supervisor: ServiceNotifier) -> bool:
+    """An unenrolled Pi under systemd: its LEDs and speaker say so until it is enrolled."""
+    from bodycam.unenrolled import wait_for_enrolment
+    from bodycam.wiring import pi_settings
+    from device.backends.gpio import GpioIndicators
+    from device.backends.sounddevice_audio import SoundDeviceSpeaker
+    from firmware_py.fieldwork.speech import PhraseRenderer
+    from firmware_py.paths import DeviceLayout
+
+    settings = pi_settings(config.device)
+    indicators = GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0})
+    speaker = SoundDeviceSpeaker(device=settings.audio_output, latency=settings.output_latency_s)
+    layout = DeviceLayout.from_config(root, config.device)
+    renderer = PhraseRenderer(layout.speech_cache, config.device.audio.sample_rate)
+    try:
+        return wait_for_enrolment(layout.root, config.device.device.id, stop,
+                                  indicators=indicators, speaker=speaker, renderer=renderer,
+                                  supervisor=supervisor)
+    finally:
+        speaker.close()
+        indicators.close()
+
+
+# --- install -----------------------------------------------------------------------------
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from bodycam.install import install
+
+    if not args.dry_run and args.root.resolve() == Path("/") and os.geteuid() != 0:
+        print("bodycam: install changes the system: run it as root (or --dry-run, or "
+              "--root PREFIX)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        install(args.root, args.dry_run)
+    except subprocess.CalledProcessError as exc:
+        print(f"bodycam: install stopped: {' '.join(map(str, exc.cmd))} exited with "
+              f"{exc.returncode}", file=sys.stderr)
+        return EXIT_PROBLEM
     return EXIT_OK
 
 

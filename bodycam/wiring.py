@@ -27,11 +27,13 @@ from device.indicators import Output
 from device.inputs import Button
 from firmware_py.agent.assembly import assemble
 from firmware_py.agent.edge import Agent
+from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.config import Config, DeviceConfig
 from firmware_py.evidence.audit import AuditLog
 from firmware_py.evidence.chainhead import write_chain_head
 from firmware_py.evidence.keys import device_identity, read_enrollment, require_enrolled
 from firmware_py.paths import DeviceLayout
+from firmware_py.recording.pipeline import audio_config, video_config
 from simulator.harness.runner import Simulation, TimelineEntry
 from simulator.harness.scenario import Scenario
 from sync.credentials import DockAddress, device_sync_files
@@ -132,9 +134,18 @@ def pi_settings(device: DeviceConfig) -> PiSettings:
                         Output.VIBRATION: i.vibration_pin},
         gnss_port=device.gnss.port, gnss_baudrate=device.gnss.baudrate,
         power_supply_root=device.power.sysfs_root, battery=device.power.battery,
+        power_source=device.power.source, gauge_i2c_bus=device.power.i2c_bus,
+        gauge_i2c_address=device.power.i2c_address,
+        battery_capacity_wh=device.power.capacity_wh,
         gnss_source=device.gnss.source, gnss_pps_pin=device.gnss.pps_pin,
         gpsd_host=device.gnss.gpsd_host,
-        gpsd_port=device.gnss.gpsd_port)
+        gpsd_port=device.gnss.gpsd_port,
+        video=video_config(device), still_size=(device.photo.width, device.photo.height),
+        camera_encoder=device.video.encoder, camera_format=device.video.stream_format,
+        camera_restart_s=device.video.camera_restart_s,
+        audio=audio_config(device), audio_input=device.audio.input_device,
+        audio_output=device.audio.output_device, input_latency_s=device.audio.input_latency_s,
+        output_latency_s=device.audio.output_latency_s)
 
 
 class Recorder(Protocol):
@@ -148,8 +159,9 @@ class Recorder(Protocol):
     def advance(self, seconds: float) -> bool:
         """Run the agent for ``seconds``; False once the recorder is off."""
 
-    def run(self, stop: threading.Event) -> None:
-        """Start, then run paced by the wall clock until ``stop`` is set."""
+    def run(self, stop: threading.Event, supervisor: ServiceNotifier | None = None) -> None:
+        """Start, then run paced by the wall clock until ``stop`` is set; under systemd
+        (``supervisor``) telling it READY and pinging its watchdog from the loop."""
 
     def finish(self) -> None: ...
 
@@ -185,8 +197,8 @@ class PiRecorder:
             time.sleep(self.PERIOD_S)
         return True
 
-    def run(self, stop: threading.Event) -> None:
-        self.device.agent.run(stop, self.PERIOD_S)  # starts the agent
+    def run(self, stop: threading.Event, supervisor: ServiceNotifier | None = None) -> None:
+        self.device.agent.run(stop, self.PERIOD_S, supervisor)  # starts the agent
 
     def finish(self) -> None:
         try:
@@ -218,18 +230,25 @@ class SimRecorder:
     def advance(self, seconds: float) -> bool:
         return self.simulation.advance_to(self.simulation.world.clock.now + seconds)
 
-    def run(self, stop: threading.Event, control: Control | None = None) -> None:
+    def run(self, stop: threading.Event, control: Control | None = None,
+            supervisor: ServiceNotifier | None = None) -> None:
         """Virtual time kept to the wall clock, one frame interval at a time; between two
         frames the commands that came in are carried out."""
         frame_s = 1.0 / self.simulation.config.device.video.fps
         started = time.monotonic()
         self.start()
+        if supervisor is not None:
+            supervisor.ready("simulated recorder")
         while not stop.is_set():
             if control is not None:
                 control.drain(self.simulation.apply, self.status)
             if not self.simulation.advance_to(time.monotonic() - started):
                 break
+            if supervisor is not None:
+                supervisor.alive()
             stop.wait(frame_s)
+        if supervisor is not None:
+            supervisor.stopping()
 
     def status(self) -> dict[str, Any]:
         """What the recorder is doing, for ``status`` on the control socket."""

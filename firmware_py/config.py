@@ -76,6 +76,17 @@ class VideoSection:
     bitrate: int = setting(1_500_000, "H.264 bitrate in bit/s (R11.3).", min=100_000, max=25_000_000)
     keyframe_interval_s: float = setting(1.0, "Seconds between keyframes; segments and the "
                                          "pre-event buffer cut on them.", min=0.25, max=2.0)
+    encoder: str = setting("auto", "H.264 encoder on a Pi (hardware = \"pi\"): auto takes "
+                           "picamera2's choice for the board (the hardware encoder on Pi 4 "
+                           "and Zero 2 W, libx264 through LibavH264Encoder on Pi 5, which has "
+                           "none); hardware or libav forces one.",
+                           choices=("auto", "hardware", "libav"))
+    stream_format: str = setting("YUV420", "Layout of the camera's YUV 4:2:0 buffers on a Pi "
+                                 "(the stamp is drawn into either): YUV420 (I420, planar) "
+                                 "or NV12 (interleaved chroma).", choices=("YUV420", "NV12"))
+    camera_restart_s: float = setting(3.0, "On a Pi, a camera that delivers no frame for this "
+                                      "long is closed and opened again (the stall itself is "
+                                      "logged after stops.camera_stall_s).", min=1.0, max=60.0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,16 @@ class AudioSection:
     channels: int = setting(1, "Microphone channels.", min=1, max=2)
     block_ms: int = setting(20, "Length of one captured audio block.", min=5, max=100)
     bitrate: int = setting(64_000, "Encoded audio bitrate in bit/s.", min=16_000, max=320_000)
+    input_device: str = setting("", "Microphone on a Pi: a PortAudio device index or part of "
+                                "its name (python -m sounddevice lists them); empty: the "
+                                "default input.", pattern=r"^[ -~]{0,64}$")
+    output_device: str = setting("", "Speaker on a Pi, as input_device; empty: the default "
+                                 "output.", pattern=r"^[ -~]{0,64}$")
+    input_latency_s: float = setting(0.1, "Input buffering asked of PortAudio on a Pi.",
+                                     min=0.005, max=2.0)
+    output_latency_s: float = setting(0.5, "Output buffering asked of PortAudio on a Pi "
+                                      "(through PulseAudio, callback output needs about "
+                                      "0.5 s to play without gaps).", min=0.005, max=2.0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +165,15 @@ class GnssSection:
 
 @dataclass(frozen=True)
 class PowerSection:
+    source: str = setting("sysfs", "Where the battery is read on a Pi: the gauge's kernel "
+                          "driver under the power_supply class (sysfs), or a MAX17048/9 "
+                          "gauge read directly over I2C where no driver is bound (max17048; "
+                          "external power then still comes from the power_supply class).",
+                          choices=("sysfs", "max17048"))
     sysfs_root: str = setting("/sys/class/power_supply", "Linux power_supply class directory.")
+    i2c_bus: int = setting(1, "I2C bus of the MAX17048/9 (source max17048).", min=0, max=31)
+    i2c_address: int = setting(0x36, "Its 7-bit I2C address (source max17048).",
+                               min=0x08, max=0x77)
     battery: str = setting("", "Battery name under it; empty picks the first battery.")
     capacity_wh: float = setting(18.5, "Battery capacity, for estimates when the gauge "
                                  "reports no energy.", min=1.0, max=200.0)

@@ -4,7 +4,8 @@ in the simulator (R13.1, R13.2).
 The Pi's real backends run here on what this machine has: gpiozero's own mock pins (its
 default pin factory, as on a Pi it would be lgpio), a Linux ``power_supply`` tree whose dock
 supply goes online, the GNSS receiver's serial line as a pseudo-terminal, statvfs storage.
-Camera and microphone have no backend in this build and report themselves missing. The
+The camera and microphone backends (picamera2, PortAudio) find no camera or sound card
+here and report a hardware error; the rest of the recorder runs. The
 evidence to sync was recorded first by the simulated recorder on the same device root. The
 dock is ``bodycam dock``'s service on a real Mosquitto with mutual TLS and the shipped ACL;
 the recorder finds it through ``[dock]`` in its configuration and its enrolment's

@@ -7,21 +7,23 @@ knows nothing of the firmware's configuration files.
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
-from device.backends.missing import MissingPart
+from device.camera import VideoConfig
 from device.clock import DeviceClock
 from device.gnss import Gnss
 from device.hardware import Hardware
 from device.indicators import Output
 from device.inputs import Button
+from device.microphone import AudioConfig
+from device.power import Power
 
-# The picamera2 and sounddevice backends are not in this build yet. Until they are, those
-# parts report themselves as missing: the self-check fails them by name and the rest of
-# the recorder (buttons, GNSS, power, storage, clock) runs on the real hardware.
-NOT_YET = "no backend in this build yet (picamera2/sounddevice backends are planned)"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,52 @@ class PiSettings:
     gnss_baudrate: int
     power_supply_root: str  # Linux power_supply class directory
     battery: str = ""  # battery name under it; empty picks the first battery
+    power_source: str = "sysfs"  # or "max17048": the gauge read directly over I2C
+    gauge_i2c_bus: int = 1
+    gauge_i2c_address: int = 0x36
+    battery_capacity_wh: float | None = None
     gnss_source: str = "serial"  # "serial" (NMEA on gnss_port) or "gpsd"
     gnss_pps_pin: int = -1  # GPIO of the receiver's PPS line; -1 when not wired
     gpsd_host: str = "127.0.0.1"
     gpsd_port: int = 2947
+    video: VideoConfig = VideoConfig()
+    still_size: tuple[int, int] = (1280, 720)
+    camera_encoder: str = "auto"  # "auto" (picamera2's choice), "hardware" or "libav"
+    camera_format: str = "YUV420"  # or "NV12"
+    camera_restart_s: float = 3.0
+    audio: AudioConfig = AudioConfig()
+    audio_input: str = ""  # PortAudio device index or part of its name; "" the default
+    audio_output: str = ""
+    input_latency_s: float = 0.1
+    output_latency_s: float = 0.5
 
 
 def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
     """Open every part of a real recorder; raises HardwareError naming a part that fails."""
+    with pin_factory_warnings_logged():
+        return _build(settings, evidence)
+
+
+@contextmanager
+def pin_factory_warnings_logged() -> Iterator[None]:
+    """gpiozero picks its default pin factory (lgpio on a Pi) when the first pin is opened,
+    warning on stderr for each factory it falls back from: on a recorder those lines would
+    reach the officer's console. They go to the log instead (the unit also names lgpio
+    outright: ``GPIOZERO_PIN_FACTORY``, so there is no fallback chain at all)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                log.info("gpio: %s", warning.message)
+
+
+def _build(settings: PiSettings, evidence: Path) -> Hardware:
     from device.backends.gpio import GpioIndicators, GpioInputs
     from device.backends.nmea import SerialGnss
+    from device.backends.picamera import PiCamera
+    from device.backends.sounddevice_audio import SoundDeviceMicrophone, SoundDeviceSpeaker
     from device.backends.statvfs_storage import StatvfsStorage
     from device.backends.sysfs_power import SysfsPower
 
@@ -59,14 +97,35 @@ def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
             from device.backends.pps import PpsLine
             pps = PpsLine(settings.gnss_pps_pin, clock.monotonic).edge_before
         gnss = SerialGnss(settings.gnss_port, settings.gnss_baudrate, clock.monotonic, pps=pps)
-    return Hardware(
+    if settings.power_source == "max17048":
+        from device.backends.max17048 import Max17048Power
+        from device.backends.sysfs_power import external_supplies_online
+        root = settings.power_supply_root
+        power: Power = Max17048Power(settings.gauge_i2c_bus,
+                                     lambda: bool(external_supplies_online(root)),
+                                     address=settings.gauge_i2c_address,
+                                     capacity_wh=settings.battery_capacity_wh)
+    else:
+        power = SysfsPower(settings.power_supply_root, settings.battery or None)
+    hardware = Hardware(
         clock=clock,
-        camera=MissingPart("camera", NOT_YET),
-        microphone=MissingPart("microphone", NOT_YET),
-        speaker=MissingPart("speaker", NOT_YET),
+        # picamera2 and PortAudio are opened when capture starts: a camera or sound card
+        # that is missing then is a hardware_error the self-check names, never a stop.
+        camera=PiCamera(settings.video, clock.monotonic, still_size=settings.still_size,
+                        encoder=settings.camera_encoder, stream_format=settings.camera_format,
+                        restart_after_s=settings.camera_restart_s),
+        microphone=SoundDeviceMicrophone(settings.audio, clock.monotonic,
+                                         device=settings.audio_input,
+                                         latency=settings.input_latency_s),
+        speaker=SoundDeviceSpeaker(device=settings.audio_output,
+                                   latency=settings.output_latency_s),
         inputs=GpioInputs(dict(settings.button_pins), clock.monotonic, settings.long_press_s),
         indicators=GpioIndicators({o: p for o, p in settings.indicator_pins.items() if p >= 0}),
         gnss=gnss,
-        power=SysfsPower(settings.power_supply_root, settings.battery or None),
+        power=power,
         storage=StatvfsStorage(evidence),
     )
+    close_power = getattr(power, "close", None)
+    if close_power is not None:  # the gauge's I2C bus
+        hardware.on_close.append(close_power)
+    return hardware

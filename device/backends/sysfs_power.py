@@ -114,17 +114,29 @@ class SysfsPower:
         )
 
     def _external_power(self, status: ChargeStatus) -> bool:
-        onlines = []
-        for entry in self._supplies():
-            if entry == self._battery or _read_text(entry / "type") not in EXTERNAL_TYPES:
-                continue
-            online = _read_number(entry / "online")
-            if online is not None:
-                # USB supplies may answer 2 ("online, programmable"): any non-zero is on.
-                onlines.append(online != 0)
-        if onlines:
-            return any(onlines)
+        online = external_supplies_online(self._root)
+        if online is not None:
+            return online
         return status in (ChargeStatus.CHARGING, ChargeStatus.FULL)
+
+
+def external_supplies_online(root: str | Path = DEFAULT_ROOT) -> bool | None:
+    """Whether any external supply (Mains, USB, …) under ``root`` is online; None when the
+    tree has none that says (then only the battery's status can tell)."""
+    root = Path(root)
+    try:
+        entries = sorted(entry for entry in root.iterdir() if entry.is_dir())
+    except OSError as exc:
+        raise HardwareError(f"power supply directory {root} cannot be read: {exc}") from exc
+    onlines = []
+    for entry in entries:
+        if _read_text(entry / "type") not in EXTERNAL_TYPES:
+            continue
+        online = _read_number(entry / "online")
+        if online is not None:
+            # USB supplies may answer 2 ("online, programmable"): any non-zero is on.
+            onlines.append(online != 0)
+    return any(onlines) if onlines else None
 
 
 def _read_text(path: Path) -> str | None:

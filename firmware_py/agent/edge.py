@@ -44,6 +44,7 @@ from firmware_py.agent.selfcheck import (SelfCheckReadings, SelfCheckReport, eva
 from firmware_py.agent.signals import SignalDriver
 from firmware_py.agent.startup import (ClockMemory, Heartbeat, TrustedTimeMemory,
                                        cut_recording_files, power_cut, recover_seals)
+from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.agent.timekeeping import TimeKeeping
 from firmware_py.agent.watchdogs import (CameraWatch, ClockWatch, GarbageWatch, MicrophoneWatch,
                                          SelfCheckProbe, Sinks)
@@ -250,11 +251,20 @@ class Agent:
         self._log("gnss_time_rejected", {**verdict.to_json(), "source": str(TimeSource.GNSS),
                                          "rejected_so_far": self._time_rejections})
 
-    def run(self, stop: threading.Event, period_s: float = 0.01) -> None:
-        """The real-time loop on the recorder, until ``stop`` is set."""
+    def run(self, stop: threading.Event, period_s: float = 0.01,
+            supervisor: ServiceNotifier | None = None) -> None:
+        """The real-time loop on the recorder, until ``stop`` is set. Under systemd
+        (``supervisor``) it says READY once started and pings the watchdog after each
+        step, so a step that never returns gets the recorder restarted."""
         self.start()
+        if supervisor is not None:
+            supervisor.ready(f"{self.config.device.device.id}: {self.core.state}")
         while not stop.wait(period_s):
             self.step()
+            if supervisor is not None:
+                supervisor.alive()
+        if supervisor is not None:
+            supervisor.stopping()
 
     def close(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ class Signal(StrEnum):
     REASON_NEEDED = "reason_needed"  # after a stop: the officer may give Art. 12's reason
     POWER_SAVE = "power_save"  # battery at cut-off: camera off until charged
     DOCKED = "docked"
+    UNENROLLED = "unenrolled"  # booted without enrolment: records nothing (R18.3)
 
 
 class Alert(StrEnum):
@@ -69,6 +70,9 @@ SIGNALS: dict[Signal, Pattern] = {
     Signal.POWER_SAVE: Pattern({Output.LED_RED: Blink(0.1, 4.9)},
                                "battery at cut-off: recording impossible until charged"),
     Signal.DOCKED: Pattern({Output.LED_BLUE: True}, "in the dock: charging and syncing"),
+    Signal.UNENROLLED: Pattern({Output.LED_RED: Blink(1.0, 1.0), Output.LED_BLUE: Blink(0.1, 1.9)},
+                               "not enrolled: records nothing until enrolled at the dock "
+                               "(said once by voice at boot)"),
 }
 
 ALERTS: dict[Alert, Pattern] = {
