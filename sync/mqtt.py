@@ -69,5 +69,17 @@ def close(c: mqtt.Client) -> None:
     its loop once more before it sees that it should stop, and it then logs "Client is not
     connected" as an ERROR at the end of a run that went well.
     """
+    # loop_stop() only sets paho's stop flag and joins its thread, which sits in select()
+    # for up to a second (loop_forever's timeout) before it sees the flag: every session
+    # ended up to a second late. Setting the flag and waking the select through paho's own
+    # wake-up socket (what publish() writes to) ends it at once; without them (another
+    # paho), loop_stop() still ends it, a little later.
+    c._thread_terminate = True
+    wake = getattr(c, "_sockpairW", None)
+    if wake is not None:
+        try:
+            wake.send(b"0")
+        except OSError:
+            pass
     c.loop_stop()
     c.disconnect()  # no network thread now: paho writes the DISCONNECT here and closes
