@@ -38,7 +38,7 @@ from firmware_py.evidence.chainhead import check_chain_head
 from firmware_py.evidence.evidence_file import EvidenceFileError, parse
 from firmware_py.evidence.keys import EnrolledDevice, load_registry
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
-from firmware_py.evidence.store import READ_ONLY, fsync_dir
+from firmware_py.evidence.store import READ_ONLY, fsync_dir, sha256_file
 from firmware_py.evidence.verify import check_manifest, file_records
 from dock.conflicts import Conflict, keep_aside
 from sync.protocol import receipt_body
@@ -297,7 +297,7 @@ class Archive:
         moved = not part.exists() and target.is_file()
         if not moved and target.is_file():
             # Write-once (issue 14): the name holds a receipted file already.
-            if _sha256_of(target) != sha256:
+            if sha256_file(target) != sha256:
                 raise self._conflict(device, file_id, name, activity, size, sha256, target,
                                      f"{activity}/{name} is archived already with other "
                                      "bytes; the archive is write-once", defer=defer)
@@ -309,14 +309,14 @@ class Archive:
             # Moved into the archive by a completion whose index row a crash (or a power
             # cut) lost before its commit: the bytes there are this file only if they hash
             # to what was announced.
-            digest = _sha256_of(target)
+            digest = sha256_file(target)
             if digest != sha256:
                 raise ArchiveError(f"{name}: the archive holds other bytes under this name")
             part = target
         elif hashing is not None and hashing[1] == size and part.stat().st_size == size:
             digest = hashing[0].hexdigest()  # every byte, hashed as it was written
         else:
-            digest = _sha256_of(part)
+            digest = sha256_file(part)
         if digest != sha256:
             if defer:
                 self.commit_completed()  # discard commits: the moves before it go first
@@ -378,15 +378,12 @@ class Archive:
         files, self._unsynced_files = self._unsynced_files, []
         if self._abandoned:
             return
-        # The receipts written beside them: many at once in one syncfs, a few one by one.
-        synced = len(files) >= SYNCFS_FROM and _syncfs_path(files[0])
-        if not synced:
-            for path in files:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        fds = [os.open(path, os.O_RDONLY) for path in files]  # the receipts beside them
+        try:
+            _sync_files(fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         for folder in sorted(moved):
             fsync_dir(folder)
         self.db.commit()
@@ -595,10 +592,7 @@ def make_durable(written: list[tuple[tuple[str, str], BinaryIO]]) -> list[tuple[
     try:
         for _, fh in written:
             fh.flush()
-        synced = len(written) >= SYNCFS_FROM and _syncfs(written[0][1].fileno())
-        if not synced:
-            for _, fh in written:
-                os.fsync(fh.fileno())
+        _sync_files([fh.fileno() for _, fh in written])
         for (device, file_id), fh in written:
             ends.append((fh.tell(), device, file_id))
     finally:
@@ -607,12 +601,13 @@ def make_durable(written: list[tuple[tuple[str, str], BinaryIO]]) -> list[tuple[
     return ends
 
 
-def _syncfs_path(path: Path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _syncfs(fd)
-    finally:
-        os.close(fd)
+def _sync_files(fds: list[int]) -> None:
+    """Make the files open at ``fds`` durable: many (``SYNCFS_FROM`` or more) with one
+    syncfs of their filesystem, fewer (or where syncfs does not exist) one fsync each."""
+    if len(fds) >= SYNCFS_FROM and _syncfs(fds[0]):
+        return
+    for fd in fds:
+        os.fsync(fd)
 
 
 def _syncfs(fd: int) -> bool:
@@ -636,13 +631,6 @@ def _libc() -> Any:
         return None
     return libc
 
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _chunk_count(path: Path, name: str) -> int:

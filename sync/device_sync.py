@@ -13,7 +13,6 @@ written — an open segment, the log of an open activity — is not offered.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from firmware_py.evidence.seal import MANIFEST, SIGNATURE
 from firmware_py.evidence.chainhead import FOLDER as CHAIN_FOLDER
 from firmware_py.evidence.chainhead import SIGNATURE as CHAIN_HEAD_SIG
 from firmware_py.evidence.chainhead import SUFFIX as CHAIN_HEAD
-from firmware_py.evidence.store import READ_ONLY, write_atomic
+from firmware_py.evidence.store import READ_ONLY, sha256_file, write_atomic
 from sync import protocol as p
 from sync.credentials import dock_public
 from sync.mqtt import client as mqtt_client
@@ -75,13 +74,6 @@ class SessionResult:
                 "clock_offset_s": None if self.clock_offset_s is None
                 else round(self.clock_offset_s, 3)}
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 Identity = tuple[int, int, int, int]  # device, inode, size, mtime: a file as it was seen
@@ -155,7 +147,7 @@ def offers(evidence: Path) -> list[tuple[p.FileOffer, Path]]:
         sealed = record.get("stored_sha256") if record else None
         digest = (sealed if isinstance(sealed, str) and record.get("stored_bytes") == size
                   and len(sealed) == 64 and not sealed.strip("0123456789abcdef")
-                  else _sha256(path))
+                  else sha256_file(path))
         out.append((p.FileOffer.of(name=path.name, activity=path.parent.name, size=size,
                                    sha256=digest, manifest=manifest, kind=kind), path))
 
@@ -276,7 +268,7 @@ class DeviceSync:
         seen = self._seen.get(offer.file_id)
         if seen is not None and seen == _identity_of(path):
             return True
-        return _sha256(path) == offer.sha256
+        return sha256_file(path) == offer.sha256
 
     def run(self, timeout: float = 120.0, rounds: int = 3) -> SessionResult:
         """Send everything; a file that failed in one round (a link cut at the wrong moment,

@@ -77,12 +77,19 @@ def send_seal(archive: Archive, files: dict[str, Path]) -> str:
     return manifest
 
 
-def test_a_file_hashed_as_written_is_archived_without_reading_it_back(sealed) -> None:
+def test_a_file_hashed_as_written_is_archived_without_reading_it_back(sealed,
+                                                                     monkeypatch) -> None:
     dock_dir, root, files = sealed
     archive = open_archive(dock_dir, root)
     manifest = send_seal(archive, files)
     file_id = send(archive, files["media"], manifest=manifest)
-    assert (DEVICE, file_id) in archive._hashing  # the hash was taken on the way in
+    # The hash was taken on the way in, over every byte: completing reads nothing back.
+    assert archive._hashing[(DEVICE, file_id)][1] == files["media"].stat().st_size
+
+    def read_back(path: Path) -> str:
+        raise AssertionError(f"{path.name} was read back to be hashed")
+
+    monkeypatch.setattr("dock.archive.sha256_file", read_back)
     stored = archive.complete(DEVICE, file_id)
     assert stored.receipt["verified"] is True
     target = root / stored.receipt["archive_path"]

@@ -282,16 +282,7 @@ def test_corrupt_chunk_is_asked_for_again() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=4, chunk_checksums=True)
     dock = DockEdge()
-    victim = chunk_topic_prefix(files, 2)
-    done = []
-
-    def flip(p: Publish) -> list[Publish]:
-        if is_chunk(p.topic, victim) and not done:
-            done.append(p)
-            payload = bytearray(p.payload)
-            payload[10] ^= 0x01
-            return [Publish(p.topic, bytes(payload))]
-        return [p]
+    flip, _ = flip_once(third_file_chunk(files, 2))
 
     assert run(device, dock, tamper=flip)
     assert_all_archived(device, dock, files)
@@ -309,8 +300,20 @@ def test_corrupt_chunk_without_checksum_is_caught_whole() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=4)
     dock = DockEdge()
-    victim = chunk_topic_prefix(files, 2)
-    done = []
+    victim = third_file_chunk(files, 2)
+    flip, done = flip_once(victim)
+
+    assert run(device, dock, tamper=flip)
+    assert done and parse_topic(done[0].topic).sha256 is None, "sent without a checksum"
+    assert_all_archived(device, dock, files)
+    assert not dock.acks(Reason.CHECKSUM)  # nothing to check a chunk against
+    assert device.chunks_sent[(victim[0], 0)] == 2, "the whole file was sent again"
+
+
+def flip_once(victim: tuple[str, int]) -> tuple[Tamper, list[Publish]]:
+    """A link that flips one bit of the chunk ``victim`` the first time it passes; the
+    list holds that chunk's publish once it has."""
+    done: list[Publish] = []
 
     def flip(p: Publish) -> list[Publish]:
         if is_chunk(p.topic, victim) and not done:
@@ -320,14 +323,10 @@ def test_corrupt_chunk_without_checksum_is_caught_whole() -> None:
             return [Publish(p.topic, bytes(payload))]
         return [p]
 
-    assert run(device, dock, tamper=flip)
-    assert done and parse_topic(done[0].topic).sha256 is None, "sent without a checksum"
-    assert_all_archived(device, dock, files)
-    assert not dock.acks(Reason.CHECKSUM)  # nothing to check a chunk against
-    assert device.chunks_sent[(victim[0], 0)] == 2, "the whole file was sent again"
+    return flip, done
 
 
-def chunk_topic_prefix(files: dict[str, bytes], index: int) -> tuple[str, int]:
+def third_file_chunk(files: dict[str, bytes], index: int) -> tuple[str, int]:
     """The third file's id and the offset of its chunk ``index``."""
     data = list(files.values())[2]
     return file_id_of(hashlib.sha256(data).hexdigest()), index * CHUNK
@@ -371,7 +370,7 @@ def test_oversize_chunk_is_refused_with_reason_then_resent() -> None:
     files = sample_files()
     device = DeviceEdge(files, chunk_size=CHUNK, window=2)
     dock = DockEdge(chunk_limit=CHUNK)
-    victim = chunk_topic_prefix(files, 1)
+    victim = third_file_chunk(files, 1)
     done = []
 
     def enlarge(p: Publish) -> list[Publish]:

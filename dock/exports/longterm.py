@@ -22,7 +22,6 @@ the dock's access log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from firmware_py.evidence.chainhead import TOKEN as HEAD_TOKEN
 from firmware_py.evidence.chainhead import find_heads
 from firmware_py.evidence.keys import EnrolledDevice, pem_public
 from firmware_py.evidence.seal import MANIFEST, SIGNATURE
+from firmware_py.evidence.store import sha256_file
 from firmware_py.evidence.verify import verify
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def _write_copy(target: Path, plan: list[_DevicePlan], playable: Path, dock_dir:
     label_pdf(label, target / "label.pdf")
     (target / "VERIFY.txt").write_text(verify_text(plan, label), encoding="utf-8")
     files = sorted(p for p in target.rglob("*") if p.is_file())
-    (target / SUMS).write_text("".join(f"{_sha256(p)}  {p.relative_to(target)}\n"
+    (target / SUMS).write_text("".join(f"{sha256_file(p)}  {p.relative_to(target)}\n"
                                        for p in files), encoding="utf-8")
     for path in files + [target / SUMS]:
         os.chmod(path, 0o444)
@@ -289,7 +289,7 @@ def read_back(target: Path, registry: dict[str, EnrolledDevice], ca_cert: Path,
     for line in sums.read_text(encoding="utf-8").splitlines():
         digest, name = line.split("  ", 1)
         listed += 1
-        if _sha256(target / name) != digest:
+        if sha256_file(target / name) != digest:
             problems.append(f"{name}: reads back other bytes than were written")
     report = verify(sorted(p for p in (target / "sealed").glob(f"*/{activity}")), registry)
     if not report.ok:
@@ -301,15 +301,8 @@ def read_back(target: Path, registry: dict[str, EnrolledDevice], ca_cert: Path,
             if credentials.state != "Trusted":
                 problems.append(f"{copy.name}: Content Credentials {credentials.state} "
                                 f"({', '.join(credentials.failures)})")
-    fingerprint = _sha256(sums)
+    fingerprint = sha256_file(sums)
     log.info("copy %s read back: %d files, %s", target, listed,
              "verified" if not problems else f"{len(problems)} problems")
     return CopyResult(target, listed, fingerprint, not problems, problems)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -12,7 +12,6 @@ from. ``export.json`` beside the copies lists, per copy, its SHA-256 and those o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,6 +28,7 @@ from dock.exports.remux import Chapter, remux_to_mp4
 from firmware_py.evidence.export import export
 from firmware_py.evidence.keys import EnrolledDevice
 from firmware_py.evidence.seal import MANIFEST
+from firmware_py.evidence.store import sha256_file
 from firmware_py.evidence.verify import ItemReport, Report
 from firmware_py.recording.segment import PTS_ORIGIN
 
@@ -248,7 +248,7 @@ def export_playable(paths: list[Path], registry: dict[str, EnrolledDevice],
             evidence = _evidence(recording.segments, "recording", place)
             sign_copy(unsigned, target, key, target.name,
                       _utc_text((first.get("start") or {}).get("utc_ms")), evidence)
-            copies.append(Copy(target, _sha256(target), "recording", evidence["sealed"]))
+            copies.append(Copy(target, sha256_file(target), "recording", evidence["sealed"]))
         for item in report.items:
             body = item.body or {}
             photo = _media_name(item, "photo") if body.get("kind") == "photo" else None
@@ -260,7 +260,7 @@ def export_playable(paths: list[Path], registry: dict[str, EnrolledDevice],
             evidence = _evidence([item], "photo", {})
             sign_copy(plain / item.path.parent.name / photo, target, key, target.name,
                       _utc_text((body.get("start") or {}).get("utc_ms")), evidence)
-            copies.append(Copy(target, _sha256(target), "photo", evidence["sealed"]))
+            copies.append(Copy(target, sha256_file(target), "photo", evidence["sealed"]))
         shutil.copyfile(plain / "verification-report.json", out / "verification-report.json")
     index = {"format": "bodycam-export/1", "copies": [
         {"file": str(c.path.relative_to(out)), "sha256": c.sha256, "kind": c.kind,
@@ -268,10 +268,3 @@ def export_playable(paths: list[Path], registry: dict[str, EnrolledDevice],
     (out / INDEX).write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
     return PlayableExport(report, copies)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,6 +10,7 @@ device edits or deletes them (R5.1) — removal belongs to the dock's signed rec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -84,6 +85,12 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None, *,
     if mode is not None:
         os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (lowercase hex) of the file at ``path``, read a block at a time."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
