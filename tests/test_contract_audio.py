@@ -23,6 +23,9 @@ from simulator.audio import AcousticSpace, SimMicrophone, SimSpeaker
 from simulator.clock import VirtualClock
 from tests.pulse import RATE, find_clip, start_room, use_room
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 CONFIG = AudioConfig(sample_rate=RATE, channels=1, block_ms=20)
 
 

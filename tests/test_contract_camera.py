@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from device.camera import VideoConfig
 from simulator.camera import SimCamera
 from simulator.clock import VirtualClock
 from tests.camera_contract import FPS, HEIGHT, STILL, WIDTH, check_camera
 from tests.virtual_camera import run_in_chroot
+
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
 
 
 def test_the_simulated_camera_keeps_the_contract():

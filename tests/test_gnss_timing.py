@@ -19,6 +19,9 @@ from simulator.gnss import SimGnssReceiver
 from simulator.harness import scenario as sc
 from tests.test_gnss import LONDON
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 START_UTC = 1_795_000_000.0  # 2026-11-18
 
 

@@ -20,6 +20,9 @@ from simulator.gnss import SimGnssReceiver
 from tests.nmea_corpus import burst_for
 from tests.test_gnss import LONDON
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 # make test installs gpsd (scripts/system-deps.sh): a missing one fails here, never skips.
 GPSD = shutil.which("gpsd") or "/usr/sbin/gpsd"
 

@@ -30,6 +30,9 @@ from firmware_py.evidence import audit
 from simulator.battery import SimBattery
 from tests.pulse import RATE, find_clip, start_room, use_room
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 UNIT = "Baofeng County HRSS Labour Inspection Brigade"
 
 

@@ -24,6 +24,9 @@ from dock.enrollment import enroll_device
 from firmware_py.evidence import audit
 from tests.virtual_camera import run_in_chroot
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 UNIT = "Baofeng County HRSS Labour Inspection Brigade"
 FPS = 30
 

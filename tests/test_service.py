@@ -31,6 +31,9 @@ from firmware_py.agent.supervision import ServiceNotifier
 from firmware_py.config import load
 from simulator.battery import SimBattery
 
+# Measures real time (latencies, offsets, watchdogs): run apart, not beside other workers.
+pytestmark = pytest.mark.realtime
+
 UNIT = "Baofeng County HRSS Labour Inspection Brigade"
 
 
