@@ -83,13 +83,18 @@ def test_a_file_hashed_as_written_is_archived_without_reading_it_back(sealed,
     archive = open_archive(dock_dir, root)
     manifest = send_seal(archive, files)
     file_id = send(archive, files["media"], manifest=manifest)
-    # The hash was taken on the way in, over every byte: completing reads nothing back.
-    assert archive._hashing[(DEVICE, file_id)][1] == files["media"].stat().st_size
+    # The hash and the chunk count were taken on the way in, over every byte: completing
+    # reads nothing back.
+    assert archive._hashing[(DEVICE, file_id)].upto == files["media"].stat().st_size
 
     def read_back(path: Path) -> str:
         raise AssertionError(f"{path.name} was read back to be hashed")
 
+    def parsed_back(data: object, name: str = "") -> None:
+        raise AssertionError(f"{name} was read back to count its chunks")
+
     monkeypatch.setattr("dock.archive.sha256_file", read_back)
+    monkeypatch.setattr("dock.archive.parse", parsed_back)
     stored = archive.complete(DEVICE, file_id)
     assert stored.receipt["verified"] is True
     target = root / stored.receipt["archive_path"]
@@ -138,9 +143,11 @@ def test_a_resumed_file_is_read_back_and_archived(sealed) -> None:
     archive.close()
 
 
-def test_a_sealed_file_whose_chunk_count_differs_from_its_seal_is_refused(sealed) -> None:
-    """The structure check on arrival (read through a memory map) compares the file's
-    chunks with the count its seal gives."""
+@pytest.mark.parametrize("path", ["counted as written", "read after a restart"])
+def test_a_sealed_file_whose_chunk_count_differs_from_its_seal_is_refused(sealed, path) -> None:
+    """The structure check on arrival compares the file's chunks with the count its seal
+    gives: counted as the bytes were written, or, for a file resumed after the dock
+    restarted, read through a memory map."""
     dock_dir, root, files = sealed
     manifest_path = files["manifest"]
     body = json.loads(manifest_path.read_bytes())
@@ -155,8 +162,14 @@ def test_a_sealed_file_whose_chunk_count_differs_from_its_seal_is_refused(sealed
     assert text != archived.read_bytes()
     archived.chmod(0o644)
     archived.write_bytes(text)
+    if path == "read after a restart":
+        send(archive, files["media"], manifest=manifest, upto=CHUNK)
+        archive.close()
+        archive = open_archive(dock_dir, root)
+    file_id = send(archive, files["media"], manifest=manifest)
+    assert ((DEVICE, file_id) in archive._hashing) == (path == "counted as written")
     with pytest.raises(ArchiveError, match="chunk count differs"):
-        archive.complete(DEVICE, send(archive, files["media"], manifest=manifest))
+        archive.complete(DEVICE, file_id)
     archive.close()
 
 

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -32,8 +33,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bodycam.cli import main
-from firmware_py.evidence.evidence_file import (MAGIC, EncryptingFile, EvidenceFileError, StoredFile,
-                                       decrypt_chunks, parse)
+from firmware_py.evidence.evidence_file import (MAGIC, ChunkCounter, EncryptingFile,
+                                                EvidenceFileError, StoredFile, decrypt_chunks,
+                                                parse)
 from firmware_py.evidence.keys import (device_identity, device_key, enroll, load_agency_private,
                               load_registry)
 from firmware_py.evidence.seal import MANIFEST, Sealer, plain_file
@@ -179,6 +181,35 @@ def test_damaged_file_is_refused_by_the_reader_with_its_own_error(which: int,
     if data != original:
         assert not (final and torn == 0 and plain == evidence.plaintext[name]), \
             "damaged file read back as whole"
+
+
+@pytest.mark.req("R18.1")
+@examples(150)
+@given(st.sampled_from(range(4)), damages, st.lists(st.integers(1, 300_000), min_size=1,
+                                                   max_size=40))
+def test_chunks_counted_as_they_arrive_are_the_chunks_parse_finds(which: int, damage: Damage,
+                                                                  pieces: list[int]) -> None:
+    """The dock counts a file's chunks from its bytes as they arrive (``ChunkCounter``), in
+    whatever pieces the device sent: damaged or whole, the count is parse's, and a file that
+    parse refuses is refused with parse's own error."""
+    evidence = sealed_set()
+    name = encrypted_files()[which]
+    data = damage.apply((evidence.evidence / name).read_bytes())
+    counter, at = ChunkCounter(name), 0
+    for size in itertools.cycle(pieces):
+        if at >= len(data):
+            break
+        counter.feed(data[at:at + size])
+        at += size
+    try:
+        expected: int | str = len(parse(data, name).chunks)
+    except EvidenceFileError as exc:
+        expected = str(exc)
+    try:
+        counted: int | str = counter.count()
+    except EvidenceFileError as exc:
+        counted = str(exc)
+    assert counted == expected
 
 
 json_values = st.recursive(

@@ -307,27 +307,8 @@ class ParsedFile:
 
 def parse(data: bytes, name: str = "file") -> ParsedFile:
     """Split a stored file into header and chunks without decrypting (the device can do this)."""
-    if len(data) < 6 or data[:4] not in (MAGIC, MAGIC_V1):
-        raise EvidenceFileError(f"{name}: not a bodycam evidence file (bad magic)")
-    version = 2 if data[:4] == MAGIC else 1
-    (length,) = struct.unpack(">H", data[4:6])
-    header_bytes = data[6:6 + length]
-    if len(header_bytes) != length:
-        raise EvidenceFileError(f"{name}: header cut short")
-    try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise EvidenceFileError(f"{name}: header is not UTF-8 (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise EvidenceFileError(f"{name}: header is not JSON ({exc.msg})") from None
-    except (ValueError, RecursionError) as exc:  # a number too long to convert; deep nesting
-        raise EvidenceFileError(f"{name}: header is not usable JSON "
-                                f"({type(exc).__name__})") from None
-    expected = ALGORITHM if version == 2 else ALGORITHM_V1
-    if not isinstance(header, dict) or header.get("alg") != expected:
-        found = header.get("alg") if isinstance(header, dict) else header
-        raise EvidenceFileError(f"{name}: unknown algorithm {repr(found)[:60]} for a "
-                                f"version {version} file")
+    version, header, header_bytes = _read_header(data, name)
+    length = len(header_bytes)
     chunks = []
     offset = 6 + length
     view = memoryview(data)  # chunks are views into the file's bytes, not copies
@@ -353,6 +334,103 @@ def parse(data: bytes, name: str = "file") -> ParsedFile:
                                          view[start:start + size]))
             offset = start + size
     return ParsedFile(header, header_bytes, tuple(chunks), len(data) - offset, offset, version)
+
+
+def _read_header(data: bytes, name: str) -> tuple[int, dict[str, object], bytes]:
+    """The format version, header and header bytes at the start of a stored file."""
+    if len(data) < 6 or data[:4] not in (MAGIC, MAGIC_V1):
+        raise EvidenceFileError(f"{name}: not a bodycam evidence file (bad magic)")
+    version = 2 if data[:4] == MAGIC else 1
+    (length,) = struct.unpack(">H", data[4:6])
+    header_bytes = bytes(data[6:6 + length])
+    if len(header_bytes) != length:
+        raise EvidenceFileError(f"{name}: header cut short")
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise EvidenceFileError(f"{name}: header is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise EvidenceFileError(f"{name}: header is not JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert; deep nesting
+        raise EvidenceFileError(f"{name}: header is not usable JSON "
+                                f"({type(exc).__name__})") from None
+    expected = ALGORITHM if version == 2 else ALGORITHM_V1
+    if not isinstance(header, dict) or header.get("alg") != expected:
+        found = header.get("alg") if isinstance(header, dict) else header
+        raise EvidenceFileError(f"{name}: unknown algorithm {repr(found)[:60]} for a "
+                                f"version {version} file")
+    return version, header, header_bytes
+
+
+class ChunkCounter:
+    """Counts a stored file's chunks from its bytes fed in order, as :func:`parse` counts
+    them in the whole file: for a receiver that sees each byte once as it arrives and
+    should not read the file back to learn its layout. Only the header and the chunk heads
+    are looked at; the bytes between them are skipped."""
+
+    def __init__(self, name: str = "file") -> None:
+        self.name = name
+        self._fed = 0  # bytes fed so far
+        self._next = 0  # file offset of what is read next: the start, the header, a head
+        self._reading = "start"  # "start" (magic, header length), "header", "heads"
+        self._need = 6  # bytes of it
+        self._carry = b""  # its first bytes, where they came in an earlier feed
+        self._start = b""  # magic, header length and header, as stored
+        self._head = CHUNK_HEAD
+        self._heads = 0  # chunk heads read
+        self._stopped = False  # at a head that parse stops at: no chunks after it
+
+    def feed(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        at = self._fed  # file offset of view[0]
+        self._fed += len(view)
+        while not self._stopped and self._next < self._fed:
+            # What is wanted starts in this feed, or began in an earlier one (carried).
+            first = max(self._next - at, 0)
+            got = self._carry + bytes(view[first:first + self._need - len(self._carry)])
+            if len(got) < self._need:
+                self._carry = got
+                return
+            self._carry = b""
+            self._take(got)
+
+    def _take(self, got: bytes) -> None:
+        self._next += len(got)
+        if self._reading == "start":
+            if got[:4] not in (MAGIC, MAGIC_V1):
+                self._stopped = True  # not an evidence file: count() says why
+                return
+            self._start = got
+            self._head = CHUNK_HEAD if got[:4] == MAGIC else CHUNK_HEAD_V1
+            (length,) = struct.unpack(">H", got[4:6])
+            self._reading, self._need = "header", length
+            if length == 0:
+                self._take(b"")
+        elif self._reading == "header":
+            self._start += got
+            self._reading, self._need = "heads", self._head.size
+        else:
+            size = self._head.unpack(got)[0]
+            if self._head is CHUNK_HEAD:
+                if size > CHUNK_LIMIT or self._head.unpack(got)[2] & ~FINAL:
+                    self._stopped = True
+                    return
+                self._next += size + TAG_BYTES
+            else:
+                if size < GCM_TAG or size > CHUNK_LIMIT + GCM_TAG:
+                    self._stopped = True
+                    return
+                self._next += size
+            self._heads += 1
+
+    def count(self) -> int:
+        """How many whole chunks the bytes fed hold; EvidenceFileError where they are not
+        an evidence file (the error :func:`parse` gives)."""
+        if self._reading != "heads":
+            _read_header(self._start + self._carry, self.name)  # raises: why it is not
+        _read_header(self._start, self.name)
+        torn = self._heads and self._next > self._fed  # the last chunk's end never came
+        return self._heads - (1 if torn else 0)
 
 
 def _shared_secret(header: dict[str, object], agency_private: X25519PrivateKey,
