@@ -334,7 +334,7 @@ class DockService:
             self._ingests.pop(topic.device, None)
         ingest = self._ingest(topic.device)
         try:
-            outputs = ingest.receive(topic_text, payload, arrived)
+            outputs = ingest.receive(topic, payload, arrived)  # parsed once, here
             self._carry_out(topic.device, ingest, outputs)
         except Exception as exc:  # one device's trouble must not stop the dock for the others
             self._refused_input(topic_text, exc)

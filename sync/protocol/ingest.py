@@ -72,13 +72,18 @@ class Ingest:
 
     # --- from the broker ----------------------------------------------------------------------
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[IngestOutput]:
-        """A message from the device; ``now`` is the dock's clock (UTC seconds) on arrival."""
+    def receive(self, topic: str | Topic, payload: bytes, now: float) -> list[IngestOutput]:
+        """A message from the device; ``now`` is the dock's clock (UTC seconds) on arrival.
+        The topic is its name as received, or a :class:`Topic` the edge parsed already to
+        route the message (a Topic is checked when it is made: it is not parsed again)."""
         check_number(now, "now")
-        try:
-            parsed = parse_topic(topic)
-        except ProtocolError as exc:
-            return [InvalidMessage(topic_text(topic), str(exc))]
+        if isinstance(topic, Topic):
+            parsed, topic = topic, str(topic)
+        else:
+            try:
+                parsed = parse_topic(topic)
+            except ProtocolError as exc:
+                return [InvalidMessage(topic_text(topic), str(exc))]
         if parsed.direction != UP or parsed.device != self.device:
             return [InvalidMessage(topic, f"not from {self.device} to the dock")]
         if parsed.kind is Kind.CHUNK:
@@ -196,31 +201,30 @@ class Ingest:
 
     def chunk_stored(self, file_id: str, offset: int, size: int) -> list[IngestOutput]:
         """The edge wrote ``size`` bytes at ``offset`` durably."""
-        entry = self._entry(file_id)
-        if entry.phase is not IngestPhase.RECEIVING or not entry.pending \
-                or entry.pending[0] != (offset, size):
-            return []  # a store from before a resend or restart: no longer counted
-        entry.pending.popleft()
-        entry.confirmed = offset + size
-        if entry.fin_waiting and entry.init is not None and entry.confirmed == entry.init.size:
-            # Every byte durable and the fin here: the receipt (or a restart) answers for
-            # the last chunks, no ack needed.
-            return self._complete(entry)
-        return [self._ack(entry, AckStatus.OK, Reason.STORED)]
+        return self.chunks_stored([(file_id, offset, size)])
 
     def chunks_stored(self, stores: list[tuple[str, int, int]]) -> list[IngestOutput]:
-        """Several ``chunk_stored`` at once, (file_id, offset, size) in the order written,
+        """The edge wrote these chunks durably, (file_id, offset, size) in the order written:
         answered with one cumulative ``ok`` ack per file — its ``next_offset`` confirms every
-        chunk below it — instead of one per chunk."""
+        chunk below it — not one per chunk."""
         out: list[IngestOutput] = []
-        acks: dict[str, Publish] = {}
+        acked: dict[str, _Incoming] = {}  # files whose ack goes out, in order
         for file_id, offset, size in stores:
-            for item in self.chunk_stored(file_id, offset, size):
-                if isinstance(item, Publish):  # chunk_stored publishes only its ok ack
-                    acks[file_id] = item  # a later one for the file replaces it
-                else:
-                    out.append(item)
-        return list(acks.values()) + out
+            entry = self._entry(file_id)
+            if entry.phase is not IngestPhase.RECEIVING or not entry.pending \
+                    or entry.pending[0] != (offset, size):
+                continue  # a store from before a resend or restart: no longer counted
+            entry.pending.popleft()
+            entry.confirmed = offset + size
+            if entry.fin_waiting and entry.init is not None \
+                    and entry.confirmed == entry.init.size:
+                # Every byte durable and the fin here: the receipt (or a restart) answers
+                # for the last chunks, no ack needed.
+                acked.pop(file_id, None)
+                out += self._complete(entry)
+            else:
+                acked[file_id] = entry
+        return [self._ack(entry, AckStatus.OK, Reason.STORED) for entry in acked.values()] + out
 
     def chunk_failed(self, file_id: str, offset: int, reason: str) -> list[IngestOutput]:
         """The edge could not store the chunk at ``offset``: ask again from what is stored."""
