@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,10 @@ class Archive:
         self.db.commit()
         # Incoming files being written: one descriptor each, kept open from their first
         # chunk to their completion (a file is not opened again for every batch), and the
-        # end of the bytes written so far.
-        self._writing: dict[tuple[str, str], _Incoming] = {}
+        # end of the bytes written so far; the least recently written first. At most
+        # KEEP_OPEN stay open between batches: devices that begin many files and go away
+        # must not hold the dock's descriptors.
+        self._writing: OrderedDict[tuple[str, str], _Incoming] = OrderedDict()
         self._dirty: set[tuple[str, str]] = set()  # written since the last hand-over
         # Whole-file hashes and chunk counts of incoming files taken as their chunks are
         # written, in order from byte 0: a completed file is checked without reading it
@@ -229,6 +232,8 @@ class Archive:
         if incoming is None:
             fd = os.open(self._part(device, file_id), os.O_WRONLY | os.O_CLOEXEC)
             incoming = self._writing[key] = _Incoming(fd, os.fstat(fd).st_size)
+        else:
+            self._writing.move_to_end(key)
         if offset > incoming.end:
             # The incoming file must stay a clean prefix: never leave a hole of zeros.
             raise OSError(f"{file_id}.part holds {incoming.end} bytes, chunk is at {offset}")
@@ -268,8 +273,11 @@ class Archive:
         closes, the end written so far) each. Chunks written after this are the next
         hand-over's; the descriptor stays this archive's."""
         dirty, self._dirty = self._dirty, set()
-        return [(key, os.dup(self._writing[key].fd), self._writing[key].end)
-                for key in dirty if key in self._writing]
+        handed = [(key, os.dup(self._writing[key].fd), self._writing[key].end)
+                  for key in dirty if key in self._writing]
+        while len(self._writing) > KEEP_OPEN:  # none is waiting now: the oldest may go
+            os.close(self._writing.popitem(last=False)[1].fd)
+        return handed
 
     def record_offsets(self, ends: list[tuple[int, str, str]]) -> None:
         """Record in the index how far files are durable: (offset, device, file_id) each, as
@@ -590,7 +598,7 @@ class Archive:
     def _close_incoming(self) -> None:
         for incoming in self._writing.values():
             os.close(incoming.fd)
-        self._writing, self._dirty = {}, set()
+        self._writing, self._dirty = OrderedDict(), set()
 
     def abandon(self) -> None:
         """Stop as a crashed process would: nothing more is made durable or committed."""
@@ -630,6 +638,7 @@ class _Incoming:
     end: int
 
 
+KEEP_OPEN = 128  # incoming files whose descriptor stays open between batches
 SYNCFS_FROM = 8  # files in one batch from which one syncfs replaces an fsync per file
 
 

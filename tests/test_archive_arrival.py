@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dock.archive import Archive, ArchiveError
+from dock.archive import KEEP_OPEN, Archive, ArchiveError
 from dock.enrollment import dock_key, enroll_device
 from firmware_py.evidence.canonical import canonical
 from firmware_py.evidence.evidence_file import EncryptingFile
@@ -203,3 +203,34 @@ def test_files_completed_together_survive_a_crash_between_the_move_and_the_commi
     assert stored.receipt["verified"] is True
     assert not archive.resume_state(DEVICE)[0]
     archive.close()
+
+
+def test_files_begun_and_left_do_not_hold_the_docks_descriptors(sealed) -> None:
+    """An incoming file keeps its descriptor open between batches, but only the most
+    recently written KEEP_OPEN do: a device that begins many files and goes away cannot
+    use up the dock's descriptors. A file whose descriptor was closed takes its next chunk
+    as before."""
+    dock_dir, root, _ = sealed
+    archive = open_archive(dock_dir, root)
+    incoming = root / "incoming"
+
+    def open_incoming() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(incoming)))
+
+    left = KEEP_OPEN + 40
+    ids = [f"{i:032x}" for i in range(left)]
+    for file_id in ids:
+        archive.begin(DEVICE, file_id, f"left-{file_id[-4:]}.bin", "left", 2 * CHUNK,
+                      "0" * 64, None, "media")
+        archive.write_chunk(DEVICE, file_id, 0, b"x" * CHUNK)
+    assert open_incoming() == left  # one batch: every file written waits to be durable
+    archive.sync()
+    assert open_incoming() == KEEP_OPEN
+    archive.write_chunk(DEVICE, ids[0], CHUNK, b"y" * CHUNK)  # closed, opened again
+    archive.sync()
+    part = incoming / DEVICE / f"{ids[0]}.part"
+    assert part.read_bytes() == b"x" * CHUNK + b"y" * CHUNK
+    assert open_incoming() == KEEP_OPEN
+    archive.close()
+    assert open_incoming() == 0
