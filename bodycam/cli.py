@@ -17,6 +17,7 @@ import sys
 from typing import Sequence
 
 from bodycam import device_commands, dock_commands, evidence_commands, sim_commands
+from bodycam.heap import keep_chunk_buffers
 from bodycam.options import EXIT_HARDWARE, EXIT_PROBLEM, EXIT_USAGE
 from device.hardware import HardwareError
 from firmware_py.config import ConfigError
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_chunk_buffers()  # before any evidence moves: see bodycam/heap.py
     try:
         code = _run(args)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
