@@ -219,3 +219,34 @@ def test_without_pre_event_audio_the_buffered_part_is_a_video_only_file(shift):
     assert second["video_only"] is False
     pressed = second["pressed_at"]["monotonic"]
     assert 0 <= pressed - second["start"]["monotonic"] <= 1.0 + 0.5  # within a keyframe interval
+
+
+@pytest.mark.req("R11.3")
+def test_resolution_and_bitrate_come_from_the_configuration(tmp_path):
+    """Two recorders, one configuration apart: what ffprobe reads in their segments is the
+    configured picture size, and the video bitrate follows the configured one (the
+    simulator's scene has enough detail for the encoder to use what it is given)."""
+    measured = {}
+    for width, height, bitrate in ((320, 180, 250_000), (640, 360, 1_200_000)):
+        out = tmp_path / f"{width}x{height}"
+        data = {"scenario": {"name": "sizes", "duration": "30s"},
+                "config": {"video": {"width": width, "height": height, "fps": FPS,
+                                     "bitrate": bitrate},
+                           "recording": {"segment_seconds": 10, "pre_event_seconds": 0}},
+                "event": [{"at": 2, "action": "press", "button": "record"},
+                          {"at": 28, "action": "press", "button": "record"}]}
+        simulation(sc.parse(data, "sizes.toml"), out).run()
+        segments = sorted(export_plain(out).glob("*/*.ts"))
+        assert len(segments) >= 2
+        for path in segments:
+            proc = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0",
+                                   "-show_entries", "stream=width,height", "-of", "json",
+                                   str(path)], capture_output=True, text=True, check=True)
+            stream = json.loads(proc.stdout)["streams"][0]
+            assert (stream["width"], stream["height"]) == (width, height)
+        whole = segments[0]  # a full segment: 10 s of video at the configured rate
+        packets = ffprobe_packets(whole, "v:0")
+        seconds = float(packets[-1]["pts_time"]) - float(packets[0]["pts_time"]) + 1 / FPS
+        measured[bitrate] = 8 * sum(int(p["size"]) for p in packets) / seconds
+    for bitrate, bits_per_second in measured.items():
+        assert 0.5 * bitrate < bits_per_second < 1.6 * bitrate, measured
