@@ -163,6 +163,7 @@ class HoldoverRig:
     clock: DeviceClock
     rtc: Rtc
     set_rtc_error: Callable[[float], None]  # the RTC off from the device clock by this
+    pass_time: Callable[[float], None]
 
 
 def sim_holdover(tmp_path) -> HoldoverRig:
@@ -170,7 +171,8 @@ def sim_holdover(tmp_path) -> HoldoverRig:
     wall = DriftingWallClock(virtual, T0, initial_error_s=-95.0, drift_ppm=20)
     rtc = SimRtc(wall)
     clock = DeviceClock(wall=wall, monotonic=virtual, utc_offset_s=0)
-    return HoldoverRig(clock, rtc, lambda error: rtc.write(clock.now().utc + error))
+    return HoldoverRig(clock, rtc, lambda error: rtc.write(clock.now().utc + error),
+                       virtual.advance)
 
 
 def linux_holdover(tmp_path) -> HoldoverRig:
@@ -180,10 +182,26 @@ def linux_holdover(tmp_path) -> HoldoverRig:
     def set_error(error: float) -> None:
         tree.utc = float(int(clock.now().utc + error))
         tree.pass_time(0)
-    return HoldoverRig(clock, tree.rtc, set_error)
+
+    def pass_time(seconds: float) -> None:  # the RTC stand-in counts with the system clock
+        time.sleep(seconds)
+        tree.pass_time(seconds)
+    return HoldoverRig(clock, tree.rtc, set_error, pass_time)
 
 
-@pytest.mark.parametrize("make", [sim_holdover, linux_holdover], ids=["sim", "linux"])
+def written(keeper: RtcKeeper, pass_time: Callable[[float], None]) -> list:
+    """Run the agent's loop (every 10 ms) until the keeper's pending write is made."""
+    for _ in range(300):
+        entries = keeper.tick()
+        if entries:
+            return entries
+        pass_time(0.01)
+    raise AssertionError("no write within 3 s")
+
+
+@pytest.mark.parametrize("make", [sim_holdover,
+                                  pytest.param(linux_holdover, marks=pytest.mark.realtime)],
+                         ids=["sim", "linux"])
 def test_the_rtc_is_checked_at_boot_written_after_trusted_time_and_held_over(make, tmp_path):
     rig = make(tmp_path)
     state = tmp_path / "rtc.json"
@@ -199,20 +217,23 @@ def test_the_rtc_is_checked_at_boot_written_after_trusted_time_and_held_over(mak
     assert kind == "rtc_disagrees" and not facts["used"]
     assert facts["difference_s"] == pytest.approx(30.0, abs=1.0)
     assert "never written" in facts["reason"]
-    # A trusted time: the RTC is written with the device's time at once.
+    # A trusted time: the RTC is written with the device's time, as its next second begins.
     first = keeper()
-    (kind, facts), = first.trusted(TimeSource.GNSS)
+    assert first.trusted(TimeSource.GNSS) == []
+    (kind, facts), = written(first, rig.pass_time)
     assert kind == "rtc_written" and facts["error_before_s"] == pytest.approx(30.0, abs=1.0)
-    assert json.loads(state.read_text())["source"] == "gnss"
-    # Written rounded to the second and read as the middle of its second: within 1 s.
-    assert rig.rtc.read().midpoint_utc == pytest.approx(rig.clock.now().utc, abs=1.0)
-    assert first.trusted(TimeSource.GNSS) == []  # not again within the hour
+    saved = json.loads(state.read_text())
+    assert saved["source"] == "gnss" and saved["utc"] == int(saved["utc"])
+    assert rig.clock.now().utc - saved["utc"] < 0.1  # just after that second began
+    # Read as the middle of its second: within half a second (and one loop's period).
+    assert rig.rtc.read().midpoint_utc == pytest.approx(rig.clock.now().utc, abs=0.52)
+    assert first.trusted(TimeSource.GNSS) == [] and first.tick() == []  # not again this hour
     # The next boot finds the device clock 20 s off the RTC it wrote (a correction carried
     # over that the boot's clock no longer needs): the RTC holds over.
     rig.clock.resume_correction(rig.clock.correction_s + 20.0)
     booted = keeper()
     (kind, facts), = booted.at_boot()
     assert kind == "rtc_disagrees" and facts["used"], facts
-    assert rig.clock.now().utc == pytest.approx(rig.rtc.read().midpoint_utc, abs=1.0)
+    assert rig.clock.now().utc == pytest.approx(rig.rtc.read().midpoint_utc, abs=0.52)
     assert rig.clock.source is TimeSource.RTC  # a holdover, never a trusted time
     assert booted.problem == ""

@@ -17,11 +17,10 @@ from typing import Iterator, Mapping
 from device.camera import VideoConfig
 from device.clock import DeviceClock
 from device.gnss import Gnss
-from device.hardware import Hardware
+from device.hardware import Hardware, HardwareError
 from device.indicators import Output
 from device.inputs import Button
 from device.microphone import AudioConfig
-from device.hardware import HardwareError
 from device.power import Power
 from device.rtc import Rtc, RtcReading
 
@@ -132,8 +131,8 @@ def _build(settings: PiSettings, evidence: Path) -> Hardware:
         gnss=gnss,
         power=power,
         storage=StatvfsStorage(evidence),
+        rtc=open_rtc(settings),
     )
-    hardware.rtc = open_rtc(settings)
     close_power = getattr(power, "close", None)
     if close_power is not None:  # the gauge's I2C bus
         hardware.on_close.append(close_power)

@@ -218,6 +218,8 @@ class Agent:
                     reserve = self.config.policy.stops.storage_reserve_mb * 1e6
                     hours = recording_hours_free(reading, self.config.device, reserve)
                     self._dispatch(StorageUpdate(reading, hours, now))
+            if self.rtc is not None:  # a pending RTC write waits for a whole second
+                self._rtc_entries(self.rtc.tick())
             self._watch(now)
             if self.sinks.probe is not None and now >= self.sinks.probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))

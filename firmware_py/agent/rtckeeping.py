@@ -12,8 +12,9 @@ RTC is never a floor for ``TimeTrust``. What it does give GNSS is a plausible de
 against which a week-rollover date can be recognised.
 
 After a trusted time (a GNSS epoch accepted by ``TimeTrust``, a correction from GNSS or the
-dock) the RTC is written with the corrected time: at once the first time, then at most
-every ``write_interval_s``, sooner when it is found ``write_error_s`` off. A failure is
+dock) the RTC is written with the corrected time, at the clock's next whole second: at
+once the first time, then at most every ``write_interval_s``, sooner when it is found
+``write_error_s`` off. A failure is
 logged once per distinct error (``rtc_write_failed``, saying what to change) and named in
 the self-check's clock line until a write succeeds.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +39,16 @@ log = logging.getLogger(__name__)
 CHECK_PERIOD_S = 60.0  # while the time is trusted, how often the RTC's error is read
 
 Entry = tuple[str, dict[str, Any]]  # an audit entry: kind, facts
+
+
+@dataclass
+class _PendingWrite:
+    """A write decided on, waiting for the device clock's next whole second."""
+
+    source: TimeSource
+    error: float | None  # the RTC's error when it was decided
+    since: float  # monotonic
+    fraction: float  # the clock's fraction of a second at the last look
 
 
 def _iso(utc: float) -> str:
@@ -55,6 +67,7 @@ class RtcKeeper:
         self._floor = floor  # no plausible time is earlier (TimeTrust.floor)
         self.problem = ""  # what is wrong with the RTC now, for the self-check
         self._written_at: float | None = None  # monotonic time of the last write attempt
+        self._pending: _PendingWrite | None = None
         self._next_check = 0.0
 
     # --- boot -----------------------------------------------------------------------------
@@ -109,21 +122,46 @@ class RtcKeeper:
     # --- after a trusted time -------------------------------------------------------------
 
     def trusted(self, source: TimeSource) -> list[Entry]:
-        """The device clock has just been confirmed or corrected by ``source``: write the
-        RTC when one is due (rate-limited)."""
+        """The device clock has just been confirmed or corrected by ``source``: when a
+        write is due (rate-limited), it is made at the next whole second (``tick``)."""
         mono = self._clock.monotonic()
         due = (self._written_at is None
                or mono - self._written_at >= self._settings.write_interval_s)
-        if not due and mono < self._next_check:
+        if self._pending is not None or (not due and mono < self._next_check):
             return []
         self._next_check = mono + CHECK_PERIOD_S
         error = self._error()
         if not due and error is not None and abs(error) < self._settings.write_error_s:
             return []
         self._written_at = mono
+        self._pending = _PendingWrite(source, error, mono, self._clock.now().utc % 1.0)
+        return []
+
+    def tick(self) -> list[Entry]:
+        """Called from every pass of the agent's loop: a pending write is made as the
+        device clock passes a whole second, with that second. RTCs count whole seconds
+        (a DS3231 restarts its second when written), so a write made then is off by one
+        loop's period at most, where one made at any moment would be off by up to half a
+        second. A loop slower than a second writes the rounded time."""
+        pending = self._pending
+        if pending is None:
+            return []
         now = self._clock.now()
+        fraction = now.utc % 1.0
+        crossed = fraction < pending.fraction
+        pending.fraction = fraction
+        if crossed:
+            utc = now.utc - fraction
+        elif now.monotonic - pending.since >= 2.0:
+            utc = now.utc
+        else:
+            return []
+        self._pending = None
+        return self._write(pending.source, pending.error, utc)
+
+    def _write(self, source: TimeSource, error: float | None, utc: float) -> list[Entry]:
         try:
-            self.rtc.write(now.utc)
+            self.rtc.write(utc)
         except HardwareError as exc:
             first = str(exc) != self.problem
             self.problem = str(exc)
@@ -132,11 +170,11 @@ class RtcKeeper:
         self.problem = ""
         try:
             write_atomic(self._state_path, json.dumps(
-                {"utc": now.utc, "source": str(source)}).encode())
+                {"utc": utc, "source": str(source)}).encode())
         except OSError as exc:
             log.warning("could not keep %s: %s", self._state_path, exc)
         return [("rtc_written", {"rtc": self.rtc.name, "source": str(source),
-                                 "utc": _iso(now.utc),
+                                 "utc": _iso(utc),
                                  "error_before_s": None if error is None else round(error, 3)})]
 
     def _error(self) -> float | None:
