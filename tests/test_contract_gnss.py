@@ -6,7 +6,8 @@ receiver, all fed by the simulator's receiver on a pseudo-terminal:
 - **gpsd**: Debian's gpsd reading the same pty, ``GpsdGnss`` reading gpsd's reports.
 
 The same assertions for each: fixes carry the receiver's position, time, satellites and
-DOP for their epoch; a loss of fix gives epochs without a position and then fixes again; a
+DOP for their epoch (through gpsd the satellites and DOP may be the epoch before's: gpsd
+reports them after the receiver's GSV, which ends its burst); a loss of fix gives epochs without a position and then fixes again; a
 malformed sentence is dropped without an error or a wrong fix; silence on the line gives
 no fixes and no blocking, and the last fix stays the last. The serial reader counts what
 it dropped (``stats``); gpsd drops it itself, out of sight, so its count is not compared.
@@ -33,6 +34,7 @@ class SimRig:
     """The simulator's arrangement: receiver and reader on one virtual clock."""
 
     counts_dropped = True
+    sky_may_lag = False
 
     def __init__(self, tmp_path) -> None:
         self.clock = VirtualClock()
@@ -65,12 +67,14 @@ class SerialRig(RealTimeRig):
     """``SerialGnss`` on the system's clocks, reading the receiver in real time."""
 
     counts_dropped = True
+    sky_may_lag = False
 
     def __init__(self, tmp_path) -> None:
         self.t0 = time.monotonic()
         self.clock = VirtualClock()
-        self.sim = SimGnssReceiver(self.clock, time.time, LONDON, time_to_first_fix_s=1.0,
-                                   baudrate=9600)
+        # Each burst written whole: paced by this test's own loop, a loaded machine's pause
+        # mid-burst would look like the end of the burst (a UART never pauses there).
+        self.sim = SimGnssReceiver(self.clock, time.time, LONDON, time_to_first_fix_s=1.0)
         self.gnss = SerialGnss(self.sim.port_path, 9600)
         self.gpsd = None
         self.fixes = []
@@ -82,6 +86,9 @@ class SerialRig(RealTimeRig):
 
 class GpsdRig(RealTimeRig):
     counts_dropped = False
+    # gpsd's SKY follows the receiver's GSV at the end of its burst; ``GpsdGnss`` may have
+    # closed the epoch by then (its quiet gap after the TPV), taking the last epoch's SKY.
+    sky_may_lag = True
 
 
 def _real_run(rig: RealTimeRig, seconds: float, receiver_on: bool = True) -> list[GnssFix]:
@@ -116,7 +123,9 @@ def rig(request, tmp_path):
 def check_fixes(fixes: list[GnssFix], rig) -> None:
     truth = {e.utc: e for e in rig.sim.recent_epochs}
     for fix in fixes:
-        assert fix.time_utc is not None
+        if fix.time_utc is None:  # gpsd's first report may come before the receiver's time
+            assert not fix.valid and fix.latitude is None
+            continue
         epoch = truth[int(fix.time_utc.timestamp())]
         assert fix.time_utc.timestamp() == epoch.utc
         assert fix.valid == epoch.valid and fix.has_position == epoch.valid
@@ -126,8 +135,16 @@ def check_fixes(fixes: list[GnssFix], rig) -> None:
         assert fix.latitude == pytest.approx(epoch.latitude, abs=1e-6)
         assert fix.longitude == pytest.approx(epoch.longitude, abs=1e-6)
         assert fix.altitude_m == pytest.approx(epoch.altitude_m, abs=0.1)
-        assert fix.satellites == epoch.satellites and fix.quality == 1 and fix.mode == 3
-        assert fix.hdop == pytest.approx(epoch.hdop, abs=0.01)
+        assert fix.quality == 1 and fix.mode == 3
+        if not rig.sky_may_lag:
+            assert (fix.satellites, fix.hdop) == (epoch.satellites, epoch.hdop)
+            continue
+        # gpsd's satellites used (uSat) are its own count over its sky view, which was seen
+        # to exceed the satellites in view (15 of 12) for a GN talker's GSA without the
+        # NMEA 4.10 system id: the DOP is compared, the count only for being there.
+        hdops = [epoch.hdop] + ([truth[epoch.utc - 1].hdop] if epoch.utc - 1 in truth
+                                and truth[epoch.utc - 1].valid else [])
+        assert fix.hdop in hdops and fix.satellites is not None and fix.satellites >= 4, fix
     received = [f.received_at for f in fixes]
     assert received == sorted(received)
 

@@ -30,7 +30,6 @@ from device.gnss import GnssFix
 from device.hardware import Hardware, HardwareError
 from device.timetrust import TimeTrust, TimeVerdict
 from firmware_py.agent.core import AgentCore, State
-from firmware_py.agent.rtckeeping import RtcKeeper
 from firmware_py.agent.docking import Docking
 from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, BeginSelfCheck,
                                       Booted, ButtonGesture, ClockOffsetMeasured, CorrectClock,
@@ -40,6 +39,7 @@ from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, Begi
                                       SelfCheckDone, ShowSignal, Speak, StartCamera,
                                       StartRecording, StartSync, StopCamera, StopRecording,
                                       StopSync, StorageUpdate, TakePhoto, Tick)
+from firmware_py.agent.rtckeeping import RtcKeeper
 from firmware_py.agent.selfcheck import (SelfCheckReadings, SelfCheckReport, evaluate,
                                          recording_hours_free)
 from firmware_py.agent.signals import SignalDriver
