@@ -153,7 +153,7 @@ def check_fixes(fixes: list[GnssFix], rig) -> None:
 def test_every_gnss_backend_reports_fixes_loss_garbage_and_silence_alike(rig):
     assert isinstance(rig.gnss, Gnss)
     # Fixes (after a first fix 1 s in; gpsd needs a moment to open the pty).
-    fixes = rig.run(4.5)
+    fixes = rig.run(5.5)
     valid = [f for f in fixes if f.valid]
     assert len(valid) >= 2, fixes
     check_fixes(fixes, rig)
