@@ -7,7 +7,8 @@ and the serial port; the device root ``/var/lib/bodycam`` and ``/etc/bodycam``; 
 ``device.toml`` (with ``hardware = "pi"``) and ``policy.toml`` in ``/etc/bodycam`` — an
 existing file is kept, never overwritten; the systemd unit (``config/bodycam.service``,
 its ``ExecStart`` the ``bodycam`` program of this installation) in
-``/etc/systemd/system``; and ``systemctl enable``. It does not enrol the recorder: that is
+``/etc/systemd/system``; a udev rule that lets the ``bodycam`` group open the RTC (the
+unit grants CAP_SYS_TIME to set it: ``docs/rtc.md``); and ``systemctl enable``. It does not enrol the recorder: that is
 the dock's job (``bodycam dock enroll`` or ``bodycam enroll --code``), and an unenrolled
 recorder says so at start.
 
@@ -37,6 +38,12 @@ DEVICE_ROOT = Path("/var/lib/bodycam")
 CONFIG = Path("/etc/bodycam")
 UNIT = Path("/etc/systemd/system/bodycam.service")
 UNIT_TEMPLATE = CONFIG_DIR / "bodycam.service"
+# The kernel's RTC device is root's alone (mode 0600); the agent opens it read-only to set
+# it with RTC_SET_TIME (its unit grants CAP_SYS_TIME; docs/rtc.md).
+RTC_RULE = Path("/etc/udev/rules.d/60-bodycam-rtc.rules")
+RTC_RULE_TEXT = ('# bodycam install: the recorder may open the RTC to set it after a trusted '
+                 'correction (docs/rtc.md)\n'
+                 f'SUBSYSTEM=="rtc", KERNEL=="rtc[0-9]*", GROUP="{USER}", MODE="0640"\n')
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,11 @@ def plan(root: Path, program: Path) -> list[Step]:
             steps.append(Step(f"keep {target} (already there)"))
         else:
             steps.append(Step(f"write {target}", lambda t=target, f=text: _write(t, f(), 0o644)))
+    rule = under(RTC_RULE)
+    steps.append(Step(f"write {rule} (group {USER} may open the RTC to set it)",
+                      lambda: _write(rule, RTC_RULE_TEXT, 0o644)))
+    steps.append(Step("apply it: udevadm trigger --subsystem-match=rtc",
+                      run("udevadm", "trigger", "--subsystem-match=rtc"), system=True))
     unit = under(UNIT)
     steps.append(Step(f"write {unit} (ExecStart {program} run)",
                       lambda: _write(unit, render_unit(program), 0o644)))

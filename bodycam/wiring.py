@@ -145,7 +145,10 @@ def pi_settings(device: DeviceConfig) -> PiSettings:
         camera_restart_s=device.video.camera_restart_s,
         audio=audio_config(device), audio_input=device.audio.input_device,
         audio_output=device.audio.output_device, input_latency_s=device.audio.input_latency_s,
-        output_latency_s=device.audio.output_latency_s)
+        output_latency_s=device.audio.output_latency_s,
+        rtc_source=device.clock.rtc, rtc_name=device.clock.rtc_name,
+        rtc_sysfs_root=device.clock.sysfs_root, rtc_dev_root=device.clock.dev_root,
+        rtc_i2c_bus=device.clock.i2c_bus, rtc_i2c_address=device.clock.i2c_address)
 
 
 class Recorder(Protocol):

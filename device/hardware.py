@@ -13,6 +13,7 @@ from device.indicators import Indicators
 from device.inputs import Inputs
 from device.microphone import Microphone
 from device.power import Power
+from device.rtc import Rtc
 from device.speaker import Speaker
 from device.storage import Storage
 
@@ -36,11 +37,13 @@ class Hardware:
     gnss: Gnss
     power: Power
     storage: Storage
+    rtc: Rtc | None = None  # the battery-backed clock, where the recorder has one
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        for part in (self.camera, self.microphone, self.speaker, self.gnss,
-                     self.inputs, self.indicators):
+        parts = (self.camera, self.microphone, self.speaker, self.gnss, self.inputs,
+                 self.indicators) + ((self.rtc,) if self.rtc is not None else ())
+        for part in parts:
             try:
                 part.close()
             except Exception:  # closing must go on for the other parts

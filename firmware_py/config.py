@@ -183,6 +183,36 @@ class PowerSection:
 
 
 @dataclass(frozen=True)
+class ClockSection:
+    rtc: str = setting("linux", "The battery-backed RTC, read at boot and written after a "
+                       "trusted correction (a holdover, never a trusted source): the kernel's "
+                       "RTC class (linux: Pi 5's built-in RTC, or a DS3231 with its overlay), "
+                       "a DS3231 read directly over I2C where no driver is bound (ds3231), or "
+                       "none. The simulator always has one unless none.",
+                       choices=("linux", "ds3231", "none"))
+    rtc_name: str = setting("rtc0", "The RTC under /sys/class/rtc and /dev (rtc linux).",
+                            pattern=r"^rtc[0-9]{1,2}$")
+    sysfs_root: str = setting("/sys/class/rtc", "Linux RTC class directory (rtc linux).")
+    dev_root: str = setting("/dev", "Where its device file is (rtc linux).")
+    i2c_bus: int = setting(1, "I2C bus of the DS3231 (rtc ds3231).", min=0, max=31)
+    i2c_address: int = setting(0x68, "Its 7-bit I2C address (rtc ds3231).",
+                               min=0x08, max=0x77)
+    max_disagreement_s: float = setting(
+        1.5, "At boot, an RTC further than this from the device clock is logged "
+        "(rtc_disagrees), and sets the clock when it holds a time written after a trusted "
+        "correction (holdover_days); the RTC counts whole seconds.", min=1.0, max=3600.0)
+    holdover_days: float = setting(
+        30.0, "How long after its last write from a trusted time the RTC may still set the "
+        "clock at boot.", min=0.0, max=3650.0)
+    write_interval_s: float = setting(
+        3600.0, "After a trusted correction the RTC is written at once, then at most this "
+        "often ...", min=60.0, max=86400.0)
+    write_error_s: float = setting(
+        2.0, "... unless it is found further than this from the trusted time (checked every "
+        "minute while the time is trusted).", min=1.0, max=3600.0)
+
+
+@dataclass(frozen=True)
 class DockSection:
     host: str = setting("", "Address of the dock's MQTT broker, tried whenever the recorder is on "
                         "external power (R13.1); empty: this recorder has no dock configured "
@@ -207,6 +237,7 @@ class DeviceConfig:
     indicators: IndicatorsSection = field(default_factory=IndicatorsSection)
     gnss: GnssSection = field(default_factory=GnssSection)
     power: PowerSection = field(default_factory=PowerSection)
+    clock: ClockSection = field(default_factory=ClockSection)
     dock: DockSection = field(default_factory=DockSection)
 
     @property

@@ -27,6 +27,7 @@ AGENCY_PUB = KEYS / "agency_x25519.pub.pem"
 AGENCY_KEY = KEYS / "agency_x25519.pem"  # in the agency's dock directory only
 ENROLLMENT = Path("enrollment.json")
 TRUSTED_TIME = "trusted-time.json"  # the last trusted time seen: no GNSS time before it is used
+RTC_STATE = "rtc.json"  # when the RTC was last written from a trusted time
 
 # In the evidence directory, beside the evidence.
 DEVICE_STATE = ".device-state.json"  # next sequence number and chain head
@@ -83,6 +84,10 @@ class DeviceLayout:
     @property
     def trusted_time(self) -> Path:
         return self.root / TRUSTED_TIME
+
+    @property
+    def rtc_state(self) -> Path:
+        return self.root / RTC_STATE
 
     @property
     def device_state(self) -> Path:

@@ -39,6 +39,17 @@ GEOID_SEPARATION_M = 47.0  # reported in GGA as a receiver would; any plausible 
 MAX_CATCHUP_EPOCHS = 10
 RECENT_EPOCHS_KEPT = 600
 _PRNS = (2, 5, 7, 9, 13, 15, 18, 20, 23, 26, 29, 30)  # satellite IDs listed in GSA
+IN_VIEW_NOT_USED = 2  # satellites a receiver sees but leaves out of its fix (low, weak)
+
+
+def gsv_bodies(prns: tuple[int, ...]) -> list[str]:
+    """GPS satellites in view, four to a GSV sentence, as u-blox receivers send them each
+    epoch (gpsd builds its SKY report, with the DOPs and satellites used, only on them).
+    Elevation, azimuth and SNR are made up from the PRN, steady from epoch to epoch."""
+    views = [f"{p:02d},{15 + p * 7 % 70:02d},{p * 37 % 360:03d},{30 + p % 15:02d}" for p in prns]
+    chunks = [views[i:i + 4] for i in range(0, len(views), 4)] or [[]]
+    return [",".join([f"GPGSV,{len(chunks)},{n},{len(prns):02d}", *chunk])
+            for n, chunk in enumerate(chunks, 1)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,7 +338,7 @@ class SimGnssReceiver:
         if not has_fix:
             bodies = (f"{t}RMC,{hms},V,,,,,,,{dmy},,,N", f"{t}VTG,,,,,,,,,N",
                       f"{t}GGA,{hms},,,,,0,00,99.99,,,,,,",
-                      f"{t}GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
+                      f"{t}GSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99", *gsv_bodies(()))
             return SimEpoch(second, vt, False, None, None, None, None, None, 0,
                             99.99, 99.99, 99.99, 1, tuple(nmea_sentence(b) for b in bodies))
 
@@ -344,6 +355,7 @@ class SimGnssReceiver:
             f"{t}GGA,{hms},{lat_s},{ns},{lon_s},{ew},1,{sats:02d},{hdop:.2f},{alt:.1f},M,"
             f"{GEOID_SEPARATION_M:.1f},M,,",
             f"{t}GSA,A,3,{prns},{pdop:.2f},{hdop:.2f},{vdop:.2f}",
+            *gsv_bodies(_PRNS[:min(len(_PRNS), sats + IN_VIEW_NOT_USED)]),
         )
         return SimEpoch(second, vt, True, lat, lon, alt, speed, course, sats, hdop, pdop,
                         vdop, 3, tuple(nmea_sentence(b) for b in bodies))

@@ -226,11 +226,41 @@ def test_install_into_a_prefix_writes_a_unit_systemd_accepts(tmp_path, capsys):
     result = systemd_analyze(unit)
     assert result.returncode == 0, result.stderr
 
+    rule = (tmp_path / "etc/udev/rules.d/60-bodycam-rtc.rules").read_text()
+    assert 'SUBSYSTEM=="rtc"' in rule and 'GROUP="bodycam"' in rule and 'MODE="0640"' in rule
+
     # A second install keeps the officer's configuration as it is.
     (tmp_path / "etc/bodycam/device.toml").write_text('[device]\nhardware = "pi"\nid = "BC-0007"\n')
     assert bodycam(["install", "--root", str(tmp_path)]) == 0
     assert "keep " + str(tmp_path / "etc/bodycam/device.toml") in capsys.readouterr().out
     assert "BC-0007" in (tmp_path / "etc/bodycam/device.toml").read_text()
+
+
+@pytest.mark.req("R7.4")
+def test_the_unit_may_set_the_rtc_but_never_the_system_clock(tmp_path):
+    """docs/rtc.md: CAP_SYS_TIME alone (RTC_SET_TIME needs it), the syscalls that set the
+    system clock filtered, no ProtectClock= (it would make the RTC read-only) and no
+    device allow-list (it would shut out the camera, GPIO, I2C and the UART)."""
+    unit = tmp_path / "bodycam.service"
+    unit.write_text(render_unit(Path(sys.executable)))
+    lines = unit.read_text().splitlines()
+    for line in ("CapabilityBoundingSet=CAP_SYS_TIME", "AmbientCapabilities=CAP_SYS_TIME",
+                 "SystemCallFilter=@system-service", "SystemCallFilter=~@clock",
+                 "NoNewPrivileges=yes"):
+        assert line in lines, line
+    assert not [l for l in lines if l.startswith(("ProtectClock=", "DeviceAllow=",
+                                                  "PrivateDevices="))]
+    program = shutil.which("systemd-analyze")
+    clock_calls = subprocess.run([program, "syscall-filter", "@clock"], capture_output=True,
+                                 text=True, timeout=60).stdout.split()
+    assert {"clock_settime", "settimeofday", "adjtimex", "clock_adjtime"} <= set(clock_calls)
+    assert "ioctl" not in clock_calls  # RTC_SET_TIME goes through ioctl, which stays allowed
+    security = subprocess.run([program, "security", "--offline=yes", str(unit)],
+                              capture_output=True, text=True, timeout=60).stdout
+    assert "✓ SystemCallFilter=~@clock" in security
+    capabilities = [l for l in security.splitlines() if "CapabilityBoundingSet=" in l
+                    and l.startswith("✗")]
+    assert [l.split()[1] for l in capabilities] == ["CapabilityBoundingSet=~CAP_SYS_TIME"]
 
 
 def test_systemd_analyze_refuses_a_unit_whose_program_is_missing(tmp_path):

@@ -14,14 +14,15 @@ The gauge knows nothing of the charger: whether the recorder is on external powe
 from ``external_power`` (the power_supply class's Mains/USB supplies, or a charger's
 power-good line). The gauge measures no current either, so power is estimated from the
 rate and the capacity in ``[power]``. ``smbus2`` (the field's pure-Python SMBus binding)
-is imported when the gauge is opened.
+is imported when the gauge is opened (``device.backends.i2c``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
+from device.backends.i2c import open_smbus
 from device.hardware import HardwareError
 from device.power import ChargeStatus, PowerReading
 
@@ -55,26 +56,13 @@ class Max17048Power:
         self._address = address
         self._external_power = external_power
         self._capacity_wh = capacity_wh
-        self._bus = self._open(bus) if isinstance(bus, int) else bus
+        self._bus = open_smbus(bus, "fuel gauge") if isinstance(bus, int) else bus
         version = self._register(VERSION)
         if version & 0xFFF0 != 0x0010:
             self._bus.close()
             raise HardwareError(f"fuel gauge at I2C 0x{address:02x}: version 0x{version:04x} "
                                 "is not a MAX17048/9 (0x001x)")
         log.info("fuel gauge MAX17048/9 version 0x%04x at 0x%02x", version, address)
-
-    @staticmethod
-    def _open(number: int) -> Any:
-        try:
-            from smbus2 import SMBus
-        except ImportError as exc:
-            raise HardwareError(f"fuel gauge: smbus2 is not installed ({exc}); pip install "
-                                "smbus2 (in bodycam[pi])") from exc
-        try:
-            return SMBus(number)
-        except OSError as exc:
-            raise HardwareError(f"fuel gauge: I2C bus {number} cannot be opened ({exc}); "
-                                "enable I2C: raspi-config nonint do_i2c 0") from exc
 
     def _register(self, register: int) -> int:
         try:

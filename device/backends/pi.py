@@ -17,11 +17,12 @@ from typing import Iterator, Mapping
 from device.camera import VideoConfig
 from device.clock import DeviceClock
 from device.gnss import Gnss
-from device.hardware import Hardware
+from device.hardware import Hardware, HardwareError
 from device.indicators import Output
 from device.inputs import Button
 from device.microphone import AudioConfig
 from device.power import Power
+from device.rtc import Rtc, RtcReading
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ class PiSettings:
     audio_output: str = ""
     input_latency_s: float = 0.1
     output_latency_s: float = 0.5
+    rtc_source: str = "linux"  # "linux" (the kernel's RTC class), "ds3231" (over I2C), "none"
+    rtc_name: str = "rtc0"
+    rtc_sysfs_root: str = "/sys/class/rtc"
+    rtc_dev_root: str = "/dev"
+    rtc_i2c_bus: int = 1
+    rtc_i2c_address: int = 0x68
 
 
 def build_pi_hardware(settings: PiSettings, evidence: Path) -> Hardware:
@@ -124,8 +131,46 @@ def _build(settings: PiSettings, evidence: Path) -> Hardware:
         gnss=gnss,
         power=power,
         storage=StatvfsStorage(evidence),
+        rtc=open_rtc(settings),
     )
     close_power = getattr(power, "close", None)
     if close_power is not None:  # the gauge's I2C bus
         hardware.on_close.append(close_power)
     return hardware
+
+
+class AbsentRtc:
+    """An RTC that could not be opened: every read and write names why, so the agent logs
+    it at boot and the self-check shows it — a recorder without its RTC still records."""
+
+    def __init__(self, name: str, error: str) -> None:
+        self._name = name
+        self._error = error
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def read(self) -> RtcReading:
+        raise HardwareError(self._error)
+
+    def write(self, utc: float) -> None:
+        raise HardwareError(self._error)
+
+    def close(self) -> None:
+        """Nothing was opened."""
+
+
+def open_rtc(settings: PiSettings) -> Rtc | None:
+    """The configured RTC, an ``AbsentRtc`` naming why it cannot be opened, or None."""
+    if settings.rtc_source == "none":
+        return None
+    try:
+        if settings.rtc_source == "ds3231":
+            from device.backends.ds3231 import Ds3231Rtc
+            return Ds3231Rtc(settings.rtc_i2c_bus, settings.rtc_i2c_address)
+        from device.backends.linux_rtc import LinuxRtc
+        return LinuxRtc(settings.rtc_name, settings.rtc_sysfs_root, settings.rtc_dev_root)
+    except HardwareError as exc:
+        log.warning("%s", exc)
+        return AbsentRtc(settings.rtc_source, str(exc))

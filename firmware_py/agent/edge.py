@@ -39,6 +39,7 @@ from firmware_py.agent.events import (Action, ActivityContinued, AddMarker, Begi
                                       SelfCheckDone, ShowSignal, Speak, StartCamera,
                                       StartRecording, StartSync, StopCamera, StopRecording,
                                       StopSync, StorageUpdate, TakePhoto, Tick)
+from firmware_py.agent.rtckeeping import RtcKeeper
 from firmware_py.agent.selfcheck import (SelfCheckReadings, SelfCheckReport, evaluate,
                                          recording_hours_free)
 from firmware_py.agent.signals import SignalDriver
@@ -101,6 +102,9 @@ class Agent:
         self.heartbeat = Heartbeat(layout.heartbeat)
         self.trusted_time = TrustedTimeMemory(layout.trusted_time)
         self.time_trust = TimeTrust(self.trusted_time.load())
+        self.rtc = None if hardware.rtc is None else RtcKeeper(
+            hardware.rtc, hardware.clock, config.device.clock, layout.rtc_state,
+            lambda: self.time_trust.floor)
         self._time_rejected: tuple[str, float] | None = None  # (reason, monotonic) last logged
         self._time_rejections = 0
         self.camera_watch = CameraWatch(config.policy.stops.camera_stall_s, config.device.video.fps)
@@ -143,6 +147,8 @@ class Agent:
         self._dispatch(Booted(self.hw.clock.monotonic()))
         if resumed_clock is not None:
             self._log("clock_correction_resumed", resumed_clock)
+        if self.rtc is not None:  # after the resumed correction: the RTC is checked against it
+            self._rtc_entries(self.rtc.at_boot())
         for kind, facts in recover_seals(self.store, self.sealer,
                                          self.config.device.device.officer or None):
             self._log(kind, facts)
@@ -200,6 +206,7 @@ class Agent:
                 if self.hw.clock.source is not TimeSource.RTC:
                     stamp = self.hw.clock.now()
                     self.trusted_time.save(stamp.utc, stamp.monotonic, str(stamp.source))
+                    self._rtc_trusted(stamp.source)  # corrected by GNSS or the dock
                 reading = self._poll("power", self.hw.power.read, None)
                 if reading is not None:
                     self._dispatch(PowerUpdate(reading, now))
@@ -211,6 +218,8 @@ class Agent:
                     reserve = self.config.policy.stops.storage_reserve_mb * 1e6
                     hours = recording_hours_free(reading, self.config.device, reserve)
                     self._dispatch(StorageUpdate(reading, hours, now))
+            if self.rtc is not None:  # a pending RTC write waits for a whole second
+                self._rtc_entries(self.rtc.tick())
             self._watch(now)
             if self.sinks.probe is not None and now >= self.sinks.probe.ends:
                 self._dispatch(SelfCheckDone(self._finish_probe(now)))
@@ -240,6 +249,18 @@ class Agent:
         true_now = reference + (now - fix.received_at)
         self.time_trust.trusted(true_now)
         self.trusted_time.save(true_now, now, str(TimeSource.GNSS))
+        self._rtc_trusted(TimeSource.GNSS)
+
+    def _rtc_trusted(self, source: TimeSource) -> None:
+        """The clock agrees with a trusted time now: the RTC is written when due."""
+        if self.rtc is not None:
+            self._rtc_entries(self.rtc.trusted(source))
+
+    def _rtc_entries(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        for kind, facts in entries:
+            self._log(kind, facts)
+        assert self.rtc is not None
+        self.time.rtc_problem = self.rtc.problem
 
     def _log_time_rejected(self, verdict: TimeVerdict, at: float) -> None:
         """Audit an implausible GNSS time: when the reason changes, else once a minute."""

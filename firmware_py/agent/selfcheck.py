@@ -43,6 +43,7 @@ class ClockReading:
     offset_s: float | None  # device minus reference; None when no trusted source was seen
     reference: TimeSource | None
     corrected: bool = False  # the offset was above the correction threshold and was applied
+    rtc_problem: str = ""  # the RTC cannot be read or written (the next boot's holdover)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,17 @@ def _storage(r: SelfCheckReadings, device: DeviceConfig, p: SelfCheckPolicy) -> 
 
 
 def _clock(r: SelfCheckReadings, p: SelfCheckPolicy) -> Check:
-    c = r.clock
+    check = _clock_offset(r.clock, p)
+    problem = r.clock.rtc_problem
+    if not problem:
+        return check
+    # Usable now, but the next boot starts without a good time: the officer should know.
+    status = Status.WARN if check.status is Status.PASS else check.status
+    return Check("clock", status, f"{check.message}; RTC: {problem}",
+                 {**check.values, "rtc_problem": problem})
+
+
+def _clock_offset(c: ClockReading, p: SelfCheckPolicy) -> Check:
     if c.offset_s is None or c.reference is None:
         return Check("clock", Status.WARN,
                      "not confirmed: no GNSS time or dock seen yet", {"offset_s": None})

@@ -7,6 +7,7 @@ The self-check reports the reading (``reading_for_check``); every evidence recor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from device.clock import Clock, TimeSource
@@ -18,6 +19,7 @@ class TimeKeeping:
         self._clock = clock
         self.reading: ClockReading | None = None
         self.last_sync: tuple[float, float] | None = None  # (monotonic, offset before)
+        self.rtc_problem = ""  # what keeps the RTC from holding the time (``RtcKeeper``)
 
     def measured(self, source: TimeSource, offset_s: float, corrected: bool = False) -> None:
         """An offset of the clock against ``source`` (device minus reference)."""
@@ -37,7 +39,8 @@ class TimeKeeping:
 
     def reading_for_check(self) -> ClockReading:
         """The reading the self-check reports; a correction is reported once."""
-        reading = self.reading or ClockReading(None, None)
+        reading = replace(self.reading or ClockReading(None, None),
+                          rtc_problem=self.rtc_problem)
         if self.reading is not None and self.reading.corrected:
             self.reading = ClockReading(0.0, self.reading.reference, False)
         return reading

@@ -32,6 +32,7 @@ from simulator.camera import SimCamera
 from simulator.clock import DriftingWallClock, VirtualClock
 from simulator.gnss import Route, SimGnssReceiver
 from simulator.harness.scenario import Scenario
+from simulator.rtc import SimRtc
 from simulator.storage import QuotaStorage
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class SimWorld:
     storage: QuotaStorage
     buttons: SimButtons
     root: Path
+    rtc: SimRtc | None = None
     load_w: float = 0.0
     _pending: list[tuple[float, Button]] = field(default_factory=list)
 
@@ -111,8 +113,11 @@ class SimWorld:
         """Write down what the world holds outside the device's files — card ballast, RTC
         jumps, broken parts — so that it is still so when the device boots after a power
         cut. Written atomically whenever a scenario event changes it."""
+        # The RTC outlives the power too: at the next boot the kernel sets the system
+        # clock from it (hctosys), so what was written to it becomes the wall clock's.
+        rtc_offset = self.rtc.boot_offset_s if self.rtc is not None else 0.0
         state = {"storage_ballast_bytes": self.storage.ballast_bytes,
-                 "clock_jumps_s": self.wall.jumps_s,
+                 "clock_jumps_s": self.wall.jumps_s + rtc_offset,
                  "camera_fault": self.camera.fault, "microphone_fault": self.microphone.fault}
         path = self.root / WORLD_STATE
         tmp = path.with_name(path.name + ".tmp")
@@ -180,12 +185,15 @@ def build_world(device: DeviceConfig, scenario: Scenario, root: Path,
     microphone = SimMicrophone(audio_config(device), clock, space)
     speaker = SimSpeaker(space, clock)
 
+    rtc = SimRtc(wall) if device.clock.rtc != "none" else None
     hardware = Hardware(clock=device_clock, camera=camera, microphone=microphone,
                         speaker=speaker, inputs=inputs, indicators=indicators, gnss=gnss,
                         power=SysfsPower(sysfs, device.power.battery or None),
-                        storage=storage)
+                        storage=storage, rtc=rtc)
     world = SimWorld(clock, wall, hardware, camera, microphone, speaker, space, receiver,
-                     battery, storage, buttons, root)
+                     battery, storage, buttons, root, rtc=rtc)
+    if rtc is not None:
+        rtc.on_write = world.save_state
     if restart is not None:
         world.restore_state()
     return world
