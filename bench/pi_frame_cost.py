@@ -19,6 +19,7 @@ they are upper bounds of the agent's share.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -119,9 +120,12 @@ def measure(label: str, width: int, height: int) -> dict:
             "frames": rec_frames}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    args = parser.parse_args(argv)
     rows = [measure(label, *size) for label, size in SIZES.items()]
-    if "--json" in sys.argv:
+    if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:

@@ -15,12 +15,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as ``python bench/recording.py``, bench/ comes first on sys.path and bench/sync.py would
+# shadow the ``sync`` package: take the folder off before importing the product.
+sys.path[:] = [entry for entry in sys.path
+               if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 from simulator.harness import scenario as sc
 from bodycam.simulation import simulation
@@ -114,17 +120,20 @@ def _in_fresh_process(part: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def main() -> int:
-    if "--part" in sys.argv:
-        part = sys.argv[sys.argv.index("--part") + 1]
-        print(json.dumps(bench() if part == "agent" else simulator_only()))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    parser.add_argument("--part", choices=("agent", "simulator"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.part:  # one of the two fresh processes the figures come from
+        print(json.dumps(bench() if args.part == "agent" else simulator_only()))
         return 0
     row = _in_fresh_process("agent")
     sim_only = _in_fresh_process("simulator")
     row["simulator_only_rss_mb"] = sim_only["peak_rss_mb"]
     row["agent_rss_mb"] = round(row["peak_rss_mb"] - sim_only["peak_rss_mb"], 1)
     row["ratio_to_rss_target"] = round(row["agent_rss_mb"] / row["target_rss_mb"], 3)
-    if "--json" in sys.argv:
+    if args.json:
         print(json.dumps(row, indent=2))
     else:
         print(f"press -> first frame on disk at 720p30 with a 30 s buffer: "

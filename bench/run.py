@@ -21,6 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+# Run as ``python bench/run.py``, bench/ comes first on sys.path and bench/sync.py would
+# shadow the ``sync`` package: take the folder off before importing the product.
+sys.path[:] = [entry for entry in sys.path
+               if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 from firmware_py.config import load as load_config
 from simulator.harness import scenario as scenarios
 from simulator.camera import SimCamera
