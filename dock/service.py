@@ -418,25 +418,39 @@ class DockService:
             self._acknowledge()
 
     def _make_durable(self) -> None:
-        """The durability thread: fsync each batch handed over, in order, and wake the
-        archive thread to record and acknowledge it."""
+        """The durability thread: fsync what is handed over, in order, and wake the archive
+        thread to record and acknowledge it. Batches that queued up while it was busy are
+        made durable together (one fsync per file for all of them, as a group commit), so
+        a disk slower than the link means fewer, larger batches, not a growing queue."""
         while True:
             item = self._to_durable.get()
-            try:
-                if item is None:
-                    return
-                written, stores = item
+            taken = [item]
+            while item is not None:
                 try:
-                    self._made_durable.append((make_durable(written), stores, None))
-                except OSError as exc:
-                    self._made_durable.append(([], stores, exc))
-                self._inbox.put(_WAKE)
+                    item = self._to_durable.get_nowait()
+                except queue.Empty:
+                    break
+                taken.append(item)
+            try:
+                batches = [batch for batch in taken if batch is not None]
+                if batches:
+                    written = [w for batch, _ in batches for w in batch]
+                    stores = [s for _, batch in batches for s in batch]
+                    try:
+                        self._made_durable.append((make_durable(written), stores, None))
+                    except OSError as exc:
+                        self._made_durable.append(([], stores, exc))
+                    self._inbox.put(_WAKE)
+                if len(batches) < len(taken):
+                    return  # the stop marker
             finally:
-                self._to_durable.task_done()
+                for _ in taken:
+                    self._to_durable.task_done()
 
     def _acknowledge(self) -> None:
-        """Record the offsets of every batch made durable and acknowledge its chunks: one
-        cumulative ack per file, per device."""
+        """Record the offsets of every batch made durable and acknowledge their chunks: one
+        cumulative ack per file, per device, for all the batches durable by now."""
+        durable: list[tuple[str, p.Ingest, str, int, int]] = []
         while self._made_durable:
             ends, stores, error = self._made_durable.popleft()
             if error is not None:
@@ -446,15 +460,16 @@ class DockService:
                         d, i, i.chunk_failed(f, o, str(error))), device, ingest, file_id, offset)
                 continue
             self.archive.record_offsets(ends)
-            grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
-            for device, ingest, file_id, offset, size in stores:
-                self.progress[device].received_bytes += size
-                grouped.setdefault(id(ingest), (device, ingest, []))[2].append(
-                    (file_id, offset, size))
-            for device, ingest, done in grouped.values():
-                # A fin waiting on these chunks completes here: guarded as any input.
-                self._for_device(device, "stored chunks", lambda d, i, stored: self._carry_out(
-                    d, i, i.chunks_stored(stored)), device, ingest, done)
+            durable += stores
+        grouped: dict[int, tuple[str, p.Ingest, list[tuple[str, int, int]]]] = {}
+        for device, ingest, file_id, offset, size in durable:
+            self.progress[device].received_bytes += size
+            grouped.setdefault(id(ingest), (device, ingest, []))[2].append(
+                (file_id, offset, size))
+        for device, ingest, done in grouped.values():
+            # A fin waiting on these chunks completes here: guarded as any input.
+            self._for_device(device, "stored chunks", lambda d, i, stored: self._carry_out(
+                d, i, i.chunks_stored(stored)), device, ingest, done)
 
     def _complete_waiting(self) -> None:
         """Archive and receipt the files completed this round, all at once: their chunks
