@@ -410,9 +410,10 @@ class ChunkCounter:
             self._start += got
             self._reading, self._need = "heads", self._head.size
         else:
-            size = self._head.unpack(got)[0]
+            fields = self._head.unpack(got)
+            size = fields[0]
             if self._head is CHUNK_HEAD:
-                if size > CHUNK_LIMIT or self._head.unpack(got)[2] & ~FINAL:
+                if size > CHUNK_LIMIT or fields[2] & ~FINAL:
                     self._stopped = True
                     return
                 self._next += size + TAG_BYTES
@@ -426,9 +427,9 @@ class ChunkCounter:
     def count(self) -> int:
         """How many whole chunks the bytes fed hold; EvidenceFileError where they are not
         an evidence file (the error :func:`parse` gives)."""
-        if self._reading != "heads":
-            _read_header(self._start + self._carry, self.name)  # raises: why it is not
-        _read_header(self._start, self.name)
+        # Raises, with parse's words, where the start never came whole or is not a header;
+        # bytes after the header (a carried part of a head) are not looked at.
+        _read_header(self._start + self._carry, self.name)
         torn = self._heads and self._next > self._fed  # the last chunk's end never came
         return self._heads - (1 if torn else 0)
 
